@@ -1,0 +1,144 @@
+//! `GATEWAY_<SECTION>_<KEY>` environment overrides, applied to the parsed TOML before it is typed,
+//! so a container or a test can reuse one config file (`GATEWAY_XMPP_SECRET`, `GATEWAY_XMPP_PORT`).
+
+use toml::{Table, Value};
+
+use super::load::{ConfigError, SECTIONS};
+use super::schema::{CallsConfig, LogConfig, StorageConfig, XmppConfig};
+
+const PREFIX: &str = "GATEWAY_";
+
+/// Sets `[section] key` for every `GATEWAY_SECTION_KEY` variable in `env`. The value is read as
+/// the type the key has by default (string, integer, boolean, array); a key with no default takes
+/// the value as a string. Returns a problem for each variable that names no section.
+pub fn apply_env_overrides<I>(table: &mut Table, env: I) -> Vec<ConfigError>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let mut errors = Vec::new();
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(PREFIX))
+        .collect();
+    vars.sort();
+    for (name, raw) in vars {
+        let rest = name[PREFIX.len()..].to_ascii_lowercase();
+        let Some((section, key)) = rest.split_once('_') else {
+            errors.push(ConfigError::new(name, "expected GATEWAY_<SECTION>_<KEY>"));
+            continue;
+        };
+        if !SECTIONS.contains(&section) || key.is_empty() {
+            errors.push(ConfigError::new(
+                name,
+                format!(
+                    "names no config key (sections that accept overrides: {})",
+                    SECTIONS.join(", ")
+                ),
+            ));
+            continue;
+        }
+        let value = match typed_value(section, key, &raw) {
+            Ok(value) => value,
+            Err(message) => {
+                errors.push(ConfigError::new(name, message));
+                continue;
+            }
+        };
+        let target = table
+            .entry(section.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        match target.as_table_mut() {
+            Some(section_table) => {
+                section_table.insert(key.to_string(), value);
+            }
+            None => errors.push(ConfigError::new(name, format!("`{section}` is not a table"))),
+        }
+    }
+    errors
+}
+
+/// The default value of `[section] key`, if the key has one.
+fn default_of(section: &str, key: &str) -> Option<Value> {
+    let defaults = match section {
+        "xmpp" => Value::try_from(XmppConfig::default()),
+        "calls" => Value::try_from(CallsConfig::default()),
+        "storage" => Value::try_from(StorageConfig::default()),
+        "log" => Value::try_from(LogConfig::default()),
+        _ => return None,
+    };
+    defaults.ok()?.get(key).cloned()
+}
+
+/// Reads `raw` as the type of the key's default.
+fn typed_value(section: &str, key: &str, raw: &str) -> Result<Value, String> {
+    match default_of(section, key) {
+        Some(Value::Integer(_)) => raw
+            .trim()
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| format!("`{raw}` is not a whole number")),
+        Some(Value::Boolean(_)) => match raw.trim() {
+            "true" | "1" | "yes" => Ok(Value::Boolean(true)),
+            "false" | "0" | "no" => Ok(Value::Boolean(false)),
+            _ => Err(format!("`{raw}` is not true or false")),
+        },
+        Some(Value::Array(_)) => Ok(Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        )),
+        _ => Ok(Value::String(raw.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn overrides_take_the_type_of_the_key() {
+        let text = "[xmpp]\ndomain = \"gw.localhost\"\nsecret = \"file\"\n[endpoints.echo]\nkind = \"echo\"\n";
+        let config = Config::from_toml_str(
+            text,
+            vars(&[
+                ("GATEWAY_XMPP_SECRET", "12345"),
+                ("GATEWAY_XMPP_PORT", "6000"),
+                ("GATEWAY_XMPP_HOST", "127.0.0.1"),
+                ("GATEWAY_XMPP_DOMAIN", "voice.localhost"),
+                ("GATEWAY_CALLS_MAX_CALLS", "7"),
+                ("HOME", "/ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.xmpp.secret.as_deref(), Some("12345"));
+        assert_eq!(config.xmpp.port, 6000);
+        assert_eq!(config.xmpp.host, "127.0.0.1");
+        assert_eq!(config.xmpp.domain.as_deref(), Some("voice.localhost"));
+        assert_eq!(config.calls.max_calls, 7);
+    }
+
+    #[test]
+    fn bad_overrides_name_the_variable() {
+        let mut table = Table::new();
+        let errors = apply_env_overrides(
+            &mut table,
+            vars(&[
+                ("GATEWAY_XMPP_PORT", "lots"),
+                ("GATEWAY_NOPE_X", "1"),
+                ("GATEWAY_XMPP", "1"),
+            ]),
+        );
+        let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["GATEWAY_NOPE_X", "GATEWAY_XMPP", "GATEWAY_XMPP_PORT"]);
+    }
+}

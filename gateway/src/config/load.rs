@@ -1,0 +1,339 @@
+//! Loading: TOML text, then `GATEWAY_*` environment overrides, then typed sections, then
+//! validation. Every problem found on the way is collected, each naming the key it concerns.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use toml::{Table, Value};
+
+use super::env::apply_env_overrides;
+use super::schema::{Config, EndpointConfig, EndpointKind};
+use super::validate::validate;
+
+/// One problem in a configuration, tied to the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path (`xmpp.port`), or the environment variable that set it.
+    pub key: String,
+    /// What is wrong, in one line.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A problem with `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found in a configuration; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The sections the config accepts besides `[endpoints]`.
+pub(super) const SECTIONS: &[&str] = &["xmpp", "calls", "storage", "log"];
+
+impl Config {
+    /// Parses and validates a config from TOML text, applying `GATEWAY_*` overrides from `env`.
+    pub fn from_toml_str<I>(text: &str, env: I) -> Result<Config, ConfigErrors>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut table: Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start].lines().count().max(1))
+                .unwrap_or(0);
+            ConfigErrors(vec![ConfigError::new(
+                format!("line {line}"),
+                e.message().trim().to_string(),
+            )])
+        })?;
+        let mut errors = apply_env_overrides(&mut table, env);
+        let config = Config {
+            xmpp: section(&mut table, "xmpp", &mut errors),
+            calls: section(&mut table, "calls", &mut errors),
+            storage: section(&mut table, "storage", &mut errors),
+            log: section(&mut table, "log", &mut errors),
+            endpoints: endpoints(table.remove("endpoints"), &mut errors),
+        };
+        for key in table.keys() {
+            errors.push(ConfigError::new(
+                key.as_str(),
+                format!(
+                    "unknown section (expected one of: {}, endpoints)",
+                    SECTIONS.join(", ")
+                ),
+            ));
+        }
+        errors.extend(validate(&config));
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Reads, parses and validates the config file at `path` with the process environment.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError::new(
+                path.display().to_string(),
+                format!("cannot read config file: {e}"),
+            )])
+        })?;
+        Self::from_toml_str(&text, std::env::vars())
+    }
+}
+
+/// Deserializes the section `name` into `T`, reporting every unknown key and every bad value.
+/// A bad value is reported, dropped (so its default applies) and the section read again, so one
+/// mistake does not hide the next.
+fn section<T: DeserializeOwned + Default>(
+    table: &mut Table,
+    name: &str,
+    errors: &mut Vec<ConfigError>,
+) -> T {
+    let Some(value) = table.remove(name) else {
+        return T::default();
+    };
+    typed(value, name, errors).unwrap_or_default()
+}
+
+/// Deserializes `value` (found at `key`) into `T`, reporting unknown keys and bad values;
+/// `None` when a problem could not be dropped to retry.
+fn typed<T: DeserializeOwned>(
+    mut value: Value,
+    key: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    // Bounded: each round drops one bad key, and a section has only so many.
+    for _ in 0..64 {
+        let mut ignored = Vec::new();
+        let mut on_ignored = |path: serde_ignored::Path<'_>| ignored.push(path.to_string());
+        let result: Result<T, _> = serde_path_to_error::deserialize(
+            serde_ignored::Deserializer::new(value.clone(), &mut on_ignored),
+        );
+        match result {
+            Ok(parsed) => {
+                // Only a complete pass has visited every key, so unknown keys come from it.
+                for path in &ignored {
+                    errors.push(ConfigError::new(format!("{key}.{path}"), "unknown key"));
+                }
+                return Some(parsed);
+            }
+            Err(e) => {
+                let path = e.path().to_string();
+                let full = if path == "." || path.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{key}.{path}")
+                };
+                let message = e.into_inner().to_string();
+                let first_line = message.lines().next().unwrap_or_default().to_string();
+                errors.push(ConfigError::new(full, first_line));
+                if !remove_path(&mut value, &path) {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Removes the key at a dotted `path` (array indices drop the whole array). Returns whether
+/// something was removed.
+fn remove_path(value: &mut Value, path: &str) -> bool {
+    let segments: Vec<&str> = path
+        .split('.')
+        .map(|s| s.split('[').next().unwrap_or(s))
+        .filter(|s| !s.is_empty())
+        .collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut current = value;
+    for segment in parents {
+        match current.get_mut(*segment) {
+            Some(next) if next.is_table() => current = next,
+            _ => return false,
+        }
+    }
+    current
+        .as_table_mut()
+        .map(|t| t.remove(*last).is_some())
+        .unwrap_or(false)
+}
+
+/// Reads `[endpoints.<name>]` tables: `kind` picks the endpoint, the other keys are its settings.
+fn endpoints(value: Option<Value>, errors: &mut Vec<ConfigError>) -> BTreeMap<String, EndpointConfig> {
+    let mut endpoints = BTreeMap::new();
+    let Some(value) = value else {
+        return endpoints;
+    };
+    let Value::Table(table) = value else {
+        errors.push(ConfigError::new("endpoints", "must be a table of [endpoints.<name>] tables"));
+        return endpoints;
+    };
+    for (name, value) in table {
+        let key = format!("endpoints.{name}");
+        let Value::Table(mut settings) = value else {
+            errors.push(ConfigError::new(key, "must be a table"));
+            continue;
+        };
+        let display_name = match settings.remove("name") {
+            None => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                errors.push(ConfigError::new(format!("{key}.name"), "must be a string"));
+                None
+            }
+        };
+        let kind = match settings.remove("kind") {
+            Some(Value::String(kind)) => match EndpointKind::from_name(&kind) {
+                Some(kind) => kind,
+                None => {
+                    errors.push(ConfigError::new(
+                        format!("{key}.kind"),
+                        format!(
+                            "unknown endpoint kind `{kind}` (expected one of: {})",
+                            EndpointKind::NAMES.join(", ")
+                        ),
+                    ));
+                    continue;
+                }
+            },
+            Some(_) => {
+                errors.push(ConfigError::new(format!("{key}.kind"), "must be a string"));
+                continue;
+            }
+            None => {
+                errors.push(ConfigError::new(
+                    format!("{key}.kind"),
+                    format!(
+                        "is required (one of: {})",
+                        EndpointKind::NAMES.join(", ")
+                    ),
+                ));
+                continue;
+            }
+        };
+        if kind == EndpointKind::Echo {
+            for extra in settings.keys() {
+                errors.push(ConfigError::new(
+                    format!("{key}.{extra}"),
+                    "unknown key (an echo endpoint has only `kind` and `name`)",
+                ));
+            }
+        }
+        // Kinds not built yet keep their settings unread; the gateway says so at start.
+        endpoints.insert(
+            name,
+            EndpointConfig {
+                name: display_name,
+                kind,
+            },
+        );
+    }
+    endpoints
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [xmpp]
+        domain = "gw.localhost"
+        secret = "secret"
+        [endpoints.echo]
+        kind = "echo"
+    "#;
+
+    fn load(text: &str) -> Result<Config, ConfigErrors> {
+        Config::from_toml_str(text, Vec::new())
+    }
+
+    fn keys(errors: ConfigErrors) -> Vec<String> {
+        errors.0.into_iter().map(|e| e.key).collect()
+    }
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let config = load(MINIMAL).unwrap();
+        assert_eq!(config.xmpp.port, 5347);
+        assert_eq!(config.xmpp.domain.as_deref(), Some("gw.localhost"));
+        assert_eq!(config.endpoints["echo"].kind, EndpointKind::Echo);
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_key() {
+        let text = r#"
+            [xmpp]
+            port = "many"
+            sekret = "x"
+            keepalive = "soon"
+            [calls]
+            max_calls = -1
+            [endpoints.echo]
+            kind = "echo"
+            volume = 3
+            [endpoints.bad]
+            kind = "fax"
+            [nonsense]
+        "#;
+        let keys = keys(load(text).unwrap_err());
+        for expected in [
+            "xmpp.port",
+            "xmpp.sekret",
+            "xmpp.keepalive",
+            "calls.max_calls",
+            "endpoints.echo.volume",
+            "endpoints.bad.kind",
+            "nonsense",
+            "xmpp.domain",
+            "xmpp.secret",
+        ] {
+            assert!(keys.contains(&expected.to_string()), "{expected} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let errors = load("[xmpp]\nport = = 3\n").unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(errors.0[0].key, "line 2");
+    }
+
+    #[test]
+    fn errors_are_one_line_each() {
+        let errors = load("[xmpp]\nport = \"x\"\n").unwrap_err();
+        for error in &errors.0 {
+            assert!(!error.to_string().contains('\n'), "{error}");
+        }
+    }
+}

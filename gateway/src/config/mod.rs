@@ -1,0 +1,35 @@
+//! Configuration: one documented TOML schema, `GATEWAY_*` environment overrides, validated once at
+//! start with every problem listed.
+
+mod duration;
+mod env;
+mod load;
+mod schema;
+mod validate;
+
+pub use duration::ConfigDuration;
+pub use load::{ConfigError, ConfigErrors};
+pub use schema::{
+    CallsConfig, Config, EndpointConfig, EndpointKind, LogConfig, StorageConfig, XmppConfig,
+};
+
+/// The example configuration shipped in `config/gateway.example.toml`, used when no `--config`
+/// is given: it works against an XMPP server on localhost:5347 with the component domain
+/// `gw.localhost` and the secret `secret`.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../../config/gateway.example.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_is_valid() {
+        let config = Config::from_toml_str(EXAMPLE_CONFIG, Vec::new()).unwrap();
+        assert_eq!(config.xmpp.domain.as_deref(), Some("gw.localhost"));
+        assert_eq!(config.xmpp.secret.as_deref(), Some("secret"));
+        assert_eq!(config.xmpp.port, 5347);
+        for name in ["echo", "voicemail", "ivr"] {
+            assert!(config.endpoints.contains_key(name), "example lacks {name}@");
+        }
+    }
+}

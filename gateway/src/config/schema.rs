@@ -1,0 +1,181 @@
+//! The configuration schema: one struct per section, every key documented, defaults where sensible.
+//!
+//! `config/gateway.example.toml` shows every key with its default; a test keeps the two in step.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::duration::ConfigDuration;
+
+/// The whole gateway configuration, split per subsystem.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    /// `[xmpp]`: the component connection to the XMPP server.
+    pub xmpp: XmppConfig,
+    /// `[calls]`: limits and timers that apply to every call.
+    pub calls: CallsConfig,
+    /// `[storage]`: where the gateway keeps state between runs.
+    pub storage: StorageConfig,
+    /// `[log]`: log verbosity and format.
+    pub log: LogConfig,
+    /// `[endpoints.<name>]`: the virtual JIDs `<name>@<xmpp.domain>` and what answers them.
+    pub endpoints: BTreeMap<String, EndpointConfig>,
+}
+
+/// `[xmpp]`: how the gateway attaches to the XMPP server as an XEP-0114 component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct XmppConfig {
+    /// Host name or address of the server's component listener. The link is not encrypted:
+    /// keep it on loopback or a private network.
+    pub host: String,
+    /// TCP port of the server's component listener (Prosody `component_ports`, ejabberd
+    /// `ejabberd_service`).
+    pub port: u16,
+    /// The component domain the server routes to the gateway, e.g. `gw.example.org`.
+    pub domain: Option<String>,
+    /// The shared secret the server expects for this component domain.
+    pub secret: Option<String>,
+    /// Name shown to users in service discovery.
+    pub name: String,
+    /// First delay before reconnecting after the stream is lost; doubles up to `reconnect_max`.
+    pub reconnect_min: ConfigDuration,
+    /// Longest delay between reconnection attempts.
+    pub reconnect_max: ConfigDuration,
+    /// Silence on the stream after which the gateway pings the server to check the link.
+    pub keepalive: ConfigDuration,
+}
+
+impl Default for XmppConfig {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: 5347,
+            domain: None,
+            secret: None,
+            name: "Jingle gateway".into(),
+            reconnect_min: ConfigDuration::millis(500),
+            reconnect_max: ConfigDuration::secs(30),
+            keepalive: ConfigDuration::secs(60),
+        }
+    }
+}
+
+/// `[calls]`: limits and timers for every call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CallsConfig {
+    /// Calls in progress at once, over all virtual JIDs; more are refused with `resource-constraint`.
+    pub max_calls: u32,
+    /// Calls in progress at once to one virtual JID; more are refused with `<busy/>`.
+    pub max_calls_per_jid: u32,
+    /// How long a call rung with XEP-0353 `<propose/>` may take to send its `session-initiate`
+    /// after the gateway's `<proceed/>`.
+    pub ring_timeout: ConfigDuration,
+    /// How long a call may take from `session-initiate` until the caller acknowledges the
+    /// gateway's `session-accept`.
+    pub answer_timeout: ConfigDuration,
+    /// Longest call; a call that reaches it is ended with the Jingle reason `<expired/>`.
+    pub max_duration: ConfigDuration,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            max_calls: 500,
+            max_calls_per_jid: 100,
+            ring_timeout: ConfigDuration::secs(30),
+            answer_timeout: ConfigDuration::secs(30),
+            max_duration: ConfigDuration::secs(4 * 3600),
+        }
+    }
+}
+
+/// `[storage]`: state kept between runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    /// Directory for the gateway's state (presence subscribers, recordings); created if missing.
+    /// A relative path is taken from the directory the gateway is started in.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+        }
+    }
+}
+
+/// `[log]`: what the gateway logs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// Log filter in `tracing` syntax: `info`, `debug`, or per module such as
+    /// `info,jingle_gateway::media=debug`. The `RUST_LOG` environment variable wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// `[endpoints.<name>]`: one virtual JID, `<name>@<xmpp.domain>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointConfig {
+    /// Name shown to users (disco identity, presence status); defaults to the JID's local part.
+    pub name: Option<String>,
+    /// What answers calls to this JID, with that endpoint's settings.
+    pub kind: EndpointKind,
+}
+
+/// The endpoint behind a virtual JID, chosen with the key `kind`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EndpointKind {
+    /// `kind = "echo"`: the caller hears themselves.
+    Echo,
+    /// `kind = "voicemail"`: greeting, recording, delivery to the owner. Not available yet.
+    Voicemail,
+    /// `kind = "ivr"`: menus and prompts from config. Not available yet.
+    Ivr,
+    /// `kind = "sound-device"`: a bridge to this machine's speaker and microphone. Not available yet.
+    SoundDevice,
+}
+
+impl EndpointKind {
+    /// Every value the key `kind` accepts.
+    pub const NAMES: &'static [&'static str] = &["echo", "voicemail", "ivr", "sound-device"];
+
+    /// The kind named `name` in the config, if there is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "echo" => Some(Self::Echo),
+            "voicemail" => Some(Self::Voicemail),
+            "ivr" => Some(Self::Ivr),
+            "sound-device" => Some(Self::SoundDevice),
+            _ => None,
+        }
+    }
+
+    /// The name the config uses for this kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Echo => "echo",
+            Self::Voicemail => "voicemail",
+            Self::Ivr => "ivr",
+            Self::SoundDevice => "sound-device",
+        }
+    }
+
+    /// Whether this gateway build can answer calls with this kind of endpoint yet.
+    pub fn is_available(&self) -> bool {
+        matches!(self, Self::Echo)
+    }
+}

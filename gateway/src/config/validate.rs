@@ -1,0 +1,154 @@
+//! Checks that need more than types: required keys, JID syntax, limits that fit together.
+
+use jid::BareJid;
+
+use super::load::ConfigError;
+use super::schema::Config;
+
+/// Every semantic problem in `config`, each naming its key.
+pub fn validate(config: &Config) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let xmpp = &config.xmpp;
+    let domain = match xmpp.domain.as_deref() {
+        None => {
+            errors.push(ConfigError::new(
+                "xmpp.domain",
+                "is required: the component domain, e.g. \"gw.example.org\"",
+            ));
+            None
+        }
+        Some(domain) => match BareJid::new(domain) {
+            Ok(jid) if jid.node().is_none() => Some(domain),
+            _ => {
+                errors.push(ConfigError::new(
+                    "xmpp.domain",
+                    format!("`{domain}` is not a domain name"),
+                ));
+                None
+            }
+        },
+    };
+    match xmpp.secret.as_deref() {
+        None => errors.push(ConfigError::new(
+            "xmpp.secret",
+            "is required: the component secret configured on the XMPP server",
+        )),
+        Some("") => errors.push(ConfigError::new("xmpp.secret", "must not be empty")),
+        Some(_) => {}
+    }
+    if xmpp.host.trim().is_empty() {
+        errors.push(ConfigError::new("xmpp.host", "must not be empty"));
+    }
+    if xmpp.port == 0 {
+        errors.push(ConfigError::new("xmpp.port", "must be a port number from 1 to 65535"));
+    }
+    if xmpp.reconnect_min.0.is_zero() {
+        errors.push(ConfigError::new("xmpp.reconnect_min", "must be longer than zero"));
+    }
+    if xmpp.reconnect_max < xmpp.reconnect_min {
+        errors.push(ConfigError::new(
+            "xmpp.reconnect_max",
+            format!("must be at least xmpp.reconnect_min ({})", xmpp.reconnect_min),
+        ));
+    }
+    if xmpp.keepalive.0.as_secs() < 5 {
+        errors.push(ConfigError::new("xmpp.keepalive", "must be at least 5s"));
+    }
+
+    let calls = &config.calls;
+    if calls.max_calls == 0 {
+        errors.push(ConfigError::new("calls.max_calls", "must be at least 1"));
+    }
+    if calls.max_calls_per_jid == 0 {
+        errors.push(ConfigError::new("calls.max_calls_per_jid", "must be at least 1"));
+    }
+    for (key, value) in [
+        ("calls.ring_timeout", calls.ring_timeout),
+        ("calls.answer_timeout", calls.answer_timeout),
+        ("calls.max_duration", calls.max_duration),
+    ] {
+        if value.0.is_zero() {
+            errors.push(ConfigError::new(key, "must be longer than zero"));
+        }
+    }
+
+    if config.storage.data_dir.as_os_str().is_empty() {
+        errors.push(ConfigError::new("storage.data_dir", "must not be empty"));
+    }
+    if let Err(e) = config.log.level.parse::<tracing_subscriber::EnvFilter>() {
+        errors.push(ConfigError::new("log.level", format!("not a log filter: {e}")));
+    }
+
+    if config.endpoints.is_empty() {
+        errors.push(ConfigError::new(
+            "endpoints",
+            "no virtual JIDs: add at least one [endpoints.<name>] table with a `kind`",
+        ));
+    }
+    for name in config.endpoints.keys() {
+        let valid = match domain {
+            Some(domain) => BareJid::new(&format!("{name}@{domain}"))
+                .map(|jid| jid.node().map(|n| n.as_str()) == Some(name.as_str()))
+                .unwrap_or(false),
+            None => BareJid::new(&format!("{name}@example.org")).is_ok(),
+        };
+        if !valid {
+            errors.push(ConfigError::new(
+                format!("endpoints.{name}"),
+                format!("`{name}` cannot be the local part of a JID (use lower case, no spaces, @, / or :)"),
+            ));
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn errors_for(text: &str) -> Vec<String> {
+        match Config::from_toml_str(text, Vec::new()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.into_iter().map(|e| e.key).collect(),
+        }
+    }
+
+    #[test]
+    fn required_and_malformed_values() {
+        let keys = errors_for(
+            r#"
+            [xmpp]
+            domain = "not a domain@@"
+            secret = ""
+            port = 0
+            reconnect_min = "10s"
+            reconnect_max = "1s"
+            [calls]
+            max_calls = 0
+            ring_timeout = "0s"
+            [log]
+            level = "chatty=[["
+            [endpoints."Has Space"]
+            kind = "echo"
+            "#,
+        );
+        for expected in [
+            "xmpp.domain",
+            "xmpp.secret",
+            "xmpp.port",
+            "xmpp.reconnect_max",
+            "calls.max_calls",
+            "calls.ring_timeout",
+            "log.level",
+            "endpoints.Has Space",
+        ] {
+            assert!(keys.contains(&expected.to_string()), "{expected} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn no_endpoints_is_a_problem() {
+        let keys = errors_for("[xmpp]\ndomain = \"gw.localhost\"\nsecret = \"s\"\n");
+        assert_eq!(keys, ["endpoints"]);
+    }
+}

@@ -1,0 +1,133 @@
+//! Why a call ended: one enum, mapped to the Jingle `<reason/>`, to logs and to metrics.
+
+use std::fmt;
+
+use crate::protocol::jingle::{Reason, ReasonElement};
+
+/// Why a call ended (or was refused after its `session-initiate` was acknowledged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// The caller hung up with `session-terminate` (its reason kept) or `<finish/>`.
+    PeerHungUp(Reason),
+    /// The caller withdrew its XEP-0353 proposal.
+    PeerRetracted,
+    /// The caller went offline or its client stopped answering.
+    PeerGone,
+    /// The endpoint finished the call (menu said goodbye, message recorded).
+    EndpointHungUp,
+    /// The virtual JID already has as many calls as it may.
+    Busy,
+    /// The virtual JID's endpoint is not available in this build yet.
+    EndpointUnavailable,
+    /// The offer had no codec the gateway speaks.
+    UnsupportedApplications,
+    /// The offer had no ICE-UDP transport.
+    UnsupportedTransports,
+    /// The offer had no usable DTLS fingerprint.
+    NoFingerprint,
+    /// The peer's DTLS certificate did not match its fingerprint, or DTLS failed.
+    SecurityFailure,
+    /// A JMI call did not send its session-initiate in time.
+    RingTimeout,
+    /// The caller did not acknowledge the session-accept in time.
+    AnswerTimeout,
+    /// The call reached `calls.max_duration`.
+    MaxDuration,
+    /// ICE never connected.
+    IceFailed,
+    /// The peer stopped answering consent checks (RFC 7675).
+    ConsentLost,
+    /// Media could not be processed.
+    MediaError,
+    /// The gateway is shutting down.
+    Shutdown,
+    /// The caller's client refused a request of the session (an IQ error).
+    PeerError,
+    /// A fault inside the gateway.
+    Internal,
+}
+
+impl EndReason {
+    /// The Jingle reason sent in `session-terminate`.
+    pub fn jingle_reason(&self) -> Reason {
+        match self {
+            Self::PeerHungUp(reason) => *reason,
+            Self::PeerRetracted => Reason::Cancel,
+            Self::PeerGone => Reason::Gone,
+            Self::EndpointHungUp => Reason::Success,
+            Self::Busy => Reason::Busy,
+            Self::EndpointUnavailable => Reason::UnsupportedApplications,
+            Self::UnsupportedApplications => Reason::UnsupportedApplications,
+            Self::UnsupportedTransports => Reason::UnsupportedTransports,
+            Self::NoFingerprint | Self::SecurityFailure => Reason::SecurityError,
+            Self::RingTimeout | Self::AnswerTimeout => Reason::Timeout,
+            Self::MaxDuration => Reason::Expired,
+            Self::IceFailed => Reason::FailedTransport,
+            Self::ConsentLost => Reason::ConnectivityError,
+            Self::MediaError => Reason::MediaError,
+            Self::Shutdown => Reason::Gone,
+            Self::PeerError => Reason::FailedApplication,
+            Self::Internal => Reason::GeneralError,
+        }
+    }
+
+    /// A short text for the `<reason/>`, where the condition alone would puzzle a user.
+    pub fn text(&self) -> Option<&'static str> {
+        match self {
+            Self::EndpointUnavailable => Some("this service is not available yet"),
+            Self::UnsupportedApplications => Some("no common audio codec (Opus, PCMU or PCMA)"),
+            Self::UnsupportedTransports => Some("ICE-UDP is required"),
+            Self::NoFingerprint => Some("DTLS-SRTP is required"),
+            Self::MaxDuration => Some("maximum call duration reached"),
+            Self::Shutdown => Some("the gateway is shutting down"),
+            _ => None,
+        }
+    }
+
+    /// The `<reason/>` element.
+    pub fn to_reason_element(&self) -> ReasonElement {
+        ReasonElement {
+            reason: self.jingle_reason(),
+            text: self.text().map(str::to_string),
+        }
+    }
+
+    /// A stable label for logs and metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::PeerHungUp(_) => "peer_hung_up",
+            Self::PeerRetracted => "peer_retracted",
+            Self::PeerGone => "peer_gone",
+            Self::EndpointHungUp => "endpoint_hung_up",
+            Self::Busy => "busy",
+            Self::EndpointUnavailable => "endpoint_unavailable",
+            Self::UnsupportedApplications => "unsupported_applications",
+            Self::UnsupportedTransports => "unsupported_transports",
+            Self::NoFingerprint => "no_fingerprint",
+            Self::SecurityFailure => "security_failure",
+            Self::RingTimeout => "ring_timeout",
+            Self::AnswerTimeout => "answer_timeout",
+            Self::MaxDuration => "max_duration",
+            Self::IceFailed => "ice_failed",
+            Self::ConsentLost => "consent_lost",
+            Self::MediaError => "media_error",
+            Self::Shutdown => "shutdown",
+            Self::PeerError => "peer_error",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Whether the peer ended the call itself, so no `session-terminate` is owed to it.
+    pub fn ended_by_peer(&self) -> bool {
+        matches!(self, Self::PeerHungUp(_) | Self::PeerRetracted | Self::PeerGone)
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PeerHungUp(reason) => write!(f, "peer_hung_up ({reason})"),
+            other => f.write_str(other.as_str()),
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Helpers shared by the unit tests: the captured client stanzas of `tests/fixtures/interop/`.
+
+use minidom::Element;
+
+/// A browser (StanzaJS + libwebrtc) calling two virtual JIDs, as the component saw it.
+pub const BROWSER_CALL: &str =
+    include_str!("../../../tests/fixtures/interop/browser-call-as-seen-by-component.xml");
+/// A browser call whose offer was restricted to PCMU and telephone-event.
+pub const BROWSER_PCMU_CALL: &str =
+    include_str!("../../../tests/fixtures/interop/browser-pcmu-only-call.xml");
+/// A browser answering a call.
+pub const BROWSER_CALLEE: &str =
+    include_str!("../../../tests/fixtures/interop/browser-callee-answer.xml");
+
+/// Every stanza in a capture file, in order (comments dropped).
+pub fn stanzas(capture: &str) -> Vec<Element> {
+    let mut text = String::with_capacity(capture.len());
+    let mut rest = capture;
+    while let Some(start) = rest.find("<!--") {
+        text.push_str(&rest[..start]);
+        match rest[start..].find("-->") {
+            Some(end) => rest = &rest[start + end + 3..],
+            None => rest = "",
+        }
+    }
+    text.push_str(rest);
+    let wrapped = format!("<capture xmlns='jabber:component:accept'>{text}</capture>");
+    let root: Element = wrapped.parse().expect("capture file is well-formed XML");
+    root.children().cloned().collect()
+}
+
+/// The `<jingle/>` payloads of every IQ set in a capture, in order.
+pub fn jingle_payloads(capture: &str) -> Vec<Element> {
+    stanzas(capture)
+        .into_iter()
+        .filter(|s| s.name() == "iq" && s.attr("type") == Some("set"))
+        .filter_map(|s| s.get_child("jingle", crate::protocol::jingle::NS_JINGLE).cloned())
+        .collect()
+}
+
+/// The first `<jingle/>` payload with `action` in a capture.
+pub fn first_jingle(capture: &str, action: &str) -> Element {
+    jingle_payloads(capture)
+        .into_iter()
+        .find(|j| j.attr("action") == Some(action))
+        .unwrap_or_else(|| panic!("capture has no {action}"))
+}
