@@ -28,9 +28,9 @@ impl ConfigDuration {
             .find(|c: char| !c.is_ascii_digit() && c != '.')
             .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` is not a duration such as \"500ms\", \"30s\" or \"5m\""))?;
+        let value: f64 = number.parse().map_err(|_| {
+            format!("`{text}` is not a duration such as \"500ms\", \"30s\" or \"5m\"")
+        })?;
         let unit_secs = match unit.trim() {
             "ms" => 0.001,
             "" | "s" => 1.0,
@@ -104,12 +104,30 @@ mod tests {
 
     #[test]
     fn parses_units() {
-        assert_eq!(ConfigDuration::parse("500ms").unwrap(), ConfigDuration::millis(500));
-        assert_eq!(ConfigDuration::parse("30s").unwrap(), ConfigDuration::secs(30));
-        assert_eq!(ConfigDuration::parse("30").unwrap(), ConfigDuration::secs(30));
-        assert_eq!(ConfigDuration::parse("5m").unwrap(), ConfigDuration::secs(300));
-        assert_eq!(ConfigDuration::parse("2h").unwrap(), ConfigDuration::secs(7200));
-        assert_eq!(ConfigDuration::parse("1.5s").unwrap(), ConfigDuration::millis(1500));
+        assert_eq!(
+            ConfigDuration::parse("500ms").unwrap(),
+            ConfigDuration::millis(500)
+        );
+        assert_eq!(
+            ConfigDuration::parse("30s").unwrap(),
+            ConfigDuration::secs(30)
+        );
+        assert_eq!(
+            ConfigDuration::parse("30").unwrap(),
+            ConfigDuration::secs(30)
+        );
+        assert_eq!(
+            ConfigDuration::parse("5m").unwrap(),
+            ConfigDuration::secs(300)
+        );
+        assert_eq!(
+            ConfigDuration::parse("2h").unwrap(),
+            ConfigDuration::secs(7200)
+        );
+        assert_eq!(
+            ConfigDuration::parse("1.5s").unwrap(),
+            ConfigDuration::millis(1500)
+        );
     }
 
     #[test]

@@ -51,7 +51,10 @@ where
             Some(section_table) => {
                 section_table.insert(key.to_string(), value);
             }
-            None => errors.push(ConfigError::new(name, format!("`{section}` is not a table"))),
+            None => errors.push(ConfigError::new(
+                name,
+                format!("`{section}` is not a table"),
+            )),
         }
     }
     errors
@@ -139,6 +142,9 @@ mod tests {
             ]),
         );
         let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["GATEWAY_NOPE_X", "GATEWAY_XMPP", "GATEWAY_XMPP_PORT"]);
+        assert_eq!(
+            keys,
+            ["GATEWAY_NOPE_X", "GATEWAY_XMPP", "GATEWAY_XMPP_PORT"]
+        );
     }
 }

@@ -190,13 +190,19 @@ fn remove_path(value: &mut Value, path: &str) -> bool {
 }
 
 /// Reads `[endpoints.<name>]` tables: `kind` picks the endpoint, the other keys are its settings.
-fn endpoints(value: Option<Value>, errors: &mut Vec<ConfigError>) -> BTreeMap<String, EndpointConfig> {
+fn endpoints(
+    value: Option<Value>,
+    errors: &mut Vec<ConfigError>,
+) -> BTreeMap<String, EndpointConfig> {
     let mut endpoints = BTreeMap::new();
     let Some(value) = value else {
         return endpoints;
     };
     let Value::Table(table) = value else {
-        errors.push(ConfigError::new("endpoints", "must be a table of [endpoints.<name>] tables"));
+        errors.push(ConfigError::new(
+            "endpoints",
+            "must be a table of [endpoints.<name>] tables",
+        ));
         return endpoints;
     };
     for (name, value) in table {
@@ -234,10 +240,7 @@ fn endpoints(value: Option<Value>, errors: &mut Vec<ConfigError>) -> BTreeMap<St
             None => {
                 errors.push(ConfigError::new(
                     format!("{key}.kind"),
-                    format!(
-                        "is required (one of: {})",
-                        EndpointKind::NAMES.join(", ")
-                    ),
+                    format!("is required (one of: {})", EndpointKind::NAMES.join(", ")),
                 ));
                 continue;
             }
@@ -318,7 +321,10 @@ mod tests {
             "xmpp.domain",
             "xmpp.secret",
         ] {
-            assert!(keys.contains(&expected.to_string()), "{expected} missing from {keys:?}");
+            assert!(
+                keys.contains(&expected.to_string()),
+                "{expected} missing from {keys:?}"
+            );
         }
     }
 

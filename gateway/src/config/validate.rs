@@ -40,15 +40,24 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         errors.push(ConfigError::new("xmpp.host", "must not be empty"));
     }
     if xmpp.port == 0 {
-        errors.push(ConfigError::new("xmpp.port", "must be a port number from 1 to 65535"));
+        errors.push(ConfigError::new(
+            "xmpp.port",
+            "must be a port number from 1 to 65535",
+        ));
     }
     if xmpp.reconnect_min.0.is_zero() {
-        errors.push(ConfigError::new("xmpp.reconnect_min", "must be longer than zero"));
+        errors.push(ConfigError::new(
+            "xmpp.reconnect_min",
+            "must be longer than zero",
+        ));
     }
     if xmpp.reconnect_max < xmpp.reconnect_min {
         errors.push(ConfigError::new(
             "xmpp.reconnect_max",
-            format!("must be at least xmpp.reconnect_min ({})", xmpp.reconnect_min),
+            format!(
+                "must be at least xmpp.reconnect_min ({})",
+                xmpp.reconnect_min
+            ),
         ));
     }
     if xmpp.keepalive.0.as_secs() < 5 {
@@ -60,7 +69,10 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         errors.push(ConfigError::new("calls.max_calls", "must be at least 1"));
     }
     if calls.max_calls_per_jid == 0 {
-        errors.push(ConfigError::new("calls.max_calls_per_jid", "must be at least 1"));
+        errors.push(ConfigError::new(
+            "calls.max_calls_per_jid",
+            "must be at least 1",
+        ));
     }
     for (key, value) in [
         ("calls.ring_timeout", calls.ring_timeout),
@@ -76,7 +88,10 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         errors.push(ConfigError::new("storage.data_dir", "must not be empty"));
     }
     if let Err(e) = config.log.level.parse::<tracing_subscriber::EnvFilter>() {
-        errors.push(ConfigError::new("log.level", format!("not a log filter: {e}")));
+        errors.push(ConfigError::new(
+            "log.level",
+            format!("not a log filter: {e}"),
+        ));
     }
 
     if config.endpoints.is_empty() {
@@ -142,7 +157,10 @@ mod tests {
             "log.level",
             "endpoints.Has Space",
         ] {
-            assert!(keys.contains(&expected.to_string()), "{expected} missing from {keys:?}");
+            assert!(
+                keys.contains(&expected.to_string()),
+                "{expected} missing from {keys:?}"
+            );
         }
     }
 

@@ -119,7 +119,10 @@ impl EndReason {
 
     /// Whether the peer ended the call itself, so no `session-terminate` is owed to it.
     pub fn ended_by_peer(&self) -> bool {
-        matches!(self, Self::PeerHungUp(_) | Self::PeerRetracted | Self::PeerGone)
+        matches!(
+            self,
+            Self::PeerHungUp(_) | Self::PeerRetracted | Self::PeerGone
+        )
     }
 }
 

@@ -295,23 +295,37 @@ mod tests {
     fn refusals_carry_the_right_reason() {
         let mut no_codec = browser_offer();
         keep_codecs(&mut no_codec, &["G722", "CN"]);
-        assert_eq!(read_offer(&no_codec, true), Err(EndReason::UnsupportedApplications));
+        assert_eq!(
+            read_offer(&no_codec, true),
+            Err(EndReason::UnsupportedApplications)
+        );
 
         let mut no_ice = browser_offer();
-        no_ice.contents[0].transport = Some(Transport::Other("urn:xmpp:jingle:transports:raw-udp:1".into()));
-        assert_eq!(read_offer(&no_ice, true), Err(EndReason::UnsupportedTransports));
+        no_ice.contents[0].transport = Some(Transport::Other(
+            "urn:xmpp:jingle:transports:raw-udp:1".into(),
+        ));
+        assert_eq!(
+            read_offer(&no_ice, true),
+            Err(EndReason::UnsupportedTransports)
+        );
 
         let mut no_fingerprint = browser_offer();
         if let Some(Transport::IceUdp(t)) = &mut no_fingerprint.contents[0].transport {
             t.fingerprints.clear();
         }
-        assert_eq!(read_offer(&no_fingerprint, true), Err(EndReason::NoFingerprint));
+        assert_eq!(
+            read_offer(&no_fingerprint, true),
+            Err(EndReason::NoFingerprint)
+        );
 
         let mut video_only = browser_offer();
         if let Some(Description::Rtp(rtp)) = &mut video_only.contents[0].description {
             rtp.media = "video".into();
         }
-        assert_eq!(read_offer(&video_only, true), Err(EndReason::UnsupportedApplications));
+        assert_eq!(
+            read_offer(&video_only, true),
+            Err(EndReason::UnsupportedApplications)
+        );
     }
 
     #[test]
@@ -326,7 +340,10 @@ mod tests {
             if let Some(Transport::IceUdp(t)) = &mut jingle.contents[0].transport {
                 t.fingerprints[0].setup = Some(setup);
             }
-            assert_eq!(read_offer(&jingle, prefer_active).unwrap().dtls_role, expected);
+            assert_eq!(
+                read_offer(&jingle, prefer_active).unwrap().dtls_role,
+                expected
+            );
         }
     }
 

@@ -72,8 +72,14 @@ mod tests {
         timers.set(Timer::Answer, start + Duration::from_secs(10));
         assert_eq!(timers.next(), Some(start + Duration::from_secs(10)));
         assert_eq!(timers.expired(start + Duration::from_secs(9)), None);
-        assert_eq!(timers.expired(start + Duration::from_secs(200)), Some(Timer::Answer));
+        assert_eq!(
+            timers.expired(start + Duration::from_secs(200)),
+            Some(Timer::Answer)
+        );
         timers.stop(Timer::Answer);
-        assert_eq!(timers.expired(start + Duration::from_secs(200)), Some(Timer::MaxDuration));
+        assert_eq!(
+            timers.expired(start + Duration::from_secs(200)),
+            Some(Timer::MaxDuration)
+        );
     }
 }

@@ -207,7 +207,8 @@ impl ReasonElement {
 
     /// Writes a `<reason/>`.
     pub fn to_element(&self) -> Element {
-        let mut b = build("reason", NS_JINGLE).append(build(self.reason.as_str(), NS_JINGLE).build());
+        let mut b =
+            build("reason", NS_JINGLE).append(build(self.reason.as_str(), NS_JINGLE).build());
         if let Some(text) = &self.text {
             b = b.append(build("text", NS_JINGLE).append(text.as_str()).build());
         }
@@ -414,14 +415,15 @@ impl Jingle {
             b = b.append(reason.to_element());
         }
         if let Some(group) = &self.group {
-            let g = attr!(build("group", NS_GROUPING), "semantics", group.semantics.as_str());
+            let g = attr!(
+                build("group", NS_GROUPING),
+                "semantics",
+                group.semantics.as_str()
+            );
             b = b.append(
-                g.append_all(
-                    group
-                        .contents
-                        .iter()
-                        .map(|name| attr!(build("content", NS_GROUPING), "name", name.as_str()).build()),
-                )
+                g.append_all(group.contents.iter().map(|name| {
+                    attr!(build("content", NS_GROUPING), "name", name.as_str()).build()
+                }))
                 .build(),
             );
         }

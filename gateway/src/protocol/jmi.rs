@@ -93,12 +93,21 @@ impl Jmi {
                     .filter_map(|c| c.attr("media").map(str::to_string))
                     .collect(),
             },
-            "retract" => Self::Retract { sid, reason: reason() },
+            "retract" => Self::Retract {
+                sid,
+                reason: reason(),
+            },
             "accept" => Self::Accept { sid },
             "proceed" => Self::Proceed { sid },
-            "reject" => Self::Reject { sid, reason: reason() },
+            "reject" => Self::Reject {
+                sid,
+                reason: reason(),
+            },
             "ringing" => Self::Ringing { sid },
-            "finish" => Self::Finish { sid, reason: reason() },
+            "finish" => Self::Finish {
+                sid,
+                reason: reason(),
+            },
             _ => {
                 return Err(ParseError::WrongElement {
                     expected: "propose",

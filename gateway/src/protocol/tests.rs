@@ -4,7 +4,9 @@
 use super::ice_udp::{CandidateType, Setup};
 use super::jingle::{Action, Jingle, Reason, SessionInfo};
 use super::jmi::Jmi;
-use crate::testing::{first_jingle, jingle_payloads, stanzas, BROWSER_CALL, BROWSER_CALLEE, BROWSER_PCMU_CALL};
+use crate::testing::{
+    first_jingle, jingle_payloads, stanzas, BROWSER_CALL, BROWSER_CALLEE, BROWSER_PCMU_CALL,
+};
 
 #[test]
 fn every_captured_jingle_payload_parses() {
@@ -28,10 +30,29 @@ fn browser_offer_reads_fully() {
     let rtp = content.rtp().unwrap();
     assert_eq!(rtp.media, "audio");
     assert!(rtp.rtcp_mux);
-    let names: Vec<_> = rtp.payload_types.iter().map(|p| p.name.clone().unwrap()).collect();
-    assert_eq!(names, ["opus", "red", "G722", "PCMU", "PCMA", "CN", "telephone-event", "telephone-event"]);
+    let names: Vec<_> = rtp
+        .payload_types
+        .iter()
+        .map(|p| p.name.clone().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "opus",
+            "red",
+            "G722",
+            "PCMU",
+            "PCMA",
+            "CN",
+            "telephone-event",
+            "telephone-event"
+        ]
+    );
     let opus = &rtp.payload_types[0];
-    assert_eq!((opus.id, opus.clockrate, opus.channels), (111, Some(48000), 2));
+    assert_eq!(
+        (opus.id, opus.clockrate, opus.channels),
+        (111, Some(48000), 2)
+    );
     assert!(opus.is("opus", 48000));
     // Chromium's RED parameter has no value: accepted.
     assert_eq!(rtp.payload_types[1].parameters[0].name, "111/111");
@@ -52,7 +73,10 @@ fn trickled_candidates_without_generation_and_tcp_read() {
         .filter(|j| j.action == Action::TransportInfo)
         .collect();
     let udp = &infos[0].contents[0].ice_udp().unwrap().candidates[0];
-    assert_eq!((udp.generation, udp.port, udp.candidate_type), (0, 49191, CandidateType::Host));
+    assert_eq!(
+        (udp.generation, udp.port, udp.candidate_type),
+        (0, 49191, CandidateType::Host)
+    );
     assert_eq!(udp.protocol, "udp");
     let tcp = &infos[1].contents[0].ice_udp().unwrap().candidates[0];
     assert_eq!(tcp.protocol, "tcp");
@@ -157,11 +181,17 @@ fn jmi_round_trips() {
         Jmi::Proceed { sid: sid.clone() },
         Jmi::Finish {
             sid: sid.clone(),
-            reason: Some(ReasonElement { reason: Reason::Success, text: None }),
+            reason: Some(ReasonElement {
+                reason: Reason::Success,
+                text: None,
+            }),
         },
         Jmi::Reject {
             sid: sid.clone(),
-            reason: Some(ReasonElement { reason: Reason::Busy, text: Some("full".into()) }),
+            reason: Some(ReasonElement {
+                reason: Reason::Busy,
+                text: Some("full".into()),
+            }),
         },
     ] {
         assert_eq!(Jmi::parse(&jmi.to_element()).unwrap(), jmi);

@@ -72,11 +72,14 @@ pub fn required_parsed<T: FromStr>(
     attribute: &'static str,
 ) -> Result<T, ParseError> {
     let value = required(elem, element, attribute)?;
-    value.trim().parse().map_err(|_| ParseError::InvalidAttribute {
-        element,
-        attribute,
-        value: value.to_string(),
-    })
+    value
+        .trim()
+        .parse()
+        .map_err(|_| ParseError::InvalidAttribute {
+            element,
+            attribute,
+            value: value.to_string(),
+        })
 }
 
 /// The attribute `attribute` of `elem` parsed as `T`, if present.

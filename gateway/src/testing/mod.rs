@@ -34,7 +34,24 @@ pub fn jingle_payloads(capture: &str) -> Vec<Element> {
     stanzas(capture)
         .into_iter()
         .filter(|s| s.name() == "iq" && s.attr("type") == Some("set"))
-        .filter_map(|s| s.get_child("jingle", crate::protocol::jingle::NS_JINGLE).cloned())
+        .filter_map(|s| {
+            s.get_child("jingle", crate::protocol::jingle::NS_JINGLE)
+                .cloned()
+        })
+        .collect()
+}
+
+/// The `<jingle/>` payloads of the IQ sets sent by `from` in a capture, in order.
+pub fn jingle_payloads_from(capture: &str, from: &str) -> Vec<Element> {
+    stanzas(capture)
+        .into_iter()
+        .filter(|s| {
+            s.name() == "iq" && s.attr("type") == Some("set") && s.attr("from") == Some(from)
+        })
+        .filter_map(|s| {
+            s.get_child("jingle", crate::protocol::jingle::NS_JINGLE)
+                .cloned()
+        })
         .collect()
 }
 

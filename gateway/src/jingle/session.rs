@@ -1,0 +1,60 @@
+//! One Jingle session as the responder: the caller's offer, where the answer stands, its timers.
+
+use jid::{FullJid, Jid};
+
+use crate::protocol::ice_udp::Candidate;
+use crate::protocol::jingle::{Jingle, Sid};
+
+use super::negotiate::Offer;
+use super::timers::Timers;
+use super::CallId;
+
+/// Where the answer stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    /// `session-initiate` acknowledged; waiting for the media leg's local transport.
+    AwaitingTransport,
+    /// `session-accept` sent with this IQ id; waiting for the caller's acknowledgement.
+    Accepting {
+        /// Id of the session-accept IQ.
+        iq_id: String,
+    },
+    /// The caller acknowledged the `session-accept`.
+    Active,
+}
+
+/// A session the gateway answers.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The call this session belongs to.
+    pub call_id: CallId,
+    /// The caller's full JID: every IQ of the session comes from and goes to it.
+    pub peer: FullJid,
+    /// The JID that was called, exactly as addressed: every IQ we send comes from it.
+    pub local: Jid,
+    /// Local part of the virtual JID (the endpoint name).
+    pub callee: String,
+    /// Session id.
+    pub sid: Sid,
+    /// Whether the call was rung with XEP-0353 first (then `<finish/>` ends it too).
+    pub via_jmi: bool,
+    /// The `session-initiate` as received, to recognise an exact duplicate.
+    pub initiate: Jingle,
+    /// The negotiated offer.
+    pub offer: Offer,
+    /// The caller's current ICE username fragment (a new one means an ICE restart).
+    pub remote_ufrag: String,
+    /// Where the answer stands.
+    pub state: SessionState,
+    /// Local candidates gathered before the answer was sent, to include in it.
+    pub early_candidates: Vec<Candidate>,
+    /// Ring, answer and duration timers.
+    pub timers: Timers,
+}
+
+impl Session {
+    /// Whether the `session-accept` has been sent, so local candidates go out as transport-info.
+    pub fn answer_sent(&self) -> bool {
+        !matches!(self.state, SessionState::AwaitingTransport)
+    }
+}

@@ -1,0 +1,799 @@
+//! The signalling core, sans-IO: every Jingle session and XEP-0353 proposal of the gateway, the
+//! call limits, and the timers. Input comes through `handle_*(now, ...)`, output leaves through
+//! [`Signalling::poll_output`], and [`Signalling::poll_timeout`] gives the next deadline. It never
+//! reads the clock, touches a socket or spawns.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use jid::{FullJid, Jid};
+use xmpp_parsers::stanza_error::DefinedCondition;
+
+use crate::protocol::ice_udp::{Candidate, IceUdpTransport};
+use crate::protocol::jingle::{Action, Content, Jingle, Reason, SessionInfo, Sid, Transport};
+use crate::protocol::jmi::Jmi;
+
+use super::end_reason::EndReason;
+use super::negotiate::{answer, read_offer, LocalTransport, Offer};
+use super::session::{Session, SessionState};
+use super::timers::{Timer, Timers};
+use super::CallId;
+
+#[cfg(test)]
+mod tests;
+
+/// What the signalling core needs to know, fixed for its lifetime.
+#[derive(Debug, Clone)]
+pub struct SignallingConfig {
+    /// The component domain.
+    pub domain: String,
+    /// Virtual JID local parts, each with whether its endpoint can take calls in this build.
+    pub callees: HashMap<String, bool>,
+    /// Calls at once over all virtual JIDs.
+    pub max_calls: usize,
+    /// Calls at once per virtual JID.
+    pub max_calls_per_jid: usize,
+    /// XEP-0353: from `<proceed/>` to `session-initiate`.
+    pub ring_timeout: Duration,
+    /// From `session-initiate` to the acknowledged `session-accept`.
+    pub answer_timeout: Duration,
+    /// Longest call.
+    pub max_duration: Duration,
+    /// Our DTLS certificate's SHA-256 fingerprint, `AA:BB:...`.
+    pub fingerprint_sha256: String,
+    /// Take the DTLS client role (`setup='active'`) when the caller lets us choose.
+    pub prefer_dtls_active: bool,
+    /// Resource of the full JID a virtual JID proceeds from, e.g. `gateway`.
+    pub resource: String,
+    /// Prefix of the ids of IQs we send, unique per process.
+    pub iq_id_prefix: String,
+}
+
+/// Why an inbound Jingle IQ is answered with an error; the XMPP layer maps it to a stanza error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such virtual JID (`item-not-found`).
+    UnknownCallee,
+    /// No such session (`item-not-found` + `<unknown-session/>`).
+    UnknownSession,
+    /// The action does not fit the session's state (`unexpected-request` + `<out-of-order/>`).
+    OutOfOrder,
+    /// Unknown session-info payload (`feature-not-implemented` + `<unsupported-info/>`).
+    UnsupportedInfo,
+    /// Too many calls in progress (`resource-constraint`).
+    Overloaded,
+    /// The gateway is shutting down (`service-unavailable`).
+    ShuttingDown,
+}
+
+/// An event from a call's media leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// The local ICE credentials, SSRC and the candidates known so far: the answer can go out
+    /// (or, after an ICE restart, the new credentials).
+    LocalTransport(LocalTransport),
+    /// A local candidate gathered later (trickle).
+    LocalCandidate(Candidate),
+    /// The media leg or the endpoint ended the call.
+    Ended(EndReason),
+}
+
+/// What a new call needs to start its media leg and endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallStart {
+    /// The call.
+    pub call_id: CallId,
+    /// Local part of the virtual JID called.
+    pub callee: String,
+    /// The caller.
+    pub peer: FullJid,
+    /// Session id.
+    pub sid: Sid,
+    /// The negotiated offer.
+    pub offer: Offer,
+}
+
+/// Output of the core, in the order it must be acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send a Jingle IQ set.
+    JingleIq {
+        /// IQ id (responses are fed back to [`Signalling::handle_iq_response`]).
+        id: String,
+        /// Sender: exactly the JID that was called.
+        from: Jid,
+        /// Recipient: the caller's full JID.
+        to: FullJid,
+        /// Payload.
+        jingle: Jingle,
+    },
+    /// Send a XEP-0353 message.
+    Jmi {
+        /// Sender.
+        from: Jid,
+        /// Recipient.
+        to: FullJid,
+        /// Payload.
+        jmi: Jmi,
+    },
+    /// Send a XEP-0184 receipt for message `id`.
+    Receipt {
+        /// Sender.
+        from: Jid,
+        /// Recipient.
+        to: FullJid,
+        /// Id of the received message.
+        id: String,
+    },
+    /// Start the media leg and endpoint of a call.
+    StartCall(CallStart),
+    /// Remote candidates for a call's media leg.
+    RemoteCandidates {
+        /// The call.
+        call_id: CallId,
+        /// New candidates.
+        candidates: Vec<Candidate>,
+    },
+    /// The caller restarted ICE with new credentials.
+    IceRestart {
+        /// The call.
+        call_id: CallId,
+        /// New remote ufrag.
+        ufrag: String,
+        /// New remote password.
+        pwd: String,
+        /// Candidates that came with them.
+        candidates: Vec<Candidate>,
+    },
+    /// Stop a call's media leg and endpoint (the session is already over).
+    StopCall {
+        /// The call.
+        call_id: CallId,
+        /// Why.
+        reason: EndReason,
+    },
+    /// A call ended before it started (refused, retracted, not followed up), for logs and metrics.
+    CallNotStarted {
+        /// Local part of the virtual JID called.
+        callee: String,
+        /// The caller.
+        peer: FullJid,
+        /// Why.
+        reason: EndReason,
+    },
+}
+
+/// An XEP-0353 proposal we proceeded with, waiting for its `session-initiate`.
+#[derive(Debug, Clone)]
+struct Proposal {
+    callee: String,
+    timers: Timers,
+}
+
+type SessionKey = (FullJid, Sid);
+
+/// Every session and proposal of the gateway.
+#[derive(Debug)]
+pub struct Signalling {
+    config: SignallingConfig,
+    sessions: HashMap<CallId, Session>,
+    by_key: HashMap<SessionKey, CallId>,
+    proposals: HashMap<SessionKey, Proposal>,
+    /// Ids of IQs we sent, by call, so the caller's answers reach the right session.
+    pending_iqs: HashMap<String, CallId>,
+    outputs: VecDeque<Output>,
+    next_call: u64,
+    next_iq: u64,
+    closing: bool,
+}
+
+impl Signalling {
+    /// A core with no sessions.
+    pub fn new(config: SignallingConfig) -> Self {
+        Self {
+            config,
+            sessions: HashMap::new(),
+            by_key: HashMap::new(),
+            proposals: HashMap::new(),
+            pending_iqs: HashMap::new(),
+            outputs: VecDeque::new(),
+            next_call: 1,
+            next_iq: 1,
+            closing: false,
+        }
+    }
+
+    /// Sessions in progress.
+    pub fn active_calls(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The next output to act on.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The earliest deadline of any session or proposal.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let sessions = self.sessions.values().filter_map(|s| s.timers.next());
+        let proposals = self.proposals.values().filter_map(|p| p.timers.next());
+        sessions.chain(proposals).min()
+    }
+
+    /// An inbound Jingle IQ set from `from` to `to`. `Ok` means acknowledge it with a result
+    /// (before acting on the outputs it produced); `Err` means answer with that error.
+    pub fn handle_jingle(
+        &mut self,
+        now: Instant,
+        from: FullJid,
+        to: Jid,
+        jingle: Jingle,
+    ) -> Result<(), Refusal> {
+        let key = (from, jingle.sid.clone());
+        if let Some(&call_id) = self.by_key.get(&key) {
+            return self.handle_session_action(call_id, jingle);
+        }
+        if jingle.action != Action::SessionInitiate {
+            return Err(Refusal::UnknownSession);
+        }
+        self.handle_initiate(now, key, to, jingle)
+    }
+
+    fn handle_initiate(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        to: Jid,
+        jingle: Jingle,
+    ) -> Result<(), Refusal> {
+        let callee = to
+            .node()
+            .map(|n| n.to_string())
+            .ok_or(Refusal::UnknownCallee)?;
+        let available = *self
+            .config
+            .callees
+            .get(&callee)
+            .ok_or(Refusal::UnknownCallee)?;
+        if self.closing {
+            return Err(Refusal::ShuttingDown);
+        }
+        let proposal = self.proposals.remove(&key);
+        if proposal.is_none() && self.calls_in_progress() >= self.config.max_calls {
+            return Err(Refusal::Overloaded);
+        }
+        let (peer, sid) = key;
+        let via_jmi = proposal.is_some();
+        let refusal = if !available {
+            Some(EndReason::EndpointUnavailable)
+        } else if proposal.is_none() && self.calls_to(&callee) >= self.config.max_calls_per_jid {
+            Some(EndReason::Busy)
+        } else {
+            None
+        };
+        let offer = match refusal {
+            Some(reason) => Err(reason),
+            None => read_offer(&jingle, self.config.prefer_dtls_active),
+        };
+        let offer = match offer {
+            Ok(offer) => offer,
+            Err(reason) => {
+                self.send_terminate(&to, &peer, &sid, reason);
+                if via_jmi {
+                    self.send_finish(&to, &peer, &sid, reason);
+                }
+                self.outputs.push_back(Output::CallNotStarted {
+                    callee,
+                    peer,
+                    reason,
+                });
+                return Ok(());
+            }
+        };
+
+        let call_id = CallId(self.next_call);
+        self.next_call += 1;
+        let mut timers = Timers::default();
+        timers.set(Timer::Answer, now + self.config.answer_timeout);
+        let mut ringing = Jingle::new(Action::SessionInfo, sid.clone());
+        ringing.info = Some(SessionInfo::Ringing);
+        self.send_jingle(Some(call_id), &to, &peer, ringing);
+        self.outputs.push_back(Output::StartCall(CallStart {
+            call_id,
+            callee: callee.clone(),
+            peer: peer.clone(),
+            sid: sid.clone(),
+            offer: offer.clone(),
+        }));
+        self.by_key.insert((peer.clone(), sid.clone()), call_id);
+        self.sessions.insert(
+            call_id,
+            Session {
+                call_id,
+                remote_ufrag: offer.ice_ufrag.clone(),
+                peer,
+                local: to,
+                callee,
+                sid,
+                via_jmi,
+                initiate: jingle,
+                offer,
+                state: SessionState::AwaitingTransport,
+                early_candidates: Vec::new(),
+                timers,
+            },
+        );
+        Ok(())
+    }
+
+    fn handle_session_action(&mut self, call_id: CallId, jingle: Jingle) -> Result<(), Refusal> {
+        let Some(session) = self.sessions.get_mut(&call_id) else {
+            return Err(Refusal::UnknownSession);
+        };
+        match jingle.action {
+            Action::SessionInitiate if session.initiate == jingle => Ok(()),
+            Action::SessionInitiate => Err(Refusal::OutOfOrder),
+            Action::TransportInfo => {
+                self.handle_transport_info(call_id, &jingle.contents);
+                Ok(())
+            }
+            Action::SessionInfo => match jingle.info {
+                Some(SessionInfo::Other(..)) => Err(Refusal::UnsupportedInfo),
+                _ => Ok(()),
+            },
+            Action::SessionTerminate => {
+                let reason = jingle.reason.map(|r| r.reason).unwrap_or(Reason::Success);
+                self.end_session(call_id, EndReason::PeerHungUp(reason));
+                Ok(())
+            }
+            Action::ContentAdd => {
+                // One audio stream per call: anything added (video, a second audio) is refused
+                // while the audio continues.
+                let mut reject = Jingle::new(Action::ContentReject, jingle.sid.clone());
+                reject.contents = jingle.contents.iter().map(bare_content).collect();
+                reject.reason = Some(EndReason::UnsupportedApplications.to_reason_element());
+                let (local, peer) = (session.local.clone(), session.peer.clone());
+                self.send_jingle(Some(call_id), &local, &peer, reject);
+                Ok(())
+            }
+            Action::ContentRemove => {
+                if jingle
+                    .contents
+                    .iter()
+                    .any(|c| c.name == session.offer.content_name)
+                {
+                    self.end_session(call_id, EndReason::PeerHungUp(Reason::Success));
+                }
+                Ok(())
+            }
+            Action::TransportReplace => {
+                // Only ICE-UDP is spoken: XEP-0166 asks for a transport-reject.
+                let mut reject = Jingle::new(Action::TransportReject, jingle.sid.clone());
+                reject.contents = jingle.contents.clone();
+                let (local, peer) = (session.local.clone(), session.peer.clone());
+                self.send_jingle(Some(call_id), &local, &peer, reject);
+                Ok(())
+            }
+            Action::ContentModify | Action::DescriptionInfo | Action::SecurityInfo => Ok(()),
+            Action::SessionAccept
+            | Action::ContentAccept
+            | Action::ContentReject
+            | Action::TransportAccept
+            | Action::TransportReject => Err(Refusal::OutOfOrder),
+        }
+    }
+
+    fn handle_transport_info(&mut self, call_id: CallId, contents: &[Content]) {
+        let Some(session) = self.sessions.get_mut(&call_id) else {
+            return;
+        };
+        for content in contents {
+            if content.name != session.offer.content_name {
+                continue;
+            }
+            let Some(Transport::IceUdp(transport)) = &content.transport else {
+                continue;
+            };
+            match (&transport.ufrag, &transport.pwd) {
+                (Some(ufrag), Some(pwd)) if *ufrag != session.remote_ufrag => {
+                    session.remote_ufrag = ufrag.clone();
+                    self.outputs.push_back(Output::IceRestart {
+                        call_id,
+                        ufrag: ufrag.clone(),
+                        pwd: pwd.clone(),
+                        candidates: transport.candidates.clone(),
+                    });
+                }
+                _ if !transport.candidates.is_empty() => {
+                    self.outputs.push_back(Output::RemoteCandidates {
+                        call_id,
+                        candidates: transport.candidates.clone(),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// An XEP-0353 element in a message from `from` to the virtual JID `to`. `message_id` and
+    /// `wants_receipt` come from the message, for the XEP-0184 receipt.
+    pub fn handle_jmi(
+        &mut self,
+        now: Instant,
+        from: FullJid,
+        to: Jid,
+        message_id: Option<String>,
+        wants_receipt: bool,
+        jmi: Jmi,
+    ) {
+        let Some(callee) = to.node().map(|n| n.to_string()) else {
+            return;
+        };
+        let Some(&available) = self.config.callees.get(&callee) else {
+            return;
+        };
+        let key = (from, jmi.sid().clone());
+        match jmi {
+            Jmi::Propose { media, .. } => {
+                if let (true, Some(id)) = (wants_receipt, message_id) {
+                    self.outputs.push_back(Output::Receipt {
+                        from: to.clone(),
+                        to: key.0.clone(),
+                        id,
+                    });
+                }
+                if self.proposals.contains_key(&key) || self.by_key.contains_key(&key) {
+                    return; // A repeated proposal: already answered.
+                }
+                self.handle_propose(now, key, callee, available, &media);
+            }
+            Jmi::Retract { .. } => {
+                if self.proposals.remove(&key).is_some() {
+                    self.outputs.push_back(Output::CallNotStarted {
+                        callee,
+                        peer: key.0,
+                        reason: EndReason::PeerRetracted,
+                    });
+                } else if let Some(&call_id) = self.by_key.get(&key) {
+                    self.end_session(call_id, EndReason::PeerRetracted);
+                }
+            }
+            Jmi::Finish { reason, .. } => {
+                if let Some(&call_id) = self.by_key.get(&key) {
+                    let reason = reason.map(|r| r.reason).unwrap_or(Reason::Success);
+                    self.end_session(call_id, EndReason::PeerHungUp(reason));
+                }
+            }
+            // Answers to proposals of our own: the gateway does not place calls yet.
+            Jmi::Accept { .. } | Jmi::Proceed { .. } | Jmi::Reject { .. } | Jmi::Ringing { .. } => {
+            }
+        }
+    }
+
+    fn handle_propose(
+        &mut self,
+        now: Instant,
+        key: SessionKey,
+        callee: String,
+        available: bool,
+        media: &[String],
+    ) {
+        let (peer, sid) = key;
+        let Ok(device) = FullJid::new(&format!(
+            "{callee}@{}/{}",
+            self.config.domain, self.config.resource
+        )) else {
+            return;
+        };
+        let device = Jid::from(device);
+        let refusal = if self.closing {
+            Some(EndReason::Shutdown)
+        } else if !media.iter().any(|m| m == "audio") {
+            Some(EndReason::UnsupportedApplications)
+        } else if !available {
+            Some(EndReason::EndpointUnavailable)
+        } else if self.calls_in_progress() >= self.config.max_calls
+            || self.calls_to(&callee) >= self.config.max_calls_per_jid
+        {
+            Some(EndReason::Busy)
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            self.outputs.push_back(Output::Jmi {
+                from: device,
+                to: peer.clone(),
+                jmi: Jmi::Reject {
+                    sid,
+                    reason: Some(reason.to_reason_element()),
+                },
+            });
+            self.outputs.push_back(Output::CallNotStarted {
+                callee,
+                peer,
+                reason,
+            });
+            return;
+        }
+        for jmi in [
+            Jmi::Ringing { sid: sid.clone() },
+            Jmi::Proceed { sid: sid.clone() },
+        ] {
+            self.outputs.push_back(Output::Jmi {
+                from: device.clone(),
+                to: peer.clone(),
+                jmi,
+            });
+        }
+        let mut timers = Timers::default();
+        timers.set(Timer::Ring, now + self.config.ring_timeout);
+        self.proposals
+            .insert((peer, sid), Proposal { callee, timers });
+    }
+
+    /// The answer to an IQ we sent: `error` is `None` for a result. Returns whether the IQ was
+    /// one of ours.
+    pub fn handle_iq_response(
+        &mut self,
+        now: Instant,
+        id: &str,
+        error: Option<DefinedCondition>,
+    ) -> bool {
+        let Some(call_id) = self.pending_iqs.remove(id) else {
+            return false;
+        };
+        match error {
+            None => {
+                if let Some(session) = self.sessions.get_mut(&call_id) {
+                    if matches!(&session.state, SessionState::Accepting { iq_id } if iq_id == id) {
+                        session.state = SessionState::Active;
+                        session.timers.stop(Timer::Answer);
+                        session
+                            .timers
+                            .set(Timer::MaxDuration, now + self.config.max_duration);
+                    }
+                }
+            }
+            Some(condition) => {
+                let reason = match condition {
+                    DefinedCondition::ServiceUnavailable
+                    | DefinedCondition::RecipientUnavailable
+                    | DefinedCondition::RemoteServerNotFound
+                    | DefinedCondition::RemoteServerTimeout
+                    | DefinedCondition::ItemNotFound => EndReason::PeerGone,
+                    _ => EndReason::PeerError,
+                };
+                self.end_session(call_id, reason);
+            }
+        }
+        true
+    }
+
+    /// An event from the media leg of `call_id`.
+    pub fn handle_media(&mut self, call_id: CallId, event: MediaEvent) {
+        match event {
+            MediaEvent::LocalTransport(local) => self.send_local_transport(call_id, local),
+            MediaEvent::LocalCandidate(candidate) => {
+                let Some(session) = self.sessions.get_mut(&call_id) else {
+                    return;
+                };
+                if !session.answer_sent() {
+                    session.early_candidates.push(candidate);
+                    return;
+                }
+                let transport = IceUdpTransport {
+                    candidates: vec![candidate],
+                    ..IceUdpTransport::default()
+                };
+                self.send_transport_info(call_id, transport);
+            }
+            MediaEvent::Ended(reason) => self.end_session(call_id, reason),
+        }
+    }
+
+    fn send_local_transport(&mut self, call_id: CallId, mut local: LocalTransport) {
+        let Some(session) = self.sessions.get_mut(&call_id) else {
+            return;
+        };
+        if session.answer_sent() {
+            // An ICE restart: our new credentials and candidates.
+            let transport = IceUdpTransport {
+                ufrag: Some(local.ufrag),
+                pwd: Some(local.pwd),
+                candidates: local.candidates,
+                ..IceUdpTransport::default()
+            };
+            self.send_transport_info(call_id, transport);
+            return;
+        }
+        local.candidates.append(&mut session.early_candidates);
+        let (content, group) = answer(&session.offer, &local, &self.config.fingerprint_sha256);
+        let mut accept = Jingle::new(Action::SessionAccept, session.sid.clone());
+        accept.responder = Some(session.local.clone());
+        accept.contents = vec![content];
+        accept.group = group;
+        let (from, to) = (session.local.clone(), session.peer.clone());
+        let id = self.send_jingle(Some(call_id), &from, &to, accept);
+        if let Some(session) = self.sessions.get_mut(&call_id) {
+            session.state = SessionState::Accepting { iq_id: id };
+        }
+    }
+
+    fn send_transport_info(&mut self, call_id: CallId, mut transport: IceUdpTransport) {
+        let Some(session) = self.sessions.get(&call_id) else {
+            return;
+        };
+        let mut info = Jingle::new(Action::TransportInfo, session.sid.clone());
+        let mut content = bare_content(&Content {
+            creator: session.offer.creator,
+            name: session.offer.content_name.clone(),
+            senders: crate::protocol::jingle::Senders::Both,
+            description: None,
+            transport: None,
+        });
+        transport.skipped_candidates = 0;
+        content.transport = Some(Transport::IceUdp(transport));
+        info.contents = vec![content];
+        let (from, to) = (session.local.clone(), session.peer.clone());
+        self.send_jingle(Some(call_id), &from, &to, info);
+    }
+
+    /// The caller `peer` went offline: its calls and proposals end.
+    pub fn handle_peer_unavailable(&mut self, peer: &FullJid) {
+        let calls: Vec<CallId> = self
+            .sessions
+            .values()
+            .filter(|s| s.peer == *peer)
+            .map(|s| s.call_id)
+            .collect();
+        for call_id in calls {
+            self.end_session(call_id, EndReason::PeerGone);
+        }
+        let gone: Vec<SessionKey> = self
+            .proposals
+            .keys()
+            .filter(|(p, _)| p == peer)
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(proposal) = self.proposals.remove(&key) {
+                self.outputs.push_back(Output::CallNotStarted {
+                    callee: proposal.callee,
+                    peer: key.0,
+                    reason: EndReason::PeerGone,
+                });
+            }
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<(CallId, Timer)> = self
+            .sessions
+            .values()
+            .filter_map(|s| s.timers.expired(now).map(|t| (s.call_id, t)))
+            .collect();
+        for (call_id, timer) in due {
+            let reason = match timer {
+                Timer::Answer => EndReason::AnswerTimeout,
+                Timer::MaxDuration => EndReason::MaxDuration,
+                Timer::Ring => EndReason::RingTimeout,
+            };
+            self.end_session(call_id, reason);
+        }
+        let expired: Vec<SessionKey> = self
+            .proposals
+            .iter()
+            .filter(|(_, p)| p.timers.expired(now).is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            if let Some(proposal) = self.proposals.remove(&key) {
+                self.outputs.push_back(Output::CallNotStarted {
+                    callee: proposal.callee,
+                    peer: key.0,
+                    reason: EndReason::RingTimeout,
+                });
+            }
+        }
+    }
+
+    /// Stops taking calls and ends every call in progress with `<gone/>`.
+    pub fn shutdown(&mut self) {
+        self.closing = true;
+        let calls: Vec<CallId> = self.sessions.keys().copied().collect();
+        for call_id in calls {
+            self.end_session(call_id, EndReason::Shutdown);
+        }
+        for ((peer, _), proposal) in std::mem::take(&mut self.proposals) {
+            self.outputs.push_back(Output::CallNotStarted {
+                callee: proposal.callee,
+                peer,
+                reason: EndReason::Shutdown,
+            });
+        }
+    }
+
+    /// Ends a call: tells the caller unless it ended the call itself, then stops the media.
+    fn end_session(&mut self, call_id: CallId, reason: EndReason) {
+        let Some(session) = self.sessions.remove(&call_id) else {
+            return;
+        };
+        self.by_key
+            .remove(&(session.peer.clone(), session.sid.clone()));
+        self.pending_iqs.retain(|_, c| *c != call_id);
+        if !reason.ended_by_peer() {
+            self.send_terminate(&session.local, &session.peer, &session.sid, reason);
+            if session.via_jmi {
+                self.send_finish(&session.local, &session.peer, &session.sid, reason);
+            }
+        }
+        self.outputs.push_back(Output::StopCall { call_id, reason });
+    }
+
+    fn send_terminate(&mut self, from: &Jid, to: &FullJid, sid: &Sid, reason: EndReason) {
+        let mut terminate = Jingle::new(Action::SessionTerminate, sid.clone());
+        terminate.reason = Some(reason.to_reason_element());
+        self.send_jingle(None, from, to, terminate);
+    }
+
+    fn send_finish(&mut self, from: &Jid, to: &FullJid, sid: &Sid, reason: EndReason) {
+        self.outputs.push_back(Output::Jmi {
+            from: from.clone(),
+            to: to.clone(),
+            jmi: Jmi::Finish {
+                sid: sid.clone(),
+                reason: Some(reason.to_reason_element()),
+            },
+        });
+    }
+
+    /// Queues a Jingle IQ and returns its id; answers to it reach the call when one is given.
+    fn send_jingle(
+        &mut self,
+        call_id: Option<CallId>,
+        from: &Jid,
+        to: &FullJid,
+        jingle: Jingle,
+    ) -> String {
+        let id = format!("{}{}", self.config.iq_id_prefix, self.next_iq);
+        self.next_iq += 1;
+        if let Some(call_id) = call_id {
+            self.pending_iqs.insert(id.clone(), call_id);
+        }
+        self.outputs.push_back(Output::JingleIq {
+            id: id.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            jingle,
+        });
+        id
+    }
+
+    fn calls_in_progress(&self) -> usize {
+        self.sessions.len() + self.proposals.len()
+    }
+
+    fn calls_to(&self, callee: &str) -> usize {
+        self.sessions
+            .values()
+            .filter(|s| s.callee == callee)
+            .count()
+            + self
+                .proposals
+                .values()
+                .filter(|p| p.callee == callee)
+                .count()
+    }
+}
+
+/// A content with only its creator and name, as content-reject and transport-info carry it.
+fn bare_content(content: &Content) -> Content {
+    Content {
+        creator: content.creator,
+        name: content.name.clone(),
+        senders: content.senders,
+        description: None,
+        transport: None,
+    }
+}
