@@ -1,8 +1,136 @@
 //! jingle-gateway: an XEP-0114 component that answers Jingle audio calls for virtual JIDs.
+//!
+//! `main.rs` parses the command line, loads the config and calls [`run`]; tests call the same
+//! [`run`].
 
+pub mod call;
 pub mod config;
 pub mod jingle;
 pub mod protocol;
+mod router;
+pub mod xmpp;
 
 #[cfg(test)]
 mod testing;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use jid::{BareJid, Jid};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use config::Config;
+use jingle::{Signalling, SignallingConfig};
+use router::{Router, RouterParts};
+use xmpp::disco::CalleeInfo;
+use xmpp::link::{run_link, LinkConfig};
+use xmpp::subscribers::Subscribers;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A value that validation should have caught.
+    #[error("config: {0}")]
+    Config(String),
+    /// The data directory cannot be used.
+    #[error("storage.data_dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the gateway with a validated `config` until `shutdown` is cancelled, then ends every
+/// call with a Jingle reason and closes the stream.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let (Some(domain), Some(secret)) = (config.xmpp.domain.clone(), config.xmpp.secret.clone())
+    else {
+        return Err(RunError::Config(
+            "xmpp.domain and xmpp.secret are required".into(),
+        ));
+    };
+    let domain_jid =
+        BareJid::new(&domain).map_err(|e| RunError::Config(format!("xmpp.domain: {e}")))?;
+    let data_dir = config.storage.data_dir.clone();
+    let data_dir_error = |source| RunError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&data_dir).map_err(data_dir_error)?;
+    let subscribers = Subscribers::load(&data_dir.join("subscribers")).map_err(data_dir_error)?;
+
+    let mut callees = BTreeMap::new();
+    for (name, endpoint) in &config.endpoints {
+        let jid = Jid::new(&format!("{name}@{domain}"))
+            .map_err(|e| RunError::Config(format!("endpoints.{name}: {e}")))?;
+        let available = endpoint.kind.is_available();
+        if !available {
+            tracing::warn!(
+                jid = %jid,
+                kind = endpoint.kind.name(),
+                "endpoint kind not available in this version yet: calls to this JID are refused"
+            );
+        }
+        let display = endpoint.name.clone().unwrap_or_else(|| name.clone());
+        callees.insert(name.clone(), CalleeInfo::new(jid, display, available));
+    }
+
+    let core = Signalling::new(SignallingConfig {
+        domain: domain.clone(),
+        callees: callees
+            .iter()
+            .map(|(name, info)| (name.clone(), info.available))
+            .collect::<HashMap<_, _>>(),
+        max_calls: config.calls.max_calls as usize,
+        max_calls_per_jid: config.calls.max_calls_per_jid as usize,
+        ring_timeout: config.calls.ring_timeout.0,
+        answer_timeout: config.calls.answer_timeout.0,
+        max_duration: config.calls.max_duration.0,
+        fingerprint_sha256: String::new(),
+        prefer_dtls_active: true,
+        resource: "gateway".into(),
+        iq_id_prefix: format!("gw{:x}-", rand::random::<u32>()),
+    });
+
+    let link_config = LinkConfig {
+        host: config.xmpp.host.clone(),
+        port: config.xmpp.port,
+        domain,
+        secret,
+        reconnect_min: config.xmpp.reconnect_min.0,
+        reconnect_max: config.xmpp.reconnect_max.0,
+        keepalive: config.xmpp.keepalive.0,
+    };
+    let (event_tx, event_rx) = mpsc::channel(1024);
+    let (outbound_tx, outbound_rx) = mpsc::channel(4096);
+    let link_stop = CancellationToken::new();
+    let mut link = tokio::spawn(run_link(
+        link_config,
+        event_tx,
+        outbound_rx,
+        link_stop.clone(),
+    ));
+
+    let parts = RouterParts {
+        domain: domain_jid,
+        name: config.xmpp.name.clone(),
+        callees,
+        core,
+        subscribers,
+        calls: call::Calls::default(),
+    };
+    Router::run(parts, event_rx, outbound_tx, shutdown).await;
+    // The router dropped its sender: the link sends what is queued, then closes the stream.
+    if tokio::time::timeout(Duration::from_secs(3), &mut link)
+        .await
+        .is_err()
+    {
+        link_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), link).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,1 +1,143 @@
-fn main() {}
+//! The `jingle-gateway` binary: parses the command line, loads and validates the config, sets up
+//! logging and runs the gateway until SIGTERM or Ctrl-C.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use jingle_gateway::config::{Config, ConfigErrors, EXAMPLE_CONFIG};
+use tokio_util::sync::CancellationToken;
+
+const USAGE: &str = "\
+usage: jingle-gateway [--config PATH]     run the gateway (without --config: the built-in
+                                          example config, for a server on localhost:5347)
+       jingle-gateway check-config PATH   validate a config and list every problem
+       jingle-gateway --help | --version
+
+Any config key can be overridden as GATEWAY_<SECTION>_<KEY>, e.g. GATEWAY_XMPP_SECRET.";
+
+enum Command {
+    Run(Option<PathBuf>),
+    CheckConfig(PathBuf),
+    Help,
+    Version,
+}
+
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    match args {
+        [] => Ok(Command::Run(None)),
+        [flag] if flag == "--help" || flag == "-h" => Ok(Command::Help),
+        [flag] if flag == "--version" || flag == "-V" => Ok(Command::Version),
+        [flag, path] if flag == "--config" || flag == "-c" => Ok(Command::Run(Some(path.into()))),
+        [command, path] if command == "check-config" => Ok(Command::CheckConfig(path.into())),
+        _ => Err(format!("unexpected arguments: {}", args.join(" "))),
+    }
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, ConfigErrors> {
+    match path {
+        Some(path) => Config::load(path),
+        None => Config::from_toml_str(EXAMPLE_CONFIG, std::env::vars()),
+    }
+}
+
+fn print_errors(errors: &ConfigErrors) {
+    for error in &errors.0 {
+        eprintln!("config error: {error}");
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match parse_args(&args) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("{message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("jingle-gateway {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig(path) => match Config::load(&path) {
+            Ok(config) => {
+                println!(
+                    "{}: valid ({} virtual JIDs on {})",
+                    path.display(),
+                    config.endpoints.len(),
+                    config.xmpp.domain.as_deref().unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                print_errors(&errors);
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(path) => {
+            let config = match load(path.as_ref()) {
+                Ok(config) => config,
+                Err(errors) => {
+                    print_errors(&errors);
+                    return ExitCode::FAILURE;
+                }
+            };
+            match serve(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        jingle_gateway::run(config, shutdown).await
+    })?;
+    Ok(())
+}
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; Ctrl-C still stops the gateway");
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("stop requested");
+    shutdown.cancel();
+}

@@ -1,0 +1,206 @@
+//! Inbound IQs and messages. Every IQ request gets exactly one reply, sent from one place
+//! ([`Router::handle_iq`]) after its handler returns; a handler's error becomes a stanza error
+//! there.
+
+use jid::Jid;
+use minidom::Element;
+use tokio_xmpp::Stanza;
+use xmpp_parsers::disco::DiscoInfoResult;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::message::{Message, MessageType};
+use xmpp_parsers::ns;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+use xmpp_parsers::version::VersionResult;
+
+use super::{now, Router};
+use crate::protocol::jingle::{Jingle, NS_JINGLE};
+use crate::protocol::jmi::Jmi;
+use crate::xmpp::disco;
+use crate::xmpp::iq_error::IqError;
+use crate::xmpp::link::InvalidStanza;
+
+impl Router {
+    pub(super) async fn handle_iq(&mut self, iq: Iq) {
+        let (from, to, id, payload, is_set) = match iq {
+            Iq::Get {
+                from,
+                to,
+                id,
+                payload,
+            } => (from, to, id, payload, false),
+            Iq::Set {
+                from,
+                to,
+                id,
+                payload,
+            } => (from, to, id, payload, true),
+            Iq::Result { id, .. } => {
+                if self.core.handle_iq_response(now(), &id, None) {
+                    self.process_outputs().await;
+                }
+                return;
+            }
+            Iq::Error { id, error, .. } => {
+                if self
+                    .core
+                    .handle_iq_response(now(), &id, Some(error.defined_condition))
+                {
+                    self.process_outputs().await;
+                }
+                return;
+            }
+        };
+        let (Some(from), Some(to)) = (from, to) else {
+            tracing::debug!(id, "dropping an IQ without from or to");
+            return;
+        };
+        let result = self.handle_request(&from, &to, payload, is_set);
+        let reply = match result {
+            Ok(payload) => Iq::Result {
+                from: Some(to),
+                to: Some(from),
+                id,
+                payload,
+            },
+            Err(error) => {
+                tracing::debug!(%from, %error, "refusing an IQ");
+                Iq::Error {
+                    from: Some(to),
+                    to: Some(from),
+                    id,
+                    error: error.to_stanza_error(),
+                    payload: None,
+                }
+            }
+        };
+        self.send(Stanza::Iq(reply)).await;
+        // The reply goes out before anything the request caused (ringing, session-terminate).
+        self.process_outputs().await;
+    }
+
+    fn handle_request(
+        &mut self,
+        from: &Jid,
+        to: &Jid,
+        payload: Element,
+        is_set: bool,
+    ) -> Result<Option<Element>, IqError> {
+        let callee = match to.node() {
+            Some(_) => Some(self.callee(to).ok_or(IqError::NoSuchJid)?),
+            None if to.domain() == self.domain.domain() => None,
+            None => return Err(IqError::NoSuchJid),
+        };
+        match (payload.name(), payload.ns().as_str(), is_set) {
+            ("query", ns::DISCO_INFO, false) => {
+                let node = payload.attr("node").map(str::to_string);
+                let info = match callee {
+                    Some(callee) => callee.info_for(node),
+                    None => DiscoInfoResult {
+                        node,
+                        ..disco::domain_info(&self.name)
+                    },
+                };
+                Ok(Some(info.into()))
+            }
+            ("query", ns::DISCO_ITEMS, false) => {
+                let items = match callee {
+                    Some(_) => disco::domain_items(std::iter::empty()),
+                    None => disco::domain_items(self.callees.values()),
+                };
+                Ok(Some(items.into()))
+            }
+            ("ping", ns::PING, false) => Ok(None),
+            ("query", ns::VERSION, false) => Ok(Some(
+                VersionResult {
+                    name: "jingle-gateway".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    os: None,
+                }
+                .into(),
+            )),
+            ("jingle", NS_JINGLE, true) => {
+                let from = from.clone().try_into_full().map_err(|_| {
+                    IqError::BadRequest("Jingle requests must come from a full JID".into())
+                })?;
+                let jingle =
+                    Jingle::parse(&payload).map_err(|e| IqError::BadRequest(e.to_string()))?;
+                self.core
+                    .handle_jingle(now(), from, to.clone(), jingle)
+                    .map_err(IqError::Jingle)?;
+                Ok(None)
+            }
+            _ => Err(IqError::Unsupported),
+        }
+    }
+
+    /// A stanza that could not be parsed: an IQ request still gets its `bad-request`.
+    pub(super) async fn handle_invalid(&mut self, invalid: InvalidStanza) {
+        tracing::debug!(kind = %invalid.kind, from = ?invalid.from, error = %invalid.error, "invalid stanza");
+        let is_request = matches!(invalid.type_.as_deref(), Some("get") | Some("set"));
+        if invalid.kind != "iq" || !is_request {
+            return;
+        }
+        let (Some(id), Some(from), Some(to)) = (invalid.id, invalid.from, invalid.to) else {
+            return;
+        };
+        let (Ok(from), Ok(to)) = (Jid::new(&from), Jid::new(&to)) else {
+            return;
+        };
+        let error = IqError::BadRequest(format!("invalid stanza: {}", invalid.error));
+        self.send(Stanza::Iq(Iq::Error {
+            from: Some(to),
+            to: Some(from),
+            id,
+            error: error.to_stanza_error(),
+            payload: None,
+        }))
+        .await;
+    }
+
+    pub(super) async fn handle_message(&mut self, message: Message) {
+        if message.type_ == MessageType::Error {
+            return;
+        }
+        let (Some(from), Some(to)) = (message.from.clone(), message.to.clone()) else {
+            return;
+        };
+        if self.callee(&to).is_none() {
+            self.bounce(
+                &message,
+                DefinedCondition::ItemNotFound,
+                "no such virtual JID",
+            )
+            .await;
+            return;
+        }
+        match Jmi::find(&message.payloads) {
+            Some(Ok(jmi)) => {
+                let Ok(from) = from.try_into_full() else {
+                    return; // JMI comes from a device: a bare JID cannot be answered.
+                };
+                let wants_receipt = message
+                    .payloads
+                    .iter()
+                    .any(|p| p.is("request", ns::RECEIPTS));
+                let id = message.id.as_ref().map(|id| id.0.clone());
+                self.core
+                    .handle_jmi(now(), from, to, id, wants_receipt, jmi);
+                self.process_outputs().await;
+            }
+            Some(Err(e)) => {
+                self.bounce(&message, DefinedCondition::BadRequest, &e.to_string())
+                    .await;
+            }
+            None => {}
+        }
+    }
+
+    /// Returns `message` to its sender as an error.
+    async fn bounce(&mut self, message: &Message, condition: DefinedCondition, text: &str) {
+        let mut reply = Message::new_with_type(MessageType::Error, message.from.clone());
+        reply.from = message.to.clone();
+        reply.id = message.id.clone();
+        reply = reply.with_payload(StanzaError::new(ErrorType::Cancel, condition, "en", text));
+        self.send(Stanza::Message(reply)).await;
+    }
+}

@@ -1,0 +1,205 @@
+//! The router: one task that owns the signalling core, the virtual JIDs and the calls. It takes
+//! stanzas from the component link and events from call tasks, feeds them to the core, and acts
+//! on the core's outputs (stanzas out, calls started and stopped).
+
+mod inbound;
+mod outbound;
+mod presence;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use jid::{BareJid, Jid};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_xmpp::Stanza;
+
+use crate::call::{CallHandle, Calls};
+use crate::jingle::{CallId, MediaEvent, Output, Signalling};
+use crate::xmpp::disco::CalleeInfo;
+use crate::xmpp::link::LinkEvent;
+use crate::xmpp::subscribers::Subscribers;
+
+/// Everything the router is built from.
+pub struct RouterParts {
+    /// The component domain.
+    pub domain: BareJid,
+    /// Name shown in the domain's disco identity.
+    pub name: String,
+    /// The virtual JIDs by local part.
+    pub callees: BTreeMap<String, CalleeInfo>,
+    /// The signalling core.
+    pub core: Signalling,
+    /// Presence subscribers.
+    pub subscribers: Subscribers,
+    /// Starts and stops call tasks.
+    pub calls: Calls,
+}
+
+/// The router's state.
+pub struct Router {
+    domain: BareJid,
+    name: String,
+    callees: BTreeMap<String, CalleeInfo>,
+    core: Signalling,
+    subscribers: Subscribers,
+    calls: Calls,
+    active: HashMap<CallId, CallHandle>,
+    outbound: mpsc::Sender<Stanza>,
+    call_events: mpsc::UnboundedSender<(CallId, MediaEvent)>,
+    connected: bool,
+}
+
+/// How long shutdown waits for the last stanzas to leave and calls to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+impl Router {
+    /// Runs the router until `shutdown` is cancelled, then ends every call with a Jingle reason,
+    /// says goodbye with unavailable presence and lets the link close the stream.
+    pub async fn run(
+        parts: RouterParts,
+        mut link_events: mpsc::Receiver<LinkEvent>,
+        outbound: mpsc::Sender<Stanza>,
+        shutdown: CancellationToken,
+    ) {
+        let (call_events, mut call_event_rx) = mpsc::unbounded_channel();
+        let mut router = Router {
+            domain: parts.domain,
+            name: parts.name,
+            callees: parts.callees,
+            core: parts.core,
+            subscribers: parts.subscribers,
+            calls: parts.calls,
+            active: HashMap::new(),
+            outbound,
+            call_events,
+            connected: false,
+        };
+        loop {
+            let deadline = router.core.poll_timeout();
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                event = link_events.recv() => match event {
+                    Some(event) => router.handle_link_event(event).await,
+                    None => break,
+                },
+                Some((call_id, event)) = call_event_rx.recv() => {
+                    router.core.handle_media(call_id, event);
+                    router.process_outputs().await;
+                }
+                _ = timer => {
+                    router.core.handle_timeout(now());
+                    router.process_outputs().await;
+                }
+            }
+        }
+        router.shut_down().await;
+    }
+
+    async fn handle_link_event(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Connected => {
+                self.connected = true;
+                self.announce_presence().await;
+            }
+            LinkEvent::Disconnected => self.connected = false,
+            LinkEvent::Stanza(stanza) => match *stanza {
+                Stanza::Iq(iq) => self.handle_iq(iq).await,
+                Stanza::Message(message) => self.handle_message(message).await,
+                Stanza::Presence(presence) => self.handle_presence(presence).await,
+            },
+            LinkEvent::Invalid(invalid) => self.handle_invalid(invalid).await,
+        }
+    }
+
+    /// Acts on every output the core has queued, in order.
+    async fn process_outputs(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::StartCall(start) => {
+                    tracing::info!(
+                        call_id = %start.call_id, callee = %start.callee, peer = %start.peer,
+                        sid = %start.sid, codec = start.offer.codec.name(), "call started"
+                    );
+                    let handle = self.calls.start(start, self.call_events.clone());
+                    self.active.insert(handle.call_id(), handle);
+                }
+                Output::RemoteCandidates {
+                    call_id,
+                    candidates,
+                } => {
+                    if let Some(call) = self.active.get(&call_id) {
+                        call.add_remote_candidates(candidates);
+                    }
+                }
+                Output::IceRestart {
+                    call_id,
+                    ufrag,
+                    pwd,
+                    candidates,
+                } => {
+                    if let Some(call) = self.active.get(&call_id) {
+                        call.restart_ice(ufrag, pwd, candidates);
+                    }
+                }
+                Output::StopCall { call_id, reason } => {
+                    tracing::info!(call_id = %call_id, reason = %reason, "call ended");
+                    if let Some(call) = self.active.remove(&call_id) {
+                        call.stop(reason);
+                    }
+                }
+                Output::CallNotStarted {
+                    callee,
+                    peer,
+                    reason,
+                } => {
+                    tracing::info!(callee = %callee, peer = %peer, reason = %reason, "call not started");
+                }
+                other => {
+                    if let Some(stanza) = outbound::stanza_for(other) {
+                        self.send(stanza).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, stanza: Stanza) {
+        if self.outbound.send(stanza).await.is_err() {
+            tracing::debug!("the component link has stopped; dropping a stanza");
+        }
+    }
+
+    async fn shut_down(mut self) {
+        tracing::info!(calls = self.active.len(), "shutting down: ending calls");
+        self.core.shutdown();
+        self.process_outputs().await;
+        self.say_goodbye().await;
+        let calls: Vec<CallHandle> = self.active.drain().map(|(_, c)| c).collect();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            for call in calls {
+                call.finished().await;
+            }
+        })
+        .await;
+    }
+
+    /// The bare virtual JID for `callee`, if it exists.
+    fn callee(&self, jid: &Jid) -> Option<&CalleeInfo> {
+        if jid.domain() != self.domain.domain() {
+            return None;
+        }
+        self.callees.get(jid.node()?.as_str())
+    }
+}
+
+/// The current time for the sans-IO core.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
