@@ -6,6 +6,7 @@
 pub mod call;
 pub mod config;
 pub mod jingle;
+pub mod media;
 pub mod protocol;
 mod router;
 pub mod xmpp;
