@@ -5,6 +5,7 @@
 
 pub mod call;
 pub mod config;
+pub mod endpoint;
 pub mod jingle;
 pub mod media;
 pub mod protocol;
@@ -23,7 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use config::Config;
 use jingle::{Signalling, SignallingConfig};
+use media::engine::{MediaEngine, MediaStartError};
+use media::stats::MediaStats;
 use router::{Router, RouterParts};
+use std::sync::Arc;
 use xmpp::disco::CalleeInfo;
 use xmpp::link::{run_link, LinkConfig};
 use xmpp::subscribers::Subscribers;
@@ -34,6 +38,9 @@ pub enum RunError {
     /// A value that validation should have caught.
     #[error("config: {0}")]
     Config(String),
+    /// The media engine could not start.
+    #[error(transparent)]
+    Media(#[from] MediaStartError),
     /// The data directory cannot be used.
     #[error("storage.data_dir {path}: {source}")]
     DataDir {
@@ -45,8 +52,12 @@ pub enum RunError {
 }
 
 /// Runs the gateway with a validated `config` until `shutdown` is cancelled, then ends every
-/// call with a Jingle reason and closes the stream.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+/// call with a Jingle reason and closes the stream. Media counters go to `stats`.
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    stats: Arc<MediaStats>,
+) -> Result<(), RunError> {
     let (Some(domain), Some(secret)) = (config.xmpp.domain.clone(), config.xmpp.secret.clone())
     else {
         return Err(RunError::Config(
@@ -79,6 +90,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         callees.insert(name.clone(), CalleeInfo::new(jid, display, available));
     }
 
+    let engine = Arc::new(MediaEngine::start(&config.media, stats).await?);
+    let kinds = config
+        .endpoints
+        .iter()
+        .map(|(name, endpoint)| (name.clone(), endpoint.kind.clone()))
+        .collect();
     let core = Signalling::new(SignallingConfig {
         domain: domain.clone(),
         callees: callees
@@ -90,8 +107,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         ring_timeout: config.calls.ring_timeout.0,
         answer_timeout: config.calls.answer_timeout.0,
         max_duration: config.calls.max_duration.0,
-        fingerprint_sha256: String::new(),
-        prefer_dtls_active: true,
+        fingerprint_sha256: engine.certificate.fingerprint_sha256.clone(),
+        prefer_dtls_active: engine.prefer_dtls_active,
         resource: "gateway".into(),
         iq_id_prefix: format!("gw{:x}-", rand::random::<u32>()),
     });
@@ -121,7 +138,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         callees,
         core,
         subscribers,
-        calls: call::Calls::default(),
+        calls: call::Calls::new(engine.clone(), kinds),
     };
     Router::run(parts, event_rx, outbound_tx, shutdown).await;
     // The router dropped its sender: the link sends what is queued, then closes the stream.
@@ -132,6 +149,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         link_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), link).await;
     }
+    engine.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -110,7 +110,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        jingle_gateway::run(config, shutdown).await
+        jingle_gateway::run(config, shutdown, Default::default()).await
     })?;
     Ok(())
 }

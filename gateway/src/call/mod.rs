@@ -1,10 +1,19 @@
 //! Call tasks: one per call, owning its media leg and its endpoint. The router talks to a call
 //! through a [`CallHandle`]; the call reports back through [`MediaEvent`]s.
 
+mod audio;
+mod task;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::config::EndpointKind;
+use crate::endpoint::{Echo, Endpoint};
 use crate::jingle::{CallId, CallStart, EndReason, MediaEvent};
+use crate::media::engine::MediaEngine;
 use crate::protocol::ice_udp::Candidate;
 
 /// A command from the router to a call task.
@@ -67,31 +76,51 @@ impl CallHandle {
 }
 
 /// Starts call tasks.
-#[derive(Debug, Clone, Default)]
-pub struct Calls {}
+pub struct Calls {
+    engine: Arc<MediaEngine>,
+    kinds: HashMap<String, EndpointKind>,
+}
 
 impl Calls {
+    /// Call tasks on `engine`, with endpoints by virtual JID local part.
+    pub fn new(engine: Arc<MediaEngine>, kinds: HashMap<String, EndpointKind>) -> Self {
+        Self { engine, kinds }
+    }
+
     /// Starts the media leg and endpoint of a call.
     pub fn start(
         &self,
         start: CallStart,
         events: mpsc::UnboundedSender<(CallId, MediaEvent)>,
     ) -> CallHandle {
-        let (commands, mut command_rx) = mpsc::unbounded_channel();
+        let (commands, command_rx) = mpsc::unbounded_channel();
         let call_id = start.call_id;
-        let task = tokio::spawn(async move {
-            tracing::warn!(%call_id, "no media engine in this build: ending the call");
-            let _ = events.send((call_id, MediaEvent::Ended(EndReason::MediaError)));
-            while let Some(command) = command_rx.recv().await {
-                if matches!(command, CallCommand::Stop(_)) {
-                    break;
-                }
+        let task = match self.kinds.get(&start.callee).and_then(endpoint_for) {
+            Some(endpoint) => tokio::spawn(task::run_call(
+                self.engine.clone(),
+                endpoint,
+                start,
+                command_rx,
+                events,
+            )),
+            None => {
+                // The signalling core only starts calls to endpoints that are available.
+                let _ = events.send((call_id, MediaEvent::Ended(EndReason::EndpointUnavailable)));
+                tokio::spawn(async {})
             }
-        });
+        };
         CallHandle {
             call_id,
             commands,
             task,
         }
+    }
+}
+
+/// A new endpoint of `kind`, if this build has it.
+fn endpoint_for(kind: &EndpointKind) -> Option<Box<dyn Endpoint>> {
+    match kind {
+        EndpointKind::Echo => Some(Box::new(Echo::default())),
+        EndpointKind::Voicemail | EndpointKind::Ivr | EndpointKind::SoundDevice => None,
     }
 }

@@ -4,7 +4,7 @@
 use toml::{Table, Value};
 
 use super::load::{ConfigError, SECTIONS};
-use super::schema::{CallsConfig, LogConfig, StorageConfig, XmppConfig};
+use super::schema::{CallsConfig, LogConfig, MediaConfig, StorageConfig, XmppConfig};
 
 const PREFIX: &str = "GATEWAY_";
 
@@ -65,6 +65,7 @@ fn default_of(section: &str, key: &str) -> Option<Value> {
     let defaults = match section {
         "xmpp" => Value::try_from(XmppConfig::default()),
         "calls" => Value::try_from(CallsConfig::default()),
+        "media" => Value::try_from(MediaConfig::default()),
         "storage" => Value::try_from(StorageConfig::default()),
         "log" => Value::try_from(LogConfig::default()),
         _ => return None,

@@ -55,7 +55,7 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// The sections the config accepts besides `[endpoints]`.
-pub(super) const SECTIONS: &[&str] = &["xmpp", "calls", "storage", "log"];
+pub(super) const SECTIONS: &[&str] = &["xmpp", "calls", "media", "storage", "log"];
 
 impl Config {
     /// Parses and validates a config from TOML text, applying `GATEWAY_*` overrides from `env`.
@@ -77,6 +77,7 @@ impl Config {
         let config = Config {
             xmpp: section(&mut table, "xmpp", &mut errors),
             calls: section(&mut table, "calls", &mut errors),
+            media: section(&mut table, "media", &mut errors),
             storage: section(&mut table, "storage", &mut errors),
             log: section(&mut table, "log", &mut errors),
             endpoints: endpoints(table.remove("endpoints"), &mut errors),

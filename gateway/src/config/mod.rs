@@ -10,8 +10,10 @@ mod validate;
 pub use duration::ConfigDuration;
 pub use load::{ConfigError, ConfigErrors};
 pub use schema::{
-    CallsConfig, Config, EndpointConfig, EndpointKind, LogConfig, StorageConfig, XmppConfig,
+    CallsConfig, Config, DtlsRoleConfig, EndpointConfig, EndpointKind, LogConfig, MediaConfig,
+    StorageConfig, TurnServerConfig, XmppConfig,
 };
+pub use validate::parse_port_range;
 
 /// The example configuration shipped in `config/gateway.example.toml`, used when no `--config`
 /// is given: it works against an XMPP server on localhost:5347 with the component domain

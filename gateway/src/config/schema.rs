@@ -3,6 +3,7 @@
 //! `config/gateway.example.toml` shows every key with its default; a test keeps the two in step.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,8 @@ pub struct Config {
     pub xmpp: XmppConfig,
     /// `[calls]`: limits and timers that apply to every call.
     pub calls: CallsConfig,
+    /// `[media]`: the UDP port, addresses, ICE and DTLS of the media legs.
+    pub media: MediaConfig,
     /// `[storage]`: where the gateway keeps state between runs.
     pub storage: StorageConfig,
     /// `[log]`: log verbosity and format.
@@ -91,6 +94,90 @@ impl Default for CallsConfig {
             max_duration: ConfigDuration::secs(4 * 3600),
         }
     }
+}
+
+/// `[media]`: how calls' media reach the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MediaConfig {
+    /// The UDP port every call shares (ICE tells calls apart); the one port to open in a
+    /// firewall or container. 0 picks a free port (for tests). Ignored when `port_range` is set.
+    pub port: u16,
+    /// Per-call UDP ports from this range instead of one shared port, e.g. `"20000-20999"`.
+    /// Needed for server-reflexive candidates from `stun_servers`.
+    pub port_range: Option<String>,
+    /// Address the media port is bound to.
+    pub bind_address: IpAddr,
+    /// The address offered to callers as host candidate. Unset: the address of the interface
+    /// that holds the default route.
+    pub local_address: Option<IpAddr>,
+    /// Public address of a 1:1 NAT (a cloud VM's external IP), offered instead of
+    /// `local_address`.
+    pub public_address: Option<IpAddr>,
+    /// STUN servers (`host:port`) for server-reflexive candidates (with `port_range` only).
+    pub stun_servers: Vec<String>,
+    /// TURN servers for relay candidates, each `{ url = "turn:host:3478", username, password }`.
+    pub turn_servers: Vec<TurnServerConfig>,
+    /// Accept callers' loopback candidates (127.0.0.0/8, ::1); for tests on one machine.
+    pub allow_loopback_candidates: bool,
+    /// Accept callers' private-network candidates (10/8, 172.16/12, 192.168/16, fc00::/7).
+    pub allow_private_candidates: bool,
+    /// Remote candidates accepted per call; more are ignored.
+    pub max_remote_candidates: u32,
+    /// A call whose ICE has not connected after this long ends with `<failed-transport/>`.
+    pub ice_timeout: ConfigDuration,
+    /// A call whose caller has sent nothing (media or ICE consent) for this long ends with
+    /// `<connectivity-error/>` (RFC 7675 consent freshness); at least 10s.
+    pub consent_timeout: ConfigDuration,
+    /// DTLS role taken when the caller lets us choose: `active` (we send the ClientHello) or
+    /// `passive`.
+    pub dtls_role: DtlsRoleConfig,
+    /// PEM file with the DTLS certificate and its private key (ECDSA P-256 or Ed25519).
+    /// Unset: a new certificate is generated at every start.
+    pub certificate: Option<PathBuf>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            port: 10000,
+            port_range: None,
+            bind_address: IpAddr::from([0, 0, 0, 0]),
+            local_address: None,
+            public_address: None,
+            stun_servers: Vec::new(),
+            turn_servers: Vec::new(),
+            allow_loopback_candidates: false,
+            allow_private_candidates: true,
+            max_remote_candidates: 30,
+            ice_timeout: ConfigDuration::secs(20),
+            consent_timeout: ConfigDuration::secs(30),
+            dtls_role: DtlsRoleConfig::Active,
+            certificate: None,
+        }
+    }
+}
+
+/// A TURN server with static credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnServerConfig {
+    /// `turn:host:port` (UDP).
+    pub url: String,
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+/// `media.dtls_role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DtlsRoleConfig {
+    /// We send the ClientHello.
+    Active,
+    /// We wait for the caller's ClientHello.
+    Passive,
 }
 
 /// `[storage]`: state kept between runs.

@@ -84,6 +84,8 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         }
     }
 
+    errors.extend(validate_media(&config.media));
+
     if config.storage.data_dir.as_os_str().is_empty() {
         errors.push(ConfigError::new("storage.data_dir", "must not be empty"));
     }
@@ -111,6 +113,93 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             errors.push(ConfigError::new(
                 format!("endpoints.{name}"),
                 format!("`{name}` cannot be the local part of a JID (use lower case, no spaces, @, / or :)"),
+            ));
+        }
+    }
+    errors
+}
+
+/// Parses `media.port_range` (`"20000-20999"`).
+pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let (low, high) = text
+        .split_once('-')
+        .ok_or_else(|| format!("`{text}` is not a range such as \"20000-20999\""))?;
+    let low: u16 = low
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{low}` is not a port"))?;
+    let high: u16 = high
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{high}` is not a port"))?;
+    if low == 0 || high < low {
+        return Err(format!(
+            "`{text}` must go from a lower to a higher port, both above 0"
+        ));
+    }
+    Ok((low, high))
+}
+
+fn validate_media(media: &crate::config::MediaConfig) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    match &media.port_range {
+        Some(range) => {
+            if let Err(e) = parse_port_range(range) {
+                errors.push(ConfigError::new("media.port_range", e));
+            }
+        }
+        None => {
+            if !media.stun_servers.is_empty() {
+                errors.push(ConfigError::new(
+                    "media.stun_servers",
+                    "server-reflexive candidates need per-call ports: set media.port_range, or use \
+                     media.public_address behind a 1:1 NAT",
+                ));
+            }
+        }
+    }
+    for (i, server) in media.stun_servers.iter().enumerate() {
+        let valid = server
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !valid {
+            errors.push(ConfigError::new(
+                format!("media.stun_servers[{i}]"),
+                format!("`{server}` is not host:port"),
+            ));
+        }
+    }
+    for (i, turn) in media.turn_servers.iter().enumerate() {
+        if !turn.url.starts_with("turn:") {
+            errors.push(ConfigError::new(
+                format!("media.turn_servers[{i}].url"),
+                format!(
+                    "`{}` is not a turn: URL such as \"turn:turn.example.org:3478\"",
+                    turn.url
+                ),
+            ));
+        }
+    }
+    if media.max_remote_candidates == 0 {
+        errors.push(ConfigError::new(
+            "media.max_remote_candidates",
+            "must be at least 1",
+        ));
+    }
+    if media.ice_timeout.0.as_secs() < 2 {
+        errors.push(ConfigError::new("media.ice_timeout", "must be at least 2s"));
+    }
+    if media.consent_timeout.0.as_secs() < 10 {
+        errors.push(ConfigError::new(
+            "media.consent_timeout",
+            "must be at least 10s",
+        ));
+    }
+    if let Some(path) = &media.certificate {
+        if !path.is_file() {
+            errors.push(ConfigError::new(
+                "media.certificate",
+                format!("{} is not a readable file", path.display()),
             ));
         }
     }
@@ -162,6 +251,36 @@ mod tests {
                 "{expected} missing from {keys:?}"
             );
         }
+    }
+
+    #[test]
+    fn media_mistakes_name_their_key() {
+        let keys = errors_for(
+            r#"
+            [xmpp]
+            domain = "gw.localhost"
+            secret = "s"
+            [media]
+            port_range = "9-3"
+            stun_servers = ["nohost"]
+            turn_servers = [{ url = "http://x", username = "u", password = "p" }]
+            consent_timeout = "1s"
+            certificate = "/nonexistent/cert.pem"
+            [endpoints.echo]
+            kind = "echo"
+            "#,
+        );
+        assert_eq!(
+            keys,
+            [
+                "media.port_range",
+                "media.stun_servers[0]",
+                "media.turn_servers[0].url",
+                "media.consent_timeout",
+                "media.certificate"
+            ]
+        );
+        assert_eq!(super::parse_port_range("20000-20999"), Ok((20000, 20999)));
     }
 
     #[test]

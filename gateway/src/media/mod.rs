@@ -2,8 +2,14 @@
 //! jitter buffer, DTMF and RTCP.
 
 pub mod codec;
+pub mod dtls;
 pub mod dtmf;
+pub mod engine;
+pub mod ice;
 pub mod jitter;
+pub mod leg;
 pub mod pacer;
 pub mod rtcp;
 pub mod rtp;
+pub mod srtp;
+pub mod stats;

@@ -97,7 +97,7 @@ mod tests {
         let unknown = xml(IqError::Jingle(Refusal::UnknownSession));
         assert!(unknown.contains("<item-not-found"), "{unknown}");
         assert!(
-            unknown.contains("<unknown-session xmlns=\"urn:xmpp:jingle:errors:1\""),
+            unknown.contains("<unknown-session xmlns='urn:xmpp:jingle:errors:1'"),
             "{unknown}"
         );
         let order = xml(IqError::Jingle(Refusal::OutOfOrder));

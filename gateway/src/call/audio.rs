@@ -1,0 +1,489 @@
+//! One call's audio path between the media leg and the endpoint: received RTP into the jitter
+//! buffer (and key presses out of it), 20 ms ticks that play out to the endpoint and take what it
+//! sends, paced RTP out with DTMF, and the RTCP reports. No I/O: packets to send are returned.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use rtp::header::Header;
+use webrtc_util::marshal::Unmarshal;
+
+use crate::endpoint::{Endpoint, EndpointEvent, Incoming, Outgoing};
+use crate::jingle::negotiate::{Codec, Offer};
+use crate::media::codec::{Decoder, Encoder, FRAME_SAMPLES};
+use crate::media::dtmf::{Digit, DtmfReceiver, DtmfSender};
+use crate::media::jitter::{Buffered, JitterBuffer, Playout};
+use crate::media::pacer::Pacer;
+use crate::media::rtcp::{build_report, read_sender_report, LastSenderReport, REPORT_INTERVAL};
+use crate::media::rtp::{ReceiveStats, RtpSender};
+
+/// The packet time.
+pub const PTIME: Duration = Duration::from_millis(20);
+
+/// A packet to send.
+#[derive(Debug)]
+pub struct OutPacket {
+    /// RTP header.
+    pub header: Header,
+    /// Payload.
+    pub payload: Bytes,
+}
+
+/// What a tick asks of the call.
+#[derive(Debug, Default)]
+pub struct TickResult {
+    /// Packets to send, in order.
+    pub packets: Vec<OutPacket>,
+    /// The endpoint hung up.
+    pub hang_up: bool,
+}
+
+/// The audio path of one call.
+pub struct AudioPath {
+    codec: Codec,
+    payload_type: u8,
+    dtmf_type: Option<u8>,
+    jitter: JitterBuffer,
+    received: ReceiveStats,
+    remote_ssrc: Option<u32>,
+    dtmf_in: DtmfReceiver,
+    dtmf_out: DtmfSender,
+    sender: RtpSender,
+    pacer: Option<Pacer>,
+    next_report: Option<Instant>,
+    last_sr: Option<LastSenderReport>,
+    decoder: Option<Decoder>,
+    encoder: Option<Encoder>,
+    playout: Vec<Playout>,
+    pcm: Vec<i16>,
+    encoded: Vec<u8>,
+    unknown_payload_types: u64,
+    codec_failed: bool,
+}
+
+impl AudioPath {
+    /// The audio path for `offer`, sending as `ssrc`.
+    pub fn new(offer: &Offer, ssrc: u32, now: Instant) -> Self {
+        Self {
+            codec: offer.codec,
+            payload_type: offer.payload_type,
+            dtmf_type: offer.dtmf_payload_type,
+            jitter: JitterBuffer::new(),
+            received: ReceiveStats::new(offer.codec.clock_rate(), now),
+            remote_ssrc: None,
+            dtmf_in: DtmfReceiver::default(),
+            dtmf_out: DtmfSender::default(),
+            sender: RtpSender::new(
+                ssrc,
+                offer.payload_type,
+                offer.dtmf_payload_type,
+                rand::random(),
+                rand::random(),
+            ),
+            pacer: None,
+            next_report: None,
+            last_sr: None,
+            decoder: None,
+            encoder: None,
+            playout: Vec::with_capacity(4),
+            pcm: Vec::with_capacity(FRAME_SAMPLES * 2),
+            encoded: vec![0; 1500],
+            unknown_payload_types: 0,
+            codec_failed: false,
+        }
+    }
+
+    /// Our SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.sender.ssrc()
+    }
+
+    /// Media is flowing from `now`: ticks and reports start.
+    pub fn start(&mut self, now: Instant) {
+        self.pacer = Some(Pacer::new(now, PTIME));
+        self.next_report = Some(now + REPORT_INTERVAL);
+    }
+
+    /// When the next frame is due, once started.
+    pub fn next_tick(&self) -> Option<Instant> {
+        self.pacer.as_ref().map(Pacer::next_deadline)
+    }
+
+    /// When the next RTCP report is due, once started.
+    pub fn next_report(&self) -> Option<Instant> {
+        self.next_report
+    }
+
+    /// A received, authenticated RTP packet. Key presses go to the endpoint at once; audio goes
+    /// into the jitter buffer.
+    pub fn receive_rtp(&mut self, packet: &Bytes, now: Instant, endpoint: &mut dyn Endpoint) {
+        let mut buf = packet.clone();
+        let Ok(rtp) = rtp::packet::Packet::unmarshal(&mut buf) else {
+            return;
+        };
+        let header = &rtp.header;
+        if self.remote_ssrc != Some(header.ssrc) {
+            if self.remote_ssrc.is_some() {
+                tracing::debug!(ssrc = header.ssrc, "the caller changed SSRC");
+                self.jitter = JitterBuffer::new();
+                self.received = ReceiveStats::new(self.codec.clock_rate(), now);
+            }
+            self.remote_ssrc = Some(header.ssrc);
+        }
+        self.received
+            .on_packet(header.sequence_number, header.timestamp, now);
+        if Some(header.payload_type) == self.dtmf_type {
+            if let Some(digit) = self.dtmf_in.receive(header.timestamp, &rtp.payload) {
+                tracing::debug!(digit = %digit.as_char(), "DTMF received");
+                endpoint.on_dtmf(digit);
+            }
+            // The sequence number is taken, but not by audio.
+            self.jitter.insert(
+                header.sequence_number,
+                Buffered {
+                    timestamp: header.timestamp,
+                    payload: Bytes::new(),
+                    duration: 0,
+                },
+            );
+        } else if header.payload_type == self.payload_type {
+            let duration = self
+                .codec
+                .payload_duration(&rtp.payload)
+                .unwrap_or(FRAME_SAMPLES);
+            self.jitter.insert(
+                header.sequence_number,
+                Buffered {
+                    timestamp: header.timestamp,
+                    payload: rtp.payload,
+                    duration,
+                },
+            );
+        } else {
+            self.unknown_payload_types += 1;
+        }
+    }
+
+    /// A received, authenticated RTCP packet.
+    pub fn receive_rtcp(&mut self, plain: &[u8], now: Instant) {
+        if let Some(sr) = read_sender_report(plain, now) {
+            self.last_sr = Some(sr);
+        }
+    }
+
+    /// Runs the frames due at `now`: playout to the endpoint, the endpoint's audio and events,
+    /// and the packets to send.
+    pub fn tick(&mut self, now: Instant, endpoint: &mut dyn Endpoint) -> TickResult {
+        let mut result = TickResult::default();
+        let Some(pacer) = self.pacer.as_mut() else {
+            return result;
+        };
+        let due = pacer.due(now);
+        let units = self.codec.frame_timestamp_units();
+        for _ in 0..due.skipped {
+            self.sender.skip(units);
+        }
+        for _ in 0..due.send {
+            self.play_out(endpoint);
+            while let Some(event) = endpoint.poll_event() {
+                match event {
+                    EndpointEvent::HangUp => result.hang_up = true,
+                    EndpointEvent::SendDtmf(digit) => self.send_digit(digit),
+                }
+            }
+            self.produce(endpoint, &mut result.packets);
+        }
+        result
+    }
+
+    fn send_digit(&mut self, digit: Digit) {
+        if self.dtmf_type.is_some() {
+            self.dtmf_out.push(digit);
+        }
+    }
+
+    fn play_out(&mut self, endpoint: &mut dyn Endpoint) {
+        self.playout.clear();
+        self.jitter.pop(&mut self.playout);
+        let wants_pcm = endpoint.wants_pcm() && self.ensure_decoder();
+        for item in self.playout.drain(..) {
+            match item {
+                Playout::Packet(packet) if packet.duration == 0 => {}
+                Playout::Packet(packet) => {
+                    let pcm = if wants_pcm {
+                        self.pcm.clear();
+                        decode(&mut self.decoder, Some(&packet.payload), 0, &mut self.pcm)
+                    } else {
+                        false
+                    };
+                    endpoint.on_audio(Incoming::Audio {
+                        payload: &packet.payload,
+                        duration: packet.duration,
+                        pcm: pcm.then_some(&self.pcm[..]),
+                    });
+                }
+                Playout::Lost(duration) => {
+                    let pcm = if wants_pcm {
+                        self.pcm.clear();
+                        decode(&mut self.decoder, None, duration, &mut self.pcm)
+                    } else {
+                        false
+                    };
+                    endpoint.on_audio(Incoming::Lost {
+                        duration,
+                        pcm: pcm.then_some(&self.pcm[..]),
+                    });
+                }
+            }
+        }
+    }
+
+    fn ensure_decoder(&mut self) -> bool {
+        if self.decoder.is_none() && !self.codec_failed {
+            match Decoder::new(self.codec) {
+                Ok(decoder) => self.decoder = Some(decoder),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot make a decoder");
+                    self.codec_failed = true;
+                }
+            }
+        }
+        self.decoder.is_some()
+    }
+
+    fn produce(&mut self, endpoint: &mut dyn Endpoint, out: &mut Vec<OutPacket>) {
+        let units = self.codec.frame_timestamp_units();
+        if let Some(event) = self.dtmf_out.next_frame(units) {
+            // During a key press the event replaces audio; what the endpoint had is dropped.
+            let _ = endpoint.next_frame();
+            if let Some(header) = self.sender.event(&event, units) {
+                out.push(OutPacket {
+                    header,
+                    payload: Bytes::copy_from_slice(&event.payload.to_bytes()),
+                });
+            }
+            return;
+        }
+        match endpoint.next_frame() {
+            Outgoing::Silence => self.sender.skip(units),
+            Outgoing::Encoded(payload) => {
+                let duration = self
+                    .codec
+                    .payload_duration(&payload)
+                    .unwrap_or(FRAME_SAMPLES);
+                let payload_units =
+                    (duration as u64 * u64::from(self.codec.clock_rate()) / 48_000) as u32;
+                let header = self.sender.audio(payload_units.max(1), payload.len());
+                out.push(OutPacket { header, payload });
+            }
+            Outgoing::Pcm(frame) => {
+                if self.encoder.is_none() && !self.codec_failed {
+                    match Encoder::new(self.codec) {
+                        Ok(encoder) => self.encoder = Some(encoder),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot make an encoder");
+                            self.codec_failed = true;
+                        }
+                    }
+                }
+                let encoded = self
+                    .encoder
+                    .as_mut()
+                    .map(|encoder| encoder.encode(frame, &mut self.encoded));
+                match encoded {
+                    Some(Ok(n)) if n > 0 => {
+                        let header = self.sender.audio(units, n);
+                        out.push(OutPacket {
+                            header,
+                            payload: Bytes::copy_from_slice(&self.encoded[..n]),
+                        });
+                    }
+                    _ => self.sender.skip(units),
+                }
+            }
+        }
+    }
+
+    /// The RTCP report due at `now`, if one is due.
+    pub fn report(&mut self, now: Instant) -> Option<Bytes> {
+        let due = self.next_report?;
+        if now < due {
+            return None;
+        }
+        self.next_report = Some(now + REPORT_INTERVAL);
+        let received = self.remote_ssrc.map(|ssrc| (ssrc, &mut self.received));
+        build_report(&self.sender, received, self.last_sr, now, SystemTime::now())
+    }
+
+    /// Figures for the call's end-of-call log line.
+    pub fn summary(&self) -> AudioSummary {
+        let jitter = self.jitter.stats();
+        AudioSummary {
+            received: self.received.received(),
+            expected: self.received.expected(),
+            sent: u64::from(self.sender.packets),
+            concealed: jitter.lost,
+            late: jitter.late,
+            duplicates: jitter.duplicates,
+            jitter_ms: self.received.jitter_ms(),
+            unknown_payload_types: self.unknown_payload_types,
+        }
+    }
+}
+
+/// Decodes into `pcm`; false when there is no decoder or it failed.
+fn decode(
+    decoder: &mut Option<Decoder>,
+    payload: Option<&Bytes>,
+    lost: usize,
+    pcm: &mut Vec<i16>,
+) -> bool {
+    let Some(decoder) = decoder.as_mut() else {
+        return false;
+    };
+    match decoder.decode(payload.map(|p| &p[..]), lost, pcm) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "undecodable audio");
+            false
+        }
+    }
+}
+
+/// Per-call media figures.
+#[derive(Debug, Clone, Copy)]
+pub struct AudioSummary {
+    /// RTP packets received (authenticated).
+    pub received: u64,
+    /// RTP packets expected from the sequence numbers.
+    pub expected: u64,
+    /// RTP packets sent.
+    pub sent: u64,
+    /// Packets concealed at playout.
+    pub concealed: u64,
+    /// Packets that came after their turn.
+    pub late: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Interarrival jitter.
+    pub jitter_ms: f64,
+    /// Packets of payload types not negotiated.
+    pub unknown_payload_types: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Echo;
+    use crate::jingle::negotiate::read_offer;
+    use crate::media::dtmf::{DtmfSender, EventPayload};
+    use crate::protocol::jingle::Jingle;
+    use crate::testing::{first_jingle, BROWSER_CALL};
+    use webrtc_util::marshal::{Marshal, MarshalSize};
+
+    fn offer() -> Offer {
+        let jingle = Jingle::parse(&first_jingle(BROWSER_CALL, "session-initiate")).unwrap();
+        read_offer(&jingle, true).unwrap()
+    }
+
+    fn rtp(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Bytes {
+        let header = Header {
+            version: 2,
+            payload_type: pt,
+            sequence_number: seq,
+            timestamp: ts,
+            ssrc: 77,
+            ..Header::default()
+        };
+        let mut buf = vec![0u8; header.marshal_size()];
+        header.marshal_to(&mut buf).unwrap();
+        buf.extend_from_slice(payload);
+        Bytes::from(buf)
+    }
+
+    /// An Opus packet of 20 ms (TOC 0x78: SILK wideband... config 15, 20 ms, one frame).
+    const OPUS_20MS: &[u8] = &[0x78, 0x01, 0x02, 0x03];
+
+    #[test]
+    fn echo_returns_packets_in_pace_and_keys_as_dtmf() {
+        let start = Instant::now();
+        let offer = offer();
+        let mut path = AudioPath::new(&offer, 1234, start);
+        let mut echo = Echo::default();
+        path.start(start);
+        for i in 0..5u16 {
+            path.receive_rtp(
+                &rtp(111, 100 + i, 960 * u32::from(i), OPUS_20MS),
+                start,
+                &mut echo,
+            );
+        }
+        let mut sent = Vec::new();
+        let mut tick = 0;
+        let mut run =
+            |path: &mut AudioPath, echo: &mut Echo, ticks: u32, sent: &mut Vec<OutPacket>| {
+                for _ in 0..ticks {
+                    let result = path.tick(start + PTIME * tick, echo);
+                    assert!(result.packets.len() <= 1, "burst at tick {tick}");
+                    assert!(!result.hang_up);
+                    sent.extend(result.packets);
+                    tick += 1;
+                }
+            };
+        run(&mut path, &mut echo, 8, &mut sent);
+        // A key press: three packets of one event.
+        let mut keys = DtmfSender::default();
+        keys.push(Digit::from_char('7').unwrap());
+        let event = keys.next_frame(960).unwrap().payload.to_bytes();
+        for seq in 105..108 {
+            path.receive_rtp(&rtp(110, seq, 5000, &event), start, &mut echo);
+        }
+        run(&mut path, &mut echo, 10, &mut sent);
+        let audio: Vec<&OutPacket> = sent
+            .iter()
+            .filter(|p| p.header.payload_type == 111)
+            .collect();
+        let events: Vec<&OutPacket> = sent
+            .iter()
+            .filter(|p| p.header.payload_type == 110)
+            .collect();
+        assert_eq!(audio.len(), 5);
+        assert!(audio.iter().all(|p| &p.payload[..] == OPUS_20MS));
+        assert!(audio.iter().all(|p| p.header.ssrc == 1234));
+        assert_eq!(
+            audio[1]
+                .header
+                .timestamp
+                .wrapping_sub(audio[0].header.timestamp),
+            960
+        );
+        let echoed = EventPayload::parse(&events[0].payload).unwrap();
+        assert_eq!(echoed.event, 7);
+        assert_eq!(events.len(), 7);
+        let summary = path.summary();
+        assert_eq!(
+            (summary.received, summary.expected, summary.concealed),
+            (8, 8, 0)
+        );
+    }
+
+    #[test]
+    fn unknown_payload_types_are_dropped_and_counted() {
+        let start = Instant::now();
+        let mut path = AudioPath::new(&offer(), 1, start);
+        let mut echo = Echo::default();
+        path.receive_rtp(&rtp(96, 1, 0, &[1, 2, 3]), start, &mut echo);
+        path.receive_rtp(&Bytes::from_static(&[0x80]), start, &mut echo);
+        assert_eq!(path.summary().unknown_payload_types, 1);
+    }
+
+    #[test]
+    fn reports_start_with_media() {
+        let start = Instant::now();
+        let mut path = AudioPath::new(&offer(), 1, start);
+        assert!(path.report(start + Duration::from_secs(60)).is_none());
+        path.start(start);
+        assert!(path.report(start).is_none());
+        assert!(path.report(start + REPORT_INTERVAL).is_some());
+    }
+}

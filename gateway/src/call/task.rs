@@ -1,0 +1,156 @@
+//! The call task: one per call. It owns the media leg, the audio path and the endpoint, and
+//! selects over router commands, leg events, the packet-time tick and the RTCP timer. Whatever
+//! ends the call, the leg is closed before the task returns.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::audio::AudioPath;
+use super::CallCommand;
+use crate::endpoint::{CallInfo, Endpoint};
+use crate::jingle::negotiate::LocalTransport;
+use crate::jingle::{CallId, CallStart, EndReason, MediaEvent};
+use crate::media::engine::MediaEngine;
+use crate::media::leg::{LegEvent, MediaLeg};
+
+/// Runs one call until the router stops it or the media or endpoint ends it.
+pub(super) async fn run_call(
+    engine: Arc<MediaEngine>,
+    mut endpoint: Box<dyn Endpoint>,
+    start: CallStart,
+    mut commands: mpsc::UnboundedReceiver<CallCommand>,
+    events: mpsc::UnboundedSender<(CallId, MediaEvent)>,
+) {
+    let call_id = start.call_id;
+    let span = tracing::info_span!("call", %call_id, sid = %start.sid, peer = %start.peer, callee = %start.callee);
+    async move {
+        let offer = &start.offer;
+        let mut leg = match MediaLeg::new(
+            engine,
+            &offer.ice_ufrag,
+            &offer.ice_pwd,
+            offer.fingerprint.clone(),
+            offer.dtls_role,
+        )
+        .await
+        {
+            Ok(leg) => leg,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the media leg");
+                let _ = events.send((call_id, MediaEvent::Ended(EndReason::MediaError)));
+                return;
+            }
+        };
+        let ssrc = rand::random();
+        let mut audio = AudioPath::new(offer, ssrc, Instant::now());
+        let ended = drive(
+            &mut leg,
+            &mut audio,
+            endpoint.as_mut(),
+            &start,
+            &mut commands,
+            &events,
+        )
+        .await;
+        leg.close().await;
+        let summary = audio.summary();
+        tracing::debug!(
+            received = summary.received,
+            expected = summary.expected,
+            sent = summary.sent,
+            concealed = summary.concealed,
+            late = summary.late,
+            duplicates = summary.duplicates,
+            jitter_ms = summary.jitter_ms,
+            unknown_payload_types = summary.unknown_payload_types,
+            "media of the call"
+        );
+        if let Some(reason) = ended {
+            let _ = events.send((call_id, MediaEvent::Ended(reason)));
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Drives the call; returns why the call side ended it, or `None` when the router stopped it.
+async fn drive(
+    leg: &mut MediaLeg,
+    audio: &mut AudioPath,
+    endpoint: &mut dyn Endpoint,
+    start: &CallStart,
+    commands: &mut mpsc::UnboundedReceiver<CallCommand>,
+    events: &mpsc::UnboundedSender<(CallId, MediaEvent)>,
+) -> Option<EndReason> {
+    let call_id = start.call_id;
+    let report = |event| events.send((call_id, event)).is_ok();
+    let (ufrag, pwd) = leg.local_credentials().await;
+    let candidates = leg.initial_candidates().await;
+    let ssrc = audio.ssrc();
+    if !report(MediaEvent::LocalTransport(LocalTransport {
+        ufrag,
+        pwd,
+        candidates,
+        ssrc,
+    })) {
+        return None;
+    }
+    leg.add_remote_candidates(&start.offer.candidates);
+    loop {
+        let tick = audio.next_tick();
+        let rtcp = audio.next_report();
+        tokio::select! {
+            command = commands.recv() => match command {
+                None | Some(CallCommand::Stop(_)) => return None,
+                Some(CallCommand::RemoteCandidates(candidates)) => leg.add_remote_candidates(&candidates),
+                Some(CallCommand::RestartIce { ufrag, pwd, candidates }) => {
+                    match leg.restart(&ufrag, &pwd, &candidates).await {
+                        Ok((ufrag, pwd)) => {
+                            let candidates = leg.initial_candidates().await;
+                            report(MediaEvent::LocalTransport(LocalTransport { ufrag, pwd, candidates, ssrc }));
+                        }
+                        Err(e) => tracing::info!(error = %e, "ICE restart refused"),
+                    }
+                }
+            },
+            event = leg.next_event() => match event {
+                LegEvent::LocalCandidate(candidate) => {
+                    report(MediaEvent::LocalCandidate(candidate));
+                }
+                LegEvent::Secured => {
+                    tracing::info!(codec = start.offer.codec.name(), "media connected");
+                    endpoint.start(&CallInfo { peer: start.peer.to_string(), codec: start.offer.codec });
+                    audio.start(Instant::now());
+                }
+                LegEvent::Rtp(packet) => audio.receive_rtp(&packet, Instant::now(), endpoint),
+                LegEvent::Rtcp(packet) => audio.receive_rtcp(&packet, Instant::now()),
+                LegEvent::Failed(reason) => return Some(reason),
+            },
+            _ = sleep_until(tick) => {
+                let result = audio.tick(Instant::now(), endpoint);
+                for packet in &result.packets {
+                    leg.send_rtp(&packet.header, &packet.payload).await;
+                }
+                if result.hang_up {
+                    return Some(EndReason::EndpointHungUp);
+                }
+            }
+            _ = sleep_until(rtcp) => {
+                if let Some(report) = audio.report(Instant::now()) {
+                    leg.send_rtcp(&report).await;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,90 @@
+//! Endpoints: what answers a call. One lifecycle for all (after Janus' plugins): the call is
+//! connected, audio comes in every packet time (encoded, and decoded when the endpoint asks),
+//! key presses come in, audio goes out every packet time, events go out (hang up, send DTMF).
+//! Endpoints never see packets, sockets or signalling, so a new one is one file.
+
+mod echo;
+
+use bytes::Bytes;
+
+pub use echo::Echo;
+
+use crate::jingle::negotiate::Codec;
+use crate::media::codec::AudioFrame;
+use crate::media::dtmf::Digit;
+
+/// Received audio, in order, one piece per call.
+#[derive(Debug)]
+pub enum Incoming<'a> {
+    /// A packet's worth of audio.
+    Audio {
+        /// The encoded payload, in the call's codec.
+        payload: &'a Bytes,
+        /// Its duration in samples at 48 kHz.
+        duration: usize,
+        /// The decoded samples (48 kHz mono), when the endpoint wants them.
+        pcm: Option<&'a [i16]>,
+    },
+    /// Audio lost in transit: its duration, and concealment when the endpoint wants samples.
+    Lost {
+        /// Duration in samples at 48 kHz.
+        duration: usize,
+        /// Concealment samples, when the endpoint wants them.
+        pcm: Option<&'a [i16]>,
+    },
+}
+
+/// What an endpoint sends for one packet time.
+#[derive(Debug)]
+pub enum Outgoing<'a> {
+    /// Nothing (the time passes as a gap).
+    Silence,
+    /// An encoded payload in the call's codec, sent as it is.
+    Encoded(Bytes),
+    /// 20 ms of 48 kHz mono samples, encoded by the call.
+    Pcm(&'a AudioFrame),
+}
+
+/// An endpoint's request to the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointEvent {
+    /// End the call normally.
+    HangUp,
+    /// Send a key press to the caller as RFC 4733 `telephone-event`.
+    SendDtmf(Digit),
+}
+
+/// Facts about the call an endpoint may use.
+#[derive(Debug, Clone)]
+pub struct CallInfo {
+    /// The caller's JID.
+    pub peer: String,
+    /// The codec of both directions.
+    pub codec: Codec,
+}
+
+/// What answers a call.
+pub trait Endpoint: Send {
+    /// Whether received audio should be decoded for this endpoint (else only encoded payloads
+    /// are passed, and no decoder is made).
+    fn wants_pcm(&self) -> bool {
+        false
+    }
+
+    /// Media is flowing: the call is connected.
+    fn start(&mut self, _call: &CallInfo) {}
+
+    /// Received audio, in order.
+    fn on_audio(&mut self, audio: Incoming<'_>);
+
+    /// The caller pressed a key (reported once per press, whatever way it came).
+    fn on_dtmf(&mut self, _digit: Digit) {}
+
+    /// What to send for the next packet time.
+    fn next_frame(&mut self) -> Outgoing<'_>;
+
+    /// A request to the call, if any.
+    fn poll_event(&mut self) -> Option<EndpointEvent> {
+        None
+    }
+}

@@ -1,0 +1,306 @@
+//! ICE with webrtc-ice: agent settings, the remote candidate policy, and conversion between
+//! Jingle candidates and the agent's.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use webrtc_ice::agent::agent_config::AgentConfig;
+use webrtc_ice::agent::Agent;
+use webrtc_ice::candidate::candidate_base::unmarshal_candidate;
+use webrtc_ice::candidate::{Candidate as IceCandidate, CandidateType as IceType};
+use webrtc_ice::mdns::MulticastDnsMode;
+use webrtc_ice::network_type::NetworkType;
+use webrtc_ice::state::ConnectionState;
+use webrtc_ice::udp_mux::UDPMuxDefault;
+use webrtc_ice::udp_network::{EphemeralUDP, UDPNetwork};
+use webrtc_ice::url::Url;
+
+use crate::protocol::ice_udp::{Candidate, CandidateType};
+
+/// Something the agent reported.
+#[derive(Debug)]
+pub enum AgentEvent {
+    /// A local candidate; `None` when gathering is complete.
+    Candidate(Option<Candidate>),
+    /// The connection state changed.
+    State(ConnectionState),
+}
+
+/// Where the agents' sockets come from.
+#[derive(Clone)]
+pub enum Sockets {
+    /// One UDP port shared by all calls.
+    Shared(Arc<UDPMuxDefault>),
+    /// A port per call from this range.
+    Range(u16, u16),
+}
+
+/// What every call's agent is made from.
+#[derive(Clone)]
+pub struct IceSettings {
+    /// Where sockets come from.
+    pub sockets: Sockets,
+    /// The one local address offered as host candidate.
+    pub local_address: IpAddr,
+    /// Public address of a 1:1 NAT, offered instead.
+    pub public_address: Option<IpAddr>,
+    /// STUN and TURN servers.
+    pub urls: Vec<Url>,
+    /// Silence after which the peer is considered gone.
+    pub consent_timeout: Duration,
+    /// Which remote candidates are used.
+    pub policy: CandidatePolicy,
+}
+
+/// Which remote candidates the gateway checks.
+#[derive(Debug, Clone, Copy)]
+pub struct CandidatePolicy {
+    /// Accept loopback addresses.
+    pub allow_loopback: bool,
+    /// Accept private-network addresses.
+    pub allow_private: bool,
+    /// Accept IPv6 (else IPv4) addresses: the family of our own candidate.
+    pub ipv6: bool,
+}
+
+impl CandidatePolicy {
+    /// Why `candidate` is refused, or `Ok` if it may be checked.
+    pub fn admits(&self, candidate: &Candidate) -> Result<(), &'static str> {
+        if candidate.protocol != "udp" {
+            return Err("not UDP");
+        }
+        if candidate.component != 1 {
+            return Err("not component 1 (rtcp-mux is used)");
+        }
+        if candidate.port == 0 {
+            return Err("port 0");
+        }
+        let ip = candidate.ip;
+        if ip.is_ipv6() != self.ipv6 {
+            return Err("other address family");
+        }
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err("unspecified or multicast address");
+        }
+        if is_link_local(ip) {
+            return Err("link-local address");
+        }
+        if ip.is_loopback() && !self.allow_loopback {
+            return Err("loopback address");
+        }
+        if is_private(ip) && !self.allow_private {
+            return Err("private address");
+        }
+        if let IpAddr::V4(v4) = ip {
+            if v4.is_broadcast() {
+                return Err("broadcast address");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_link_local(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xFFC0) == 0xFE80,
+    }
+}
+
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64,
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xFE00) == 0xFC00,
+    }
+}
+
+/// A controlled agent for one call, with its events forwarded to the returned channel (the
+/// handlers hold no reference to the agent, so closing it frees it).
+pub async fn new_agent(
+    settings: &IceSettings,
+) -> Result<(Arc<Agent>, mpsc::UnboundedReceiver<AgentEvent>), webrtc_ice::Error> {
+    let local = settings.local_address;
+    let network_type = if local.is_ipv6() {
+        NetworkType::Udp6
+    } else {
+        NetworkType::Udp4
+    };
+    let udp_network = match &settings.sockets {
+        Sockets::Shared(mux) => UDPNetwork::Muxed(mux.clone()),
+        Sockets::Range(low, high) => UDPNetwork::Ephemeral(EphemeralUDP::new(*low, *high)?),
+    };
+    let disconnected = Duration::from_secs(5);
+    let config = AgentConfig {
+        urls: settings.urls.clone(),
+        udp_network,
+        network_types: vec![network_type],
+        multicast_dns_mode: MulticastDnsMode::Disabled,
+        include_loopback: local.is_loopback(),
+        // Exactly one host candidate: several on one shared socket confuse the agent.
+        ip_filter: Arc::new(Some(Box::new(move |ip: IpAddr| ip == local))),
+        nat_1to1_ips: settings
+            .public_address
+            .map(|ip| vec![ip.to_string()])
+            .unwrap_or_default(),
+        nat_1to1_ip_candidate_type: IceType::Host,
+        disconnected_timeout: Some(disconnected),
+        failed_timeout: Some(settings.consent_timeout.saturating_sub(disconnected)),
+        is_controlling: false,
+        ..AgentConfig::default()
+    };
+    let agent = Arc::new(Agent::new(config).await?);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let candidates = tx.clone();
+    agent.on_candidate(Box::new(move |candidate| {
+        let _ = candidates.send(AgentEvent::Candidate(
+            candidate.and_then(|c| to_jingle(&*c)),
+        ));
+        Box::pin(async {})
+    }));
+    agent.on_connection_state_change(Box::new(move |state| {
+        let _ = tx.send(AgentEvent::State(state));
+        Box::pin(async {})
+    }));
+    Ok((agent, rx))
+}
+
+/// A Jingle candidate for one of the agent's local candidates.
+fn to_jingle(candidate: &(dyn IceCandidate + Send + Sync)) -> Option<Candidate> {
+    let candidate_type = match candidate.candidate_type() {
+        IceType::Host => CandidateType::Host,
+        IceType::ServerReflexive => CandidateType::ServerReflexive,
+        IceType::PeerReflexive => CandidateType::PeerReflexive,
+        IceType::Relay => CandidateType::Relay,
+        IceType::Unspecified => return None,
+    };
+    let related = candidate.related_address();
+    Some(Candidate {
+        component: u8::try_from(candidate.component()).unwrap_or(1),
+        foundation: candidate.foundation(),
+        generation: 0,
+        id: Some(candidate.id()),
+        ip: candidate.address().parse().ok()?,
+        port: candidate.port(),
+        priority: candidate.priority(),
+        protocol: "udp".into(),
+        candidate_type,
+        rel_addr: related.as_ref().and_then(|r| r.address.parse().ok()),
+        rel_port: related.map(|r| r.port),
+        network: Some(0),
+    })
+}
+
+/// The agent's form of a remote Jingle candidate.
+pub fn to_agent(
+    candidate: &Candidate,
+) -> Result<Arc<dyn IceCandidate + Send + Sync>, webrtc_ice::Error> {
+    let related = match (candidate.rel_addr, candidate.rel_port) {
+        (Some(addr), Some(port)) => format!(" raddr {addr} rport {port}"),
+        _ => String::new(),
+    };
+    // Foundations come from the peer: keep them to one token.
+    let foundation: String = candidate
+        .foundation
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '+' || *c == '/')
+        .take(32)
+        .collect();
+    let foundation = if foundation.is_empty() {
+        "0".into()
+    } else {
+        foundation
+    };
+    let line = format!(
+        "{foundation} {} udp {} {} {} typ {}{related}",
+        candidate.component,
+        candidate.priority,
+        candidate.ip,
+        candidate.port,
+        candidate.candidate_type.as_str()
+    );
+    Ok(Arc::new(unmarshal_candidate(&line)?))
+}
+
+/// A STUN server URL (`host:port`).
+pub fn stun_url(server: &str) -> Result<Url, webrtc_ice::Error> {
+    Url::parse_url(&format!("stun:{server}"))
+}
+
+/// A TURN server URL with its credentials.
+pub fn turn_url(url: &str, username: &str, password: &str) -> Result<Url, webrtc_ice::Error> {
+    let mut parsed = Url::parse_url(url)?;
+    parsed.username = username.to_string();
+    parsed.password = password.to_string();
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(ip: &str, port: u16) -> Candidate {
+        Candidate {
+            component: 1,
+            foundation: "1 2".into(),
+            generation: 0,
+            id: None,
+            ip: ip.parse().unwrap(),
+            port,
+            priority: 2122260223,
+            protocol: "udp".into(),
+            candidate_type: CandidateType::Host,
+            rel_addr: None,
+            rel_port: None,
+            network: None,
+        }
+    }
+
+    #[test]
+    fn policy_refuses_what_config_does_not_allow() {
+        let strict = CandidatePolicy {
+            allow_loopback: false,
+            allow_private: false,
+            ipv6: false,
+        };
+        for (ip, port) in [
+            ("127.0.0.1", 5000),
+            ("10.1.2.3", 5000),
+            ("192.168.1.1", 5000),
+            ("169.254.1.1", 5000),
+            ("224.0.0.1", 5000),
+            ("0.0.0.0", 5000),
+            ("255.255.255.255", 5000),
+            ("203.0.113.5", 0),
+            ("2001:db8::1", 5000),
+        ] {
+            assert!(strict.admits(&candidate(ip, port)).is_err(), "{ip}:{port}");
+        }
+        assert!(strict.admits(&candidate("203.0.113.5", 5000)).is_ok());
+        let mut tcp = candidate("203.0.113.5", 9);
+        tcp.protocol = "tcp".into();
+        assert!(strict.admits(&tcp).is_err());
+        let tests = CandidatePolicy {
+            allow_loopback: true,
+            allow_private: true,
+            ipv6: false,
+        };
+        assert!(tests.admits(&candidate("127.0.0.1", 5000)).is_ok());
+        assert!(tests.admits(&candidate("10.1.2.3", 5000)).is_ok());
+    }
+
+    #[test]
+    fn remote_candidates_convert_for_the_agent() {
+        let mut srflx = candidate("203.0.113.5", 40000);
+        srflx.candidate_type = CandidateType::ServerReflexive;
+        srflx.rel_addr = Some("10.0.0.2".parse().unwrap());
+        srflx.rel_port = Some(5000);
+        let agent = to_agent(&srflx).unwrap();
+        assert_eq!(agent.address(), "203.0.113.5");
+        assert_eq!(agent.port(), 40000);
+        assert_eq!(agent.candidate_type(), IceType::ServerReflexive);
+        assert_eq!(agent.related_address().unwrap().port, 5000);
+        assert_eq!(agent.priority(), 2122260223);
+    }
+}

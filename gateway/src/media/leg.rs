@@ -1,0 +1,480 @@
+//! One call's media leg: ICE (controlled), then DTLS on the selected pair, then SRTP. It is the
+//! only place that touches webrtc-rs types per call, behind a small interface: candidates in and
+//! out, plain RTP/RTCP in, RTP/RTCP out, and events.
+//!
+//! [`MediaLeg::next_event`] is cancel-safe: the call task selects on it together with its
+//! commands and timers. Whatever happens, the task ends with [`MediaLeg::close`], which releases
+//! the agent, the DTLS connection and the sockets.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dtls::conn::DTLSConn;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use webrtc_ice::agent::Agent;
+use webrtc_ice::state::ConnectionState;
+use webrtc_util::marshal::Marshal;
+use webrtc_util::Conn;
+
+use super::dtls::{handshake_config, is_dtls, srtp_keys, DtlsTransport};
+use super::engine::MediaEngine;
+use super::ice::{new_agent, to_agent, AgentEvent};
+use super::srtp::{Dropped, SrtpSession};
+use super::stats::MediaStats;
+use crate::jingle::negotiate::{DtlsRole, RemoteFingerprint};
+use crate::jingle::EndReason;
+use crate::protocol::ice_udp::Candidate;
+
+/// Time for the DTLS handshake once ICE has connected.
+const DTLS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the first local candidates are waited for before answering without them.
+const FIRST_CANDIDATE_WAIT: Duration = Duration::from_secs(2);
+/// How long closing waits for candidate gathering to finish (an agent closed while gathering
+/// leaks what the gathering still adds).
+const GATHERING_WAIT: Duration = Duration::from_secs(6);
+/// Largest datagram read.
+const MAX_DATAGRAM: usize = 1500;
+
+type ConnFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn Conn + Send + Sync>, String>> + Send>>;
+type HandshakeFuture = Pin<Box<dyn Future<Output = Result<DTLSConn, String>> + Send>>;
+
+/// Something the leg reports.
+#[derive(Debug)]
+pub enum LegEvent {
+    /// A local candidate gathered after the answer: trickle it.
+    LocalCandidate(Candidate),
+    /// DTLS-SRTP is up: media can flow.
+    Secured,
+    /// An authenticated RTP packet, decrypted.
+    Rtp(Bytes),
+    /// An authenticated RTCP compound packet, decrypted.
+    Rtcp(Bytes),
+    /// The leg cannot go on.
+    Failed(EndReason),
+}
+
+enum Phase {
+    Connecting {
+        accept: ConnFuture,
+    },
+    Securing {
+        conn: Arc<dyn Conn + Send + Sync>,
+        handshake: HandshakeFuture,
+        records: mpsc::Sender<Vec<u8>>,
+    },
+    Secured {
+        conn: Arc<dyn Conn + Send + Sync>,
+        dtls: Arc<DTLSConn>,
+        records: mpsc::Sender<Vec<u8>>,
+        srtp: Box<SrtpSession>,
+    },
+    Closed,
+}
+
+/// One call's media transport.
+pub struct MediaLeg {
+    engine: Arc<MediaEngine>,
+    agent: Arc<Agent>,
+    agent_events: mpsc::UnboundedReceiver<AgentEvent>,
+    cancel_accept: Option<mpsc::Sender<()>>,
+    phase: Phase,
+    deadline: Instant,
+    gathering_done: bool,
+    was_connected: bool,
+    remote_candidates: usize,
+    dtls_client: bool,
+    fingerprint: RemoteFingerprint,
+    buf: Box<[u8; MAX_DATAGRAM]>,
+    dtls_buf: Box<[u8; MAX_DATAGRAM]>,
+}
+
+impl MediaLeg {
+    /// Creates the ICE agent (controlled), starts gathering and starts connecting with the
+    /// caller's credentials.
+    pub async fn new(
+        engine: Arc<MediaEngine>,
+        remote_ufrag: &str,
+        remote_pwd: &str,
+        fingerprint: RemoteFingerprint,
+        role: DtlsRole,
+    ) -> Result<Self, String> {
+        let (agent, agent_events) = new_agent(&engine.ice).await.map_err(|e| e.to_string())?;
+        engine.stats.legs_open.fetch_add(1, Ordering::Relaxed);
+        MediaStats::bump(&engine.stats.legs_started);
+        let (cancel_tx, cancel_rx) = mpsc::channel(1);
+        let accept = {
+            let agent = agent.clone();
+            let (ufrag, pwd) = (remote_ufrag.to_string(), remote_pwd.to_string());
+            Box::pin(async move {
+                agent
+                    .accept(cancel_rx, ufrag, pwd)
+                    .await
+                    .map(|conn| conn as Arc<dyn Conn + Send + Sync>)
+                    .map_err(|e| e.to_string())
+            }) as ConnFuture
+        };
+        let mut leg = Self {
+            deadline: Instant::now() + engine.ice_timeout,
+            engine,
+            agent,
+            agent_events,
+            cancel_accept: Some(cancel_tx),
+            phase: Phase::Connecting { accept },
+            gathering_done: false,
+            was_connected: false,
+            remote_candidates: 0,
+            dtls_client: role == DtlsRole::Client,
+            fingerprint,
+            buf: Box::new([0; MAX_DATAGRAM]),
+            dtls_buf: Box::new([0; MAX_DATAGRAM]),
+        };
+        if let Err(e) = leg.agent.gather_candidates() {
+            leg.gathering_done = true;
+            leg.close().await;
+            return Err(e.to_string());
+        }
+        Ok(leg)
+    }
+
+    /// Our ICE credentials. (The future holds no borrow of the leg, which is not `Sync`.)
+    pub fn local_credentials(&self) -> impl Future<Output = (String, String)> + Send + 'static {
+        let agent = self.agent.clone();
+        async move { agent.get_local_user_credentials().await }
+    }
+
+    /// The candidates gathered within a short wait (host candidates come at once), for the answer.
+    pub async fn initial_candidates(&mut self) -> Vec<Candidate> {
+        let mut candidates = Vec::new();
+        let wait = tokio::time::sleep(FIRST_CANDIDATE_WAIT);
+        tokio::pin!(wait);
+        while !self.gathering_done {
+            tokio::select! {
+                _ = &mut wait => break,
+                event = self.agent_events.recv() => match event {
+                    Some(AgentEvent::Candidate(Some(candidate))) => {
+                        candidates.push(candidate);
+                        // Host candidates come together; later ones (STUN, TURN) trickle.
+                        if self.agent_events.is_empty() { break; }
+                    }
+                    Some(AgentEvent::Candidate(None)) | None => self.gathering_done = true,
+                    Some(AgentEvent::State(state)) => tracing::debug!(%state, "ICE state"),
+                },
+            }
+        }
+        candidates
+    }
+
+    /// Adds the caller's candidates that the policy admits, up to the per-call limit.
+    pub fn add_remote_candidates(&mut self, candidates: &[Candidate]) {
+        for candidate in candidates {
+            if self.remote_candidates >= self.engine.max_remote_candidates {
+                MediaStats::bump(&self.engine.stats.candidates_refused);
+                tracing::debug!(%candidate, "remote candidate over the per-call limit");
+                continue;
+            }
+            if let Err(why) = self.engine.ice.policy.admits(candidate) {
+                MediaStats::bump(&self.engine.stats.candidates_refused);
+                tracing::debug!(%candidate, why, "remote candidate refused");
+                continue;
+            }
+            match to_agent(candidate) {
+                Ok(remote) => match self.agent.add_remote_candidate(&remote) {
+                    Ok(()) => self.remote_candidates += 1,
+                    Err(e) => tracing::debug!(%candidate, error = %e, "remote candidate not added"),
+                },
+                Err(e) => tracing::debug!(%candidate, error = %e, "remote candidate unreadable"),
+            }
+        }
+    }
+
+    /// ICE restart with the caller's new credentials; returns our new credentials.
+    pub async fn restart(
+        &mut self,
+        ufrag: &str,
+        pwd: &str,
+        candidates: &[Candidate],
+    ) -> Result<(String, String), String> {
+        if !self.gathering_done {
+            return Err("gathering still in progress".into());
+        }
+        self.agent
+            .restart(String::new(), String::new())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.agent
+            .set_remote_credentials(ufrag.to_string(), pwd.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        self.gathering_done = false;
+        self.agent.gather_candidates().map_err(|e| e.to_string())?;
+        self.remote_candidates = 0;
+        self.add_remote_candidates(candidates);
+        Ok(self.agent.get_local_user_credentials().await)
+    }
+
+    /// Whether SRTP is up.
+    pub fn is_secured(&self) -> bool {
+        matches!(self.phase, Phase::Secured { .. })
+    }
+
+    /// The next thing that happens on the leg. Cancel-safe.
+    pub async fn next_event(&mut self) -> LegEvent {
+        loop {
+            let Self {
+                agent_events,
+                phase,
+                buf,
+                dtls_buf,
+                deadline,
+                ..
+            } = self;
+            let step = match phase {
+                Phase::Connecting { accept } => tokio::select! {
+                    event = agent_events.recv() => Step::Agent(event),
+                    result = accept => Step::Connected(result),
+                    _ = tokio::time::sleep_until(*deadline) => Step::Failed(EndReason::IceFailed),
+                },
+                Phase::Securing {
+                    conn,
+                    handshake,
+                    records,
+                } => tokio::select! {
+                    event = agent_events.recv() => Step::Agent(event),
+                    result = handshake => Step::Handshaken(result),
+                    received = conn.recv(&mut buf[..]) => {
+                        if let Ok(n) = received {
+                            if is_dtls(&buf[..n]) {
+                                let _ = records.try_send(buf[..n].to_vec());
+                            }
+                        }
+                        Step::Nothing
+                    }
+                    _ = tokio::time::sleep_until(*deadline) => Step::Failed(EndReason::SecurityFailure),
+                },
+                Phase::Secured {
+                    conn,
+                    dtls,
+                    records,
+                    srtp,
+                } => tokio::select! {
+                    event = agent_events.recv() => Step::Agent(event),
+                    received = conn.recv(&mut buf[..]) => match received {
+                        Ok(n) => Step::Datagram(classify(&buf[..n], records, srtp, &self.engine.stats)),
+                        Err(_) => Step::Failed(EndReason::ConsentLost),
+                    },
+                    // Drained so DTLS alerts are processed; nothing is sent as application data.
+                    _ = dtls.read(&mut dtls_buf[..], None) => Step::Nothing,
+                },
+                Phase::Closed => return std::future::pending().await,
+            };
+            match step {
+                Step::Nothing => {}
+                Step::Datagram(Some(event)) => return event,
+                Step::Datagram(None) => {}
+                Step::Failed(reason) => return LegEvent::Failed(reason),
+                Step::Agent(None) => return LegEvent::Failed(EndReason::MediaError),
+                Step::Agent(Some(AgentEvent::Candidate(Some(candidate)))) => {
+                    return LegEvent::LocalCandidate(candidate)
+                }
+                Step::Agent(Some(AgentEvent::Candidate(None))) => self.gathering_done = true,
+                Step::Agent(Some(AgentEvent::State(state))) => {
+                    tracing::debug!(%state, "ICE state");
+                    match state {
+                        ConnectionState::Connected => self.was_connected = true,
+                        ConnectionState::Failed => {
+                            return LegEvent::Failed(if self.was_connected {
+                                EndReason::ConsentLost
+                            } else {
+                                EndReason::IceFailed
+                            })
+                        }
+                        _ => {}
+                    }
+                }
+                Step::Connected(Ok(conn)) => self.start_dtls(conn),
+                Step::Connected(Err(e)) => {
+                    tracing::info!(error = %e, "ICE did not connect");
+                    return LegEvent::Failed(EndReason::IceFailed);
+                }
+                Step::Handshaken(Ok(dtls)) => match self.start_srtp(dtls).await {
+                    Ok(()) => return LegEvent::Secured,
+                    Err(e) => {
+                        tracing::info!(error = %e, "SRTP could not start");
+                        return LegEvent::Failed(EndReason::SecurityFailure);
+                    }
+                },
+                Step::Handshaken(Err(e)) => {
+                    tracing::info!(error = %e, "DTLS handshake failed");
+                    return LegEvent::Failed(EndReason::SecurityFailure);
+                }
+            }
+        }
+    }
+
+    fn start_dtls(&mut self, conn: Arc<dyn Conn + Send + Sync>) {
+        tracing::debug!(remote = ?conn.remote_addr(), "ICE connected");
+        self.was_connected = true;
+        let (transport, records) = DtlsTransport::new(conn.clone());
+        let config = handshake_config(&self.engine.certificate, &self.fingerprint);
+        let is_client = self.dtls_client;
+        let handshake = Box::pin(async move {
+            DTLSConn::new(transport, config, is_client, None)
+                .await
+                .map_err(|e| e.to_string())
+        }) as HandshakeFuture;
+        self.deadline = Instant::now() + DTLS_TIMEOUT;
+        self.phase = Phase::Securing {
+            conn,
+            handshake,
+            records,
+        };
+    }
+
+    async fn start_srtp(&mut self, dtls: DTLSConn) -> Result<(), String> {
+        let (profile, keys) = srtp_keys(&dtls, self.dtls_client).await?;
+        let srtp = SrtpSession::new(profile, &keys).map_err(|e| e.to_string())?;
+        tracing::debug!(?profile, client = self.dtls_client, "DTLS-SRTP up");
+        let Phase::Securing { conn, records, .. } =
+            std::mem::replace(&mut self.phase, Phase::Closed)
+        else {
+            return Err("not in the DTLS phase".into());
+        };
+        self.phase = Phase::Secured {
+            conn,
+            dtls: Arc::new(dtls),
+            records,
+            srtp: Box::new(srtp),
+        };
+        Ok(())
+    }
+
+    /// Sends an RTP packet (header and payload), protected with SRTP.
+    pub async fn send_rtp(&mut self, header: &rtp::header::Header, payload: &[u8]) {
+        let Phase::Secured { conn, srtp, .. } = &mut self.phase else {
+            return;
+        };
+        let header_len = match header.marshal_to(&mut self.buf[..]) {
+            Ok(n) => n,
+            Err(_) => return,
+        };
+        let Some(end) = header_len
+            .checked_add(payload.len())
+            .filter(|end| *end <= MAX_DATAGRAM)
+        else {
+            return;
+        };
+        self.buf[header_len..end].copy_from_slice(payload);
+        if let Some(packet) = srtp.protect_rtp(&self.buf[..end], header) {
+            if conn.send(&packet).await.is_ok() {
+                MediaStats::bump(&self.engine.stats.rtp_out);
+            }
+        }
+    }
+
+    /// Sends a plain RTCP compound packet, protected with SRTCP.
+    pub async fn send_rtcp(&mut self, plain: &[u8]) {
+        let Phase::Secured { conn, srtp, .. } = &mut self.phase else {
+            return;
+        };
+        if let Some(packet) = srtp.protect_rtcp(plain) {
+            let _ = conn.send(&packet).await;
+        }
+    }
+
+    /// The caller's SSRC, once its stream authenticated.
+    pub fn remote_ssrc(&self) -> Option<u32> {
+        match &self.phase {
+            Phase::Secured { srtp, .. } => srtp.remote_ssrc(),
+            _ => None,
+        }
+    }
+
+    /// Releases everything: stops connecting, closes DTLS, waits for gathering to finish, closes
+    /// the agent (which frees its sockets or its place on the shared port).
+    pub async fn close(&mut self) {
+        if matches!(self.phase, Phase::Closed) && self.cancel_accept.is_none() {
+            return;
+        }
+        if let Some(cancel) = self.cancel_accept.take() {
+            let _ = cancel.try_send(());
+        }
+        if let Phase::Secured { dtls, .. } = std::mem::replace(&mut self.phase, Phase::Closed) {
+            let _ = tokio::time::timeout(Duration::from_millis(200), dtls.close()).await;
+        }
+        let wait = tokio::time::sleep(GATHERING_WAIT);
+        tokio::pin!(wait);
+        while !self.gathering_done {
+            tokio::select! {
+                _ = &mut wait => break,
+                event = self.agent_events.recv() => match event {
+                    Some(AgentEvent::Candidate(None)) | None => self.gathering_done = true,
+                    Some(_) => {}
+                },
+            }
+        }
+        if let Err(e) = self.agent.close().await {
+            tracing::debug!(error = %e, "closing the ICE agent");
+        }
+        self.engine.stats.legs_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+enum Step {
+    Nothing,
+    Agent(Option<AgentEvent>),
+    Connected(Result<Arc<dyn Conn + Send + Sync>, String>),
+    Handshaken(Result<DTLSConn, String>),
+    Datagram(Option<LegEvent>),
+    Failed(EndReason),
+}
+
+/// Sorts a received datagram (RFC 7983): DTLS records go to DTLS, SRTP and SRTCP are
+/// authenticated and decrypted, anything else is dropped and counted.
+fn classify(
+    packet: &[u8],
+    records: &mpsc::Sender<Vec<u8>>,
+    srtp: &mut SrtpSession,
+    stats: &MediaStats,
+) -> Option<LegEvent> {
+    match packet.first() {
+        Some(20..=63) => {
+            let _ = records.try_send(packet.to_vec());
+            None
+        }
+        Some(128..=191) if packet.len() >= 2 => {
+            let is_rtcp = matches!(packet[1], 192..=223);
+            let result = if is_rtcp {
+                srtp.unprotect_rtcp(packet).map(LegEvent::Rtcp)
+            } else {
+                srtp.unprotect_rtp(packet).map(LegEvent::Rtp)
+            };
+            match result {
+                Ok(event) => {
+                    MediaStats::bump(if is_rtcp {
+                        &stats.rtcp_in
+                    } else {
+                        &stats.rtp_in
+                    });
+                    Some(event)
+                }
+                Err(Dropped::Replay) => {
+                    MediaStats::bump(&stats.replays);
+                    None
+                }
+                Err(Dropped::Authentication) | Err(Dropped::UnknownSource) => {
+                    MediaStats::bump(&stats.auth_failures);
+                    None
+                }
+            }
+        }
+        _ => {
+            MediaStats::bump(&stats.garbage);
+            None
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Process-wide media counters, shared by every call (atomics, no locks). They show that calls
+//! release what they hold (`legs_open` returns to zero) and what hostile or broken traffic was
+//! dropped.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Counters of the media engine.
+#[derive(Debug, Default)]
+pub struct MediaStats {
+    /// Media legs holding resources (ICE agent, DTLS, SRTP, tasks) right now.
+    pub legs_open: AtomicI64,
+    /// Media legs started since the process began.
+    pub legs_started: AtomicU64,
+    /// RTP packets received and authenticated.
+    pub rtp_in: AtomicU64,
+    /// RTP packets sent.
+    pub rtp_out: AtomicU64,
+    /// RTCP packets received and authenticated.
+    pub rtcp_in: AtomicU64,
+    /// Packets dropped because SRTP/SRTCP authentication failed.
+    pub auth_failures: AtomicU64,
+    /// Packets dropped as replays.
+    pub replays: AtomicU64,
+    /// Datagrams that were neither DTLS, RTP nor RTCP, or too short to be: dropped.
+    pub garbage: AtomicU64,
+    /// Remote candidates refused by policy (address family, loopback, private, count).
+    pub candidates_refused: AtomicU64,
+    /// DTMF key presses received.
+    pub dtmf_in: AtomicU64,
+}
+
+impl MediaStats {
+    /// Adds one to `counter`.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads `counter`.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Media legs holding resources now.
+    pub fn open_legs(&self) -> i64 {
+        self.legs_open.load(Ordering::Relaxed)
+    }
+}
