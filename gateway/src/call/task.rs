@@ -14,7 +14,7 @@ use crate::endpoint::{CallInfo, Endpoint};
 use crate::jingle::negotiate::LocalTransport;
 use crate::jingle::{CallId, CallStart, EndReason, MediaEvent};
 use crate::media::engine::MediaEngine;
-use crate::media::leg::{LegEvent, MediaLeg};
+use crate::media::leg::{IceRole, LegEvent, MediaLeg};
 
 /// Runs one call until the router stops it or the media or endpoint ends it.
 pub(super) async fn run_call(
@@ -28,16 +28,16 @@ pub(super) async fn run_call(
     let span = tracing::info_span!("call", %call_id, sid = %start.sid, peer = %start.peer, callee = %start.callee);
     async move {
         let offer = &start.offer;
-        let mut leg = match MediaLeg::new(
-            engine,
-            &offer.ice_ufrag,
-            &offer.ice_pwd,
-            offer.fingerprint.clone(),
-            offer.dtls_role,
-        )
-        .await
-        {
-            Ok(leg) => leg,
+        let mut leg = match MediaLeg::new(engine, IceRole::Controlled).await {
+            Ok(mut leg) => {
+                leg.connect(
+                    &offer.ice_ufrag,
+                    &offer.ice_pwd,
+                    offer.fingerprint.clone(),
+                    offer.dtls_role,
+                );
+                leg
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the media leg");
                 let _ = events.send((call_id, MediaEvent::Ended(EndReason::MediaError)));

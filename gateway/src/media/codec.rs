@@ -58,7 +58,7 @@ enum DecoderKind {
     },
     G711 {
         law: Law,
-        upsampler: G711Resampler,
+        upsampler: Box<G711Resampler>,
     },
 }
 
@@ -72,7 +72,7 @@ impl Decoder {
             },
             Codec::Pcmu | Codec::Pcma => DecoderKind::G711 {
                 law: Law::of(codec),
-                upsampler: G711Resampler::new(8000, 48000, G711_FRAME)?,
+                upsampler: Box::new(G711Resampler::new(8000, 48000, G711_FRAME)?),
             },
         };
         Ok(Self { kind })
@@ -125,7 +125,7 @@ enum EncoderKind {
     Opus(Box<opus::Encoder>),
     G711 {
         law: Law,
-        downsampler: G711Resampler,
+        downsampler: Box<G711Resampler>,
         narrow: Vec<i16>,
     },
 }
@@ -143,7 +143,7 @@ impl Encoder {
             }
             Codec::Pcmu | Codec::Pcma => EncoderKind::G711 {
                 law: Law::of(codec),
-                downsampler: G711Resampler::new(48000, 8000, FRAME_SAMPLES)?,
+                downsampler: Box::new(G711Resampler::new(48000, 8000, FRAME_SAMPLES)?),
                 narrow: Vec::with_capacity(G711_FRAME * 2),
             },
         };

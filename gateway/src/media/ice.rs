@@ -116,10 +116,11 @@ fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-/// A controlled agent for one call, with its events forwarded to the returned channel (the
-/// handlers hold no reference to the agent, so closing it frees it).
+/// An agent for one call (controlling when we place the call), with its events forwarded to the
+/// returned channel (the handlers hold no reference to the agent, so closing it frees it).
 pub async fn new_agent(
     settings: &IceSettings,
+    controlling: bool,
 ) -> Result<(Arc<Agent>, mpsc::UnboundedReceiver<AgentEvent>), webrtc_ice::Error> {
     let local = settings.local_address;
     let network_type = if local.is_ipv6() {
@@ -147,7 +148,7 @@ pub async fn new_agent(
         nat_1to1_ip_candidate_type: IceType::Host,
         disconnected_timeout: Some(disconnected),
         failed_timeout: Some(settings.consent_timeout.saturating_sub(disconnected)),
-        is_controlling: false,
+        is_controlling: controlling,
         ..AgentConfig::default()
     };
     let agent = Arc::new(Agent::new(config).await?);

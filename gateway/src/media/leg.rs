@@ -1,4 +1,5 @@
-//! One call's media leg: ICE (controlled), then DTLS on the selected pair, then SRTP. It is the
+//! One call's media leg: ICE (controlled when answering, controlling when calling), then DTLS
+//! on the selected pair, then SRTP. It is the
 //! only place that touches webrtc-rs types per call, behind a small interface: candidates in and
 //! out, plain RTP/RTCP in, RTP/RTCP out, and events.
 //!
@@ -41,7 +42,7 @@ const GATHERING_WAIT: Duration = Duration::from_secs(6);
 const MAX_DATAGRAM: usize = 1500;
 
 type ConnFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn Conn + Send + Sync>, String>> + Send>>;
-type HandshakeFuture = Pin<Box<dyn Future<Output = Result<DTLSConn, String>> + Send>>;
+type HandshakeFuture = Pin<Box<dyn Future<Output = Result<Box<DTLSConn>, String>> + Send>>;
 
 /// Something the leg reports.
 #[derive(Debug)]
@@ -58,7 +59,18 @@ pub enum LegEvent {
     Failed(EndReason),
 }
 
+/// Which ICE role the leg takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IceRole {
+    /// Answering a call: the caller's agent nominates.
+    Controlled,
+    /// Placing a call: we nominate.
+    Controlling,
+}
+
 enum Phase {
+    /// Gathering; the remote credentials are not known yet.
+    Idle,
     Connecting {
         accept: ConnFuture,
     },
@@ -81,6 +93,7 @@ pub struct MediaLeg {
     engine: Arc<MediaEngine>,
     agent: Arc<Agent>,
     agent_events: mpsc::UnboundedReceiver<AgentEvent>,
+    role: IceRole,
     cancel_accept: Option<mpsc::Sender<()>>,
     phase: Phase,
     deadline: Instant,
@@ -88,48 +101,33 @@ pub struct MediaLeg {
     was_connected: bool,
     remote_candidates: usize,
     dtls_client: bool,
-    fingerprint: RemoteFingerprint,
+    fingerprint: Option<RemoteFingerprint>,
     buf: Box<[u8; MAX_DATAGRAM]>,
     dtls_buf: Box<[u8; MAX_DATAGRAM]>,
 }
 
 impl MediaLeg {
-    /// Creates the ICE agent (controlled), starts gathering and starts connecting with the
-    /// caller's credentials.
-    pub async fn new(
-        engine: Arc<MediaEngine>,
-        remote_ufrag: &str,
-        remote_pwd: &str,
-        fingerprint: RemoteFingerprint,
-        role: DtlsRole,
-    ) -> Result<Self, String> {
-        let (agent, agent_events) = new_agent(&engine.ice).await.map_err(|e| e.to_string())?;
+    /// Creates the ICE agent in `role` and starts gathering. [`MediaLeg::connect`] starts
+    /// connecting once the peer's credentials are known.
+    pub async fn new(engine: Arc<MediaEngine>, role: IceRole) -> Result<Self, String> {
+        let (agent, agent_events) = new_agent(&engine.ice, role == IceRole::Controlling)
+            .await
+            .map_err(|e| e.to_string())?;
         engine.stats.legs_open.fetch_add(1, Ordering::Relaxed);
         MediaStats::bump(&engine.stats.legs_started);
-        let (cancel_tx, cancel_rx) = mpsc::channel(1);
-        let accept = {
-            let agent = agent.clone();
-            let (ufrag, pwd) = (remote_ufrag.to_string(), remote_pwd.to_string());
-            Box::pin(async move {
-                agent
-                    .accept(cancel_rx, ufrag, pwd)
-                    .await
-                    .map(|conn| conn as Arc<dyn Conn + Send + Sync>)
-                    .map_err(|e| e.to_string())
-            }) as ConnFuture
-        };
         let mut leg = Self {
             deadline: Instant::now() + engine.ice_timeout,
             engine,
             agent,
             agent_events,
-            cancel_accept: Some(cancel_tx),
-            phase: Phase::Connecting { accept },
+            role,
+            cancel_accept: None,
+            phase: Phase::Idle,
             gathering_done: false,
             was_connected: false,
             remote_candidates: 0,
-            dtls_client: role == DtlsRole::Client,
-            fingerprint,
+            dtls_client: false,
+            fingerprint: None,
             buf: Box::new([0; MAX_DATAGRAM]),
             dtls_buf: Box::new([0; MAX_DATAGRAM]),
         };
@@ -139,6 +137,34 @@ impl MediaLeg {
             return Err(e.to_string());
         }
         Ok(leg)
+    }
+
+    /// Starts connecting to the peer with its ICE credentials; DTLS follows in `dtls_role`,
+    /// pinned to the peer's `fingerprint`. The ICE timeout counts from here.
+    pub fn connect(
+        &mut self,
+        remote_ufrag: &str,
+        remote_pwd: &str,
+        fingerprint: RemoteFingerprint,
+        dtls_role: DtlsRole,
+    ) {
+        let (cancel_tx, cancel_rx) = mpsc::channel(1);
+        let agent = self.agent.clone();
+        let (ufrag, pwd) = (remote_ufrag.to_string(), remote_pwd.to_string());
+        let controlling = self.role == IceRole::Controlling;
+        let connect = Box::pin(async move {
+            let conn: Result<Arc<dyn Conn + Send + Sync>, _> = if controlling {
+                agent.dial(cancel_rx, ufrag, pwd).await.map(|c| c as _)
+            } else {
+                agent.accept(cancel_rx, ufrag, pwd).await.map(|c| c as _)
+            };
+            conn.map_err(|e| e.to_string())
+        }) as ConnFuture;
+        self.cancel_accept = Some(cancel_tx);
+        self.fingerprint = Some(fingerprint);
+        self.dtls_client = dtls_role == DtlsRole::Client;
+        self.deadline = Instant::now() + self.engine.ice_timeout;
+        self.phase = Phase::Connecting { accept: connect };
     }
 
     /// Our ICE credentials. (The future holds no borrow of the leg, which is not `Sync`.)
@@ -234,6 +260,9 @@ impl MediaLeg {
                 ..
             } = self;
             let step = match phase {
+                Phase::Idle => tokio::select! {
+                    event = agent_events.recv() => Step::Agent(event),
+                },
                 Phase::Connecting { accept } => tokio::select! {
                     event = agent_events.recv() => Step::Agent(event),
                     result = accept => Step::Connected(result),
@@ -320,11 +349,15 @@ impl MediaLeg {
         tracing::debug!(remote = ?conn.remote_addr(), "ICE connected");
         self.was_connected = true;
         let (transport, records) = DtlsTransport::new(conn.clone());
-        let config = handshake_config(&self.engine.certificate, &self.fingerprint);
+        let Some(fingerprint) = &self.fingerprint else {
+            return;
+        };
+        let config = handshake_config(&self.engine.certificate, fingerprint);
         let is_client = self.dtls_client;
         let handshake = Box::pin(async move {
             DTLSConn::new(transport, config, is_client, None)
                 .await
+                .map(Box::new)
                 .map_err(|e| e.to_string())
         }) as HandshakeFuture;
         self.deadline = Instant::now() + DTLS_TIMEOUT;
@@ -335,7 +368,7 @@ impl MediaLeg {
         };
     }
 
-    async fn start_srtp(&mut self, dtls: DTLSConn) -> Result<(), String> {
+    async fn start_srtp(&mut self, dtls: Box<DTLSConn>) -> Result<(), String> {
         let (profile, keys) = srtp_keys(&dtls, self.dtls_client).await?;
         let srtp = SrtpSession::new(profile, &keys).map_err(|e| e.to_string())?;
         tracing::debug!(?profile, client = self.dtls_client, "DTLS-SRTP up");
@@ -346,34 +379,42 @@ impl MediaLeg {
         };
         self.phase = Phase::Secured {
             conn,
-            dtls: Arc::new(dtls),
+            dtls: Arc::from(dtls),
             records,
             srtp: Box::new(srtp),
         };
         Ok(())
     }
 
-    /// Sends an RTP packet (header and payload), protected with SRTP.
-    pub async fn send_rtp(&mut self, header: &rtp::header::Header, payload: &[u8]) {
+    /// Sends an RTP packet (header and payload), protected with SRTP; returns the protected
+    /// packet as sent.
+    pub async fn send_rtp(
+        &mut self,
+        header: &rtp::header::Header,
+        payload: &[u8],
+    ) -> Option<Bytes> {
         let Phase::Secured { conn, srtp, .. } = &mut self.phase else {
-            return;
+            return None;
         };
-        let header_len = match header.marshal_to(&mut self.buf[..]) {
-            Ok(n) => n,
-            Err(_) => return,
-        };
-        let Some(end) = header_len
+        let header_len = header.marshal_to(&mut self.buf[..]).ok()?;
+        let end = header_len
             .checked_add(payload.len())
-            .filter(|end| *end <= MAX_DATAGRAM)
-        else {
-            return;
-        };
+            .filter(|end| *end <= MAX_DATAGRAM)?;
         self.buf[header_len..end].copy_from_slice(payload);
-        if let Some(packet) = srtp.protect_rtp(&self.buf[..end], header) {
-            if conn.send(&packet).await.is_ok() {
-                MediaStats::bump(&self.engine.stats.rtp_out);
-            }
+        let packet = srtp.protect_rtp(&self.buf[..end], header)?;
+        if conn.send(&packet).await.is_ok() {
+            MediaStats::bump(&self.engine.stats.rtp_out);
         }
+        Some(packet)
+    }
+
+    /// Sends `datagram` as it is on the selected pair (no protection), once connected.
+    pub async fn send_datagram(&mut self, datagram: &[u8]) {
+        let conn = match &self.phase {
+            Phase::Securing { conn, .. } | Phase::Secured { conn, .. } => conn,
+            _ => return,
+        };
+        let _ = conn.send(datagram).await;
     }
 
     /// Sends a plain RTCP compound packet, protected with SRTCP.
@@ -428,7 +469,7 @@ enum Step {
     Nothing,
     Agent(Option<AgentEvent>),
     Connected(Result<Arc<dyn Conn + Send + Sync>, String>),
-    Handshaken(Result<DTLSConn, String>),
+    Handshaken(Result<Box<DTLSConn>, String>),
     Datagram(Option<LegEvent>),
     Failed(EndReason),
 }

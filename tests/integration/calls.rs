@@ -1,0 +1,144 @@
+//! Real calls to `echo@` through Prosody and ejabberd: Opus, PCMU and PCMA offers come back as
+//! the tone sent; RFC 4733 keys reach the endpoint (which sends them back); either side hangs up;
+//! several calls run at once; every call's resources are released.
+
+use std::time::Duration;
+
+use crate::support::audio::dominant_frequency;
+use crate::support::caller::{CallSetup, Exchange, Received, TestCaller};
+use crate::support::servers::{Kind, Server};
+use crate::support::{eventually, gateway_config, wait_attached, within, Gateway, TempDir};
+
+/// Asserts that `received` carries `hz` (within 10 Hz) as its main content.
+pub fn assert_tone(received: &Received, hz: f64, what: &str) {
+    assert!(
+        received.pcm.len() > 48_000,
+        "{what}: only {} samples came back",
+        received.pcm.len()
+    );
+    let (dominant, share) = dominant_frequency(&received.pcm, 1.0);
+    assert!(
+        (dominant - hz).abs() <= 10.0 && share > 0.5,
+        "{what}: dominant {dominant} Hz (share {share:.2}), expected {hz} Hz"
+    );
+}
+
+fn plan(seconds: u64, hz: f32) -> Exchange {
+    Exchange {
+        duration: Duration::from_secs(seconds),
+        tone_hz: hz,
+        ..Exchange::default()
+    }
+}
+
+async fn echo_calls(kind: Kind) {
+    let server = Server::start(kind);
+    let data = TempDir::new("gw");
+    let gateway = Gateway::start(gateway_config(&server, &data, &[]));
+    let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+    wait_attached(&mut alice.client).await;
+
+    for (codec, hz, jmi) in [
+        ("opus", 440.0, false),
+        ("PCMU", 880.0, true),
+        ("PCMA", 660.0, false),
+    ] {
+        let mut setup = CallSetup::only(codec);
+        setup.jmi = jmi;
+        let mut call = alice
+            .call("echo@gw.localhost", &setup)
+            .await
+            .unwrap_or_else(|e| panic!("{codec}: {e}"));
+        assert!(call.codec.name().eq_ignore_ascii_case(codec));
+        let mut keys = plan(3, hz);
+        keys.dtmf = "19#";
+        let received = alice.exchange(&mut call, &keys).await;
+        assert_tone(&received, f64::from(hz), codec);
+        assert_eq!(received.digits, "19#", "{codec}: keys sent back by echo");
+        assert!(received.terminated.is_none());
+        alice.hang_up(call).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || gateway.stats.open_legs() == 0).await,
+        "media legs still open: {}",
+        gateway.stats.open_legs()
+    );
+    gateway.stop().await;
+    alice.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_with_each_codec_on_prosody() {
+    within(90, echo_calls(Kind::Prosody)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_with_each_codec_on_ejabberd() {
+    within(90, echo_calls(Kind::Ejabberd)).await;
+}
+
+/// The gateway hangs up (here: the call reached calls.max_duration).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_hangs_up_with_a_reason() {
+    within(60, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let gateway = Gateway::start(gateway_config(
+            &server,
+            &data,
+            &[("GATEWAY_CALLS_MAX_DURATION", "2s")],
+        ));
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let mut call = alice
+            .call("echo@gw.localhost", &CallSetup::browser())
+            .await
+            .expect("call");
+        let received = alice.exchange(&mut call, &plan(6, 440.0)).await;
+        assert_eq!(received.terminated.as_deref(), Some("expired"));
+        assert!(eventually(Duration::from_secs(10), || gateway.stats.open_legs() == 0).await);
+        gateway.stop().await;
+        alice.close().await;
+    })
+    .await;
+}
+
+/// Several callers at once, each hearing only their own tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_calls_at_once() {
+    within(90, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let gateway = Gateway::start(gateway_config(&server, &data, &[]));
+        let tones = [400.0f32, 500.0, 600.0, 700.0, 800.0];
+        let mut callers = Vec::new();
+        for (i, _) in tones.iter().enumerate() {
+            let mut caller = TestCaller::new(server.c2s_port, &format!("user{i}")).await;
+            wait_attached(&mut caller.client).await;
+            callers.push(caller);
+        }
+        let runs = callers
+            .into_iter()
+            .zip(tones)
+            .map(|(mut caller, hz)| async move {
+                let mut call = caller
+                    .call("echo@gw.localhost", &CallSetup::browser())
+                    .await
+                    .expect("call");
+                let received = caller.exchange(&mut call, &plan(3, hz)).await;
+                caller.hang_up(call).await;
+                caller.close().await;
+                (hz, received)
+            });
+        for (hz, received) in futures::future::join_all(runs).await {
+            assert_tone(&received, f64::from(hz), &format!("caller at {hz} Hz"));
+        }
+        assert_eq!(
+            jingle_gateway::media::stats::MediaStats::get(&gateway.stats.legs_started),
+            5
+        );
+        assert!(eventually(Duration::from_secs(10), || gateway.stats.open_legs() == 0).await);
+        gateway.stop().await;
+    })
+    .await;
+}

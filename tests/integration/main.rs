@@ -1,0 +1,9 @@
+//! Integration tests: the gateway against a real Prosody and a real ejabberd on loopback, called
+//! by a test caller with real ICE, DTLS-SRTP and RTP. Each test starts and stops its own servers.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod calls;
+mod faults;
+mod signalling;

@@ -1,0 +1,69 @@
+//! Test signals: a sine tone in 20 ms frames, and the dominant frequency of received audio.
+
+use jingle_gateway::media::codec::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
+
+/// A sine tone at half of full scale, frame after frame.
+pub struct Tone {
+    hz: f32,
+    n: u64,
+}
+
+impl Tone {
+    /// A tone at `hz`.
+    pub fn new(hz: f32) -> Self {
+        Self { hz, n: 0 }
+    }
+
+    /// The next 20 ms.
+    pub fn next_frame(&mut self) -> AudioFrame {
+        let mut frame = [0i16; FRAME_SAMPLES];
+        for sample in frame.iter_mut() {
+            let t = self.n as f64 / f64::from(SAMPLE_RATE);
+            *sample =
+                (16000.0 * (2.0 * std::f64::consts::PI * f64::from(self.hz) * t).sin()) as i16;
+            self.n += 1;
+        }
+        frame
+    }
+}
+
+/// Power of `samples` at `hz` (Goertzel), normalised by length.
+fn power_at(samples: &[i16], hz: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * hz / f64::from(SAMPLE_RATE);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / samples.len().max(1) as f64
+}
+
+/// The strongest frequency between 100 and 4000 Hz (5 Hz steps) in the last `seconds` of
+/// `samples`, and the share of the signal's energy near it.
+pub fn dominant_frequency(samples: &[i16], seconds: f64) -> (f64, f64) {
+    let take = ((seconds * f64::from(SAMPLE_RATE)) as usize).min(samples.len());
+    let tail = &samples[samples.len() - take..];
+    let (mut best, mut best_power) = (0.0, 0.0);
+    let mut hz = 100.0;
+    while hz <= 4000.0 {
+        let p = power_at(tail, hz);
+        if p > best_power {
+            best = hz;
+            best_power = p;
+        }
+        hz += 5.0;
+    }
+    let energy: f64 = tail
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        / take.max(1) as f64;
+    let share = if energy > 0.0 {
+        2.0 * best_power / (take.max(1) as f64 * energy)
+    } else {
+        0.0
+    };
+    (best, share)
+}

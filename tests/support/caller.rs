@@ -1,0 +1,436 @@
+//! The test caller: a user who places real calls through the XMPP server. Its offer is the one a
+//! browser sends (the captured Chromium offer, restricted to the codecs a test asks for), and
+//! its media is real ICE (controlling), DTLS-SRTP and RTP, built on the gateway's own media leg
+//! in the other role.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use jingle_gateway::config::MediaConfig;
+use jingle_gateway::jingle::negotiate::{Codec, DtlsRole, RemoteFingerprint, FINGERPRINT_HASHES};
+use jingle_gateway::media::codec::{Decoder, Encoder, FRAME_SAMPLES};
+use jingle_gateway::media::dtmf::{Digit, DtmfReceiver, DtmfSender};
+use jingle_gateway::media::engine::MediaEngine;
+use jingle_gateway::media::leg::{IceRole, LegEvent, MediaLeg};
+use jingle_gateway::media::rtp::RtpSender;
+use jingle_gateway::media::stats::MediaStats;
+use jingle_gateway::protocol::ice_udp::{Candidate, Fingerprint, IceUdpTransport, Setup};
+use jingle_gateway::protocol::jingle::{Action, Description, Jingle, Sid, Transport};
+use jingle_gateway::protocol::jmi::{Jmi, NS_JMI};
+use minidom::Element;
+use webrtc_util::marshal::Unmarshal;
+
+use super::audio::Tone;
+use super::client::XmppClient;
+
+const CAPTURE: &str = include_str!("../fixtures/interop/browser-call-as-seen-by-component.xml");
+
+/// The captured browser offer (`session-initiate` payload).
+fn browser_offer() -> Jingle {
+    let start = CAPTURE.find("<jingle").expect("capture has Jingle");
+    let end = start + CAPTURE[start..].find("</jingle>").expect("closed") + "</jingle>".len();
+    let element: Element = CAPTURE[start..end].parse().expect("well-formed");
+    Jingle::parse(&element).expect("browser offer parses")
+}
+
+/// What a call offers and how it rings.
+#[derive(Debug, Clone)]
+pub struct CallSetup {
+    /// Encoding names kept in the offer (telephone-event is always kept).
+    pub codecs: Vec<&'static str>,
+    /// Ring with XEP-0353 first.
+    pub jmi: bool,
+    /// Candidates added to the offer besides the real ones.
+    pub extra_candidates: Vec<Candidate>,
+}
+
+impl CallSetup {
+    /// The full browser offer (Opus first).
+    pub fn browser() -> Self {
+        Self {
+            codecs: vec!["opus", "red", "G722", "PCMU", "PCMA", "CN"],
+            jmi: false,
+            extra_candidates: Vec::new(),
+        }
+    }
+
+    /// An offer of one codec.
+    pub fn only(codec: &'static str) -> Self {
+        Self {
+            codecs: vec![codec],
+            jmi: false,
+            extra_candidates: Vec::new(),
+        }
+    }
+}
+
+/// What to do during an exchange of media.
+#[derive(Debug, Clone, Default)]
+pub struct Exchange {
+    /// How long to send.
+    pub duration: Duration,
+    /// The tone sent.
+    pub tone_hz: f32,
+    /// Keys to press (RFC 4733), starting after one second.
+    pub dtmf: &'static str,
+    /// Send forged SRTP (bad tags) and replays of our own packets among the real ones.
+    pub hostile: bool,
+}
+
+/// What came back during an exchange.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Decoded audio, 48 kHz mono.
+    pub pcm: Vec<i16>,
+    /// Keys received as RFC 4733 events.
+    pub digits: String,
+    /// RTP packets received.
+    pub packets: u64,
+    /// The Jingle reason, if the gateway ended the call.
+    pub terminated: Option<String>,
+}
+
+/// A call in progress.
+pub struct Call {
+    /// Session id.
+    pub sid: String,
+    /// The JID the session went to (bare, or the full JID that proceeded).
+    pub to: String,
+    /// The codec the gateway chose.
+    pub codec: Codec,
+    /// The gateway's candidates from its answer.
+    pub gateway_candidates: Vec<Candidate>,
+    payload_type: u8,
+    dtmf_type: Option<u8>,
+    leg: MediaLeg,
+    sender: RtpSender,
+}
+
+/// A user who places calls.
+pub struct TestCaller {
+    /// Its XMPP client.
+    pub client: XmppClient,
+    engine: Arc<MediaEngine>,
+}
+
+/// Media settings for a caller (or a gateway) in a test: loopback, any free port.
+pub fn loopback_media() -> MediaConfig {
+    MediaConfig {
+        port: 0,
+        local_address: Some("127.0.0.1".parse().expect("address")),
+        bind_address: "127.0.0.1".parse().expect("address"),
+        allow_loopback_candidates: true,
+        ..MediaConfig::default()
+    }
+}
+
+impl TestCaller {
+    /// Logs in `user` (created if needed) on the server's c2s port.
+    pub async fn new(c2s_port: u16, user: &str) -> TestCaller {
+        let client = XmppClient::login(c2s_port, user, "test").await;
+        let engine = MediaEngine::start(&loopback_media(), Arc::new(MediaStats::default()))
+            .await
+            .expect("caller media");
+        TestCaller {
+            client,
+            engine: Arc::new(engine),
+        }
+    }
+
+    /// Calls `callee` with `setup`; returns the call once the gateway accepted it, or the reason
+    /// it was refused (IQ error condition, Jingle reason or JMI rejection).
+    pub async fn call(&mut self, callee: &str, setup: &CallSetup) -> Result<Call, String> {
+        let sid = format!("call-{:016x}", rand::random::<u64>());
+        let mut leg = MediaLeg::new(self.engine.clone(), IceRole::Controlling).await?;
+        let (ufrag, pwd) = leg.local_credentials().await;
+        let mut candidates = leg.initial_candidates().await;
+        candidates.extend(setup.extra_candidates.iter().cloned());
+
+        let mut to = callee.to_string();
+        if setup.jmi {
+            let propose = Jmi::Propose {
+                sid: Sid(sid.clone()),
+                media: vec!["audio".into()],
+            }
+            .to_element();
+            self.client.send_message(callee, vec![propose]).await;
+            let answer = self
+                .client
+                .expect("JMI proceed or reject", Duration::from_secs(10), |s| {
+                    s.name() == "message"
+                        && (s.has_child("proceed", NS_JMI) || s.has_child("reject", NS_JMI))
+                })
+                .await;
+            if answer.has_child("reject", NS_JMI) {
+                leg.close().await;
+                return Err("jmi-reject".into());
+            }
+            to = answer.attr("from").unwrap_or(callee).to_string();
+        }
+
+        let mut offer = browser_offer();
+        offer.sid = Sid(sid.clone());
+        let content = &mut offer.contents[0];
+        if let Some(Description::Rtp(rtp)) = &mut content.description {
+            rtp.payload_types.retain(|pt| {
+                let name = pt.name.as_deref().unwrap_or_default();
+                name == "telephone-event"
+                    || setup.codecs.iter().any(|c| c.eq_ignore_ascii_case(name))
+            });
+        }
+        content.transport = Some(Transport::IceUdp(IceUdpTransport {
+            ufrag: Some(ufrag),
+            pwd: Some(pwd),
+            candidates,
+            skipped_candidates: 0,
+            fingerprints: vec![Fingerprint {
+                hash: "sha-256".into(),
+                setup: Some(Setup::Actpass),
+                value: self.engine.certificate.fingerprint_sha256.clone(),
+            }],
+        }));
+        let answer = self.client.iq(&to, "set", offer.to_element()).await;
+        if answer.attr("type") == Some("error") {
+            leg.close().await;
+            let condition = answer
+                .get_child("error", super::client::NS_CLIENT)
+                .and_then(|e| e.children().next())
+                .map(|c| c.name().to_string())
+                .unwrap_or_default();
+            return Err(condition);
+        }
+
+        let sid_matches = |s: &Element, action: &str| {
+            jingle_of(s).is_some_and(|j| j.sid.0 == sid && j.action.as_str() == action)
+        };
+        let accept_or_terminate = self
+            .client
+            .expect("session-accept", Duration::from_secs(10), |s| {
+                sid_matches(s, "session-accept") || sid_matches(s, "session-terminate")
+            })
+            .await;
+        let accept = jingle_of(&accept_or_terminate).expect("jingle");
+        if accept.action == Action::SessionTerminate {
+            leg.close().await;
+            return Err(accept
+                .reason
+                .map(|r| r.reason.as_str().to_string())
+                .unwrap_or_default());
+        }
+        let content = &accept.contents[0];
+        let rtp = content.rtp().expect("answer has RTP");
+        let transport = content.ice_udp().expect("answer has ICE-UDP");
+        let chosen = &rtp.payload_types[0];
+        let codec = [Codec::Opus, Codec::Pcmu, Codec::Pcma]
+            .into_iter()
+            .find(|c| chosen.is(c.name(), c.clock_rate()))
+            .expect("a codec we know");
+        let dtmf_type = rtp
+            .payload_types
+            .iter()
+            .find(|p| p.is("telephone-event", codec.clock_rate()))
+            .map(|p| p.id);
+        let (fingerprint, their_setup) = FINGERPRINT_HASHES
+            .iter()
+            .find_map(|hash| {
+                let f = transport.fingerprint(hash)?;
+                Some((
+                    RemoteFingerprint {
+                        hash,
+                        digest: f.bytes()?,
+                    },
+                    f.setup,
+                ))
+            })
+            .expect("answer fingerprint");
+        assert_ne!(
+            their_setup,
+            Some(Setup::Actpass),
+            "the answer must not say actpass"
+        );
+        let role = if their_setup == Some(Setup::Active) {
+            DtlsRole::Server
+        } else {
+            DtlsRole::Client
+        };
+        leg.connect(
+            transport.ufrag.as_deref().expect("ufrag"),
+            transport.pwd.as_deref().expect("pwd"),
+            fingerprint,
+            role,
+        );
+        leg.add_remote_candidates(&transport.candidates);
+        let sender = RtpSender::new(
+            rand::random(),
+            chosen.id,
+            dtmf_type,
+            rand::random(),
+            rand::random(),
+        );
+        Ok(Call {
+            sid,
+            to,
+            codec,
+            gateway_candidates: transport.candidates.clone(),
+            payload_type: chosen.id,
+            dtmf_type,
+            leg,
+            sender,
+        })
+    }
+
+    /// Sends a tone (and keys) for a while and collects what comes back.
+    pub async fn exchange(&mut self, call: &mut Call, plan: &Exchange) -> Received {
+        let mut received = Received::default();
+        let mut encoder = Encoder::new(call.codec).expect("encoder");
+        let mut decoder = Decoder::new(call.codec).expect("decoder");
+        let mut tone = Tone::new(plan.tone_hz);
+        let mut keys = DtmfSender::default();
+        let mut key_receiver = DtmfReceiver::default();
+        let units = call.codec.frame_timestamp_units();
+        let mut encoded = vec![0u8; 1500];
+        let mut sent: Vec<Bytes> = Vec::new();
+        let mut secured = call.leg.is_secured();
+        let mut ticks = 0u64;
+        let total_ticks = (plan.duration.as_millis() / 20) as u64;
+        let mut interval = tokio::time::interval(Duration::from_millis(20));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let deadline = tokio::time::Instant::now() + plan.duration + Duration::from_secs(15);
+        while ticks < total_ticks && received.terminated.is_none() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => panic!("the call never connected"),
+                _ = interval.tick(), if secured => {
+                    ticks += 1;
+                    if ticks == 50 {
+                        for key in plan.dtmf.chars().filter_map(Digit::from_char) {
+                            keys.push(key);
+                        }
+                    }
+                    if let Some(event) = keys.next_frame(units) {
+                        if let Some(header) = call.sender.event(&event, units) {
+                            call.leg.send_rtp(&header, &event.payload.to_bytes()).await;
+                        }
+                        continue;
+                    }
+                    let n = encoder.encode(&tone.next_frame(), &mut encoded).expect("encode");
+                    let header = call.sender.audio(units, n);
+                    if let Some(packet) = call.leg.send_rtp(&header, &encoded[..n]).await {
+                        sent.push(packet);
+                    }
+                    if plan.hostile && ticks % 10 == 5 {
+                        // A forged packet (its tag broken) and a replay of an earlier one.
+                        if let Some(last) = sent.last() {
+                            // An unseen sequence number (so the replay check passes), a broken tag.
+                            let mut forged = last.to_vec();
+                            let seq = u16::from_be_bytes([forged[2], forged[3]]).wrapping_add(30);
+                            forged[2..4].copy_from_slice(&seq.to_be_bytes());
+                            let end = forged.len() - 1;
+                            forged[end] ^= 0x55;
+                            call.leg.send_datagram(&forged).await;
+                        }
+                        if sent.len() > 5 {
+                            let old = sent[sent.len() - 5].clone();
+                            call.leg.send_datagram(&old).await;
+                        }
+                        call.leg.send_datagram(&[0x05u8; 40]).await;
+                    }
+                }
+                event = call.leg.next_event() => match event {
+                    LegEvent::Secured => secured = true,
+                    LegEvent::Rtp(packet) => {
+                        let mut buf = packet.clone();
+                        let Ok(rtp) = rtp::packet::Packet::unmarshal(&mut buf) else { continue };
+                        received.packets += 1;
+                        if Some(rtp.header.payload_type) == call.dtmf_type {
+                            if let Some(key) = key_receiver.receive(rtp.header.timestamp, &rtp.payload) {
+                                received.digits.push(key.as_char());
+                            }
+                        } else if rtp.header.payload_type == call.payload_type {
+                            let _ = decoder.decode(Some(&rtp.payload), FRAME_SAMPLES, &mut received.pcm);
+                        }
+                    }
+                    LegEvent::LocalCandidate(_) | LegEvent::Rtcp(_) => {}
+                    LegEvent::Failed(reason) => panic!("caller media failed: {reason}"),
+                },
+                stanza = self.client.read() => {
+                    let Some(stanza) = stanza else { panic!("XMPP stream ended") };
+                    match jingle_of(&stanza) {
+                        Some(j) if j.sid.0 == call.sid && j.action == Action::TransportInfo => {
+                            for content in &j.contents {
+                                if let Some(t) = content.ice_udp() {
+                                    call.leg.add_remote_candidates(&t.candidates);
+                                }
+                            }
+                        }
+                        Some(j) if j.sid.0 == call.sid && j.action == Action::SessionTerminate => {
+                            received.terminated = Some(j.reason.map(|r| r.reason.as_str().to_string()).unwrap_or_default());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        received
+    }
+
+    /// Hangs up with `session-terminate` (success) and releases the media.
+    pub async fn hang_up(&mut self, mut call: Call) {
+        let mut terminate = Jingle::new(Action::SessionTerminate, Sid(call.sid.clone()));
+        terminate.reason = Some(jingle_gateway::protocol::jingle::ReasonElement {
+            reason: jingle_gateway::protocol::jingle::Reason::Success,
+            text: None,
+        });
+        let answer = self
+            .client
+            .iq(&call.to, "set", terminate.to_element())
+            .await;
+        assert_eq!(
+            answer.attr("type"),
+            Some("result"),
+            "terminate refused: {}",
+            String::from(&answer)
+        );
+        call.leg.close().await;
+    }
+
+    /// Drops the media without telling the gateway (a client that crashed).
+    pub async fn vanish(&mut self, mut call: Call) -> String {
+        call.leg.close().await;
+        call.sid
+    }
+
+    /// Waits for the gateway's `session-terminate` of `sid`; returns its reason.
+    pub async fn wait_terminate(&mut self, sid: &str, timeout: Duration) -> Option<String> {
+        let stanza = self
+            .client
+            .try_expect(timeout, |s| {
+                jingle_of(s).is_some_and(|j| j.sid.0 == sid && j.action == Action::SessionTerminate)
+            })
+            .await?;
+        jingle_of(&stanza)
+            .and_then(|j| j.reason)
+            .map(|r| r.reason.as_str().to_string())
+    }
+
+    /// Media counters of this caller.
+    pub fn stats(&self) -> &MediaStats {
+        &self.engine.stats
+    }
+
+    /// Closes the caller's media port.
+    pub async fn close(self) {
+        self.engine.close().await;
+        self.client.close().await;
+    }
+}
+
+/// The Jingle payload of an IQ set, parsed.
+pub fn jingle_of(stanza: &Element) -> Option<Jingle> {
+    if stanza.name() != "iq" || stanza.attr("type") != Some("set") {
+        return None;
+    }
+    stanza
+        .get_child("jingle", jingle_gateway::protocol::jingle::NS_JINGLE)
+        .and_then(|j| Jingle::parse(j).ok())
+}

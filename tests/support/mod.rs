@@ -1,0 +1,156 @@
+//! Test support: private XMPP servers, a c2s client, a test caller with real media, the gateway
+//! run in-process or as a process, and test signals. Nothing here needs `../shared`.
+
+#![allow(dead_code)] // Each test binary uses a different part of the support code.
+
+pub mod audio;
+pub mod caller;
+pub mod client;
+pub mod servers;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jingle_gateway::config::{Config, EXAMPLE_CONFIG};
+use jingle_gateway::media::stats::MediaStats;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use servers::Server;
+
+/// A free TCP port on loopback (released before use; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new empty directory named after `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("jg-{prefix}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temp dir");
+        Self(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Bounds a test's time.
+pub async fn within<F: std::future::Future>(seconds: u64, test: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(seconds), test)
+        .await
+        .unwrap_or_else(|_| panic!("test did not finish within {seconds}s"))
+}
+
+/// The example config, pointed at `server`, with loopback media and a private data directory;
+/// `extra` is TOML appended to it (later keys of a section win).
+pub fn gateway_config(server: &Server, data: &TempDir, extra: &[(&str, &str)]) -> Config {
+    let mut env: Vec<(String, String)> = vec![
+        ("GATEWAY_XMPP_HOST".into(), "127.0.0.1".into()),
+        (
+            "GATEWAY_XMPP_PORT".into(),
+            server.component_port.to_string(),
+        ),
+        (
+            "GATEWAY_STORAGE_DATA_DIR".into(),
+            data.path().display().to_string(),
+        ),
+        ("GATEWAY_MEDIA_PORT".into(), "0".into()),
+        ("GATEWAY_MEDIA_BIND_ADDRESS".into(), "127.0.0.1".into()),
+        ("GATEWAY_MEDIA_LOCAL_ADDRESS".into(), "127.0.0.1".into()),
+        (
+            "GATEWAY_MEDIA_ALLOW_LOOPBACK_CANDIDATES".into(),
+            "true".into(),
+        ),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Config::from_toml_str(EXAMPLE_CONFIG, env).expect("test config is valid")
+}
+
+/// The gateway running in this process.
+pub struct Gateway {
+    /// Its media counters.
+    pub stats: Arc<MediaStats>,
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Starts the gateway with `config` and waits until `probe` sees it attached.
+    pub fn start(config: Config) -> Gateway {
+        let stats = Arc::new(MediaStats::default());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let (stats, stop) = (stats.clone(), stop.clone());
+            async move {
+                jingle_gateway::run(config, stop, stats)
+                    .await
+                    .expect("gateway runs");
+            }
+        });
+        Gateway {
+            stats,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Stops it the way SIGTERM does and waits until it has.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Waits until the gateway answers disco#info on its domain.
+pub async fn wait_attached(client: &mut client::XmppClient) {
+    for _ in 0..200 {
+        let query =
+            minidom::Element::builder("query", "http://jabber.org/protocol/disco#info").build();
+        let answer = client.iq(servers::COMPONENT, "get", query).await;
+        if answer.attr("type") == Some("result") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gateway never attached");
+}
+
+/// Waits until `condition` holds (checked every 20 ms), up to `timeout`.
+pub async fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    condition()
+}

@@ -1,0 +1,336 @@
+//! Private Prosody and ejabberd servers on loopback, each in its own temporary directory with its
+//! own ports, started for one test and stopped (by PID) when dropped.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, TempDir};
+
+/// Which server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Prosody 0.12.
+    Prosody,
+    /// ejabberd 23.
+    Ejabberd,
+}
+
+/// The component domain the gateway attaches as.
+pub const COMPONENT: &str = "gw.localhost";
+/// Its secret.
+pub const SECRET: &str = "secret";
+/// The user domain.
+pub const DOMAIN: &str = "localhost";
+
+/// A running server.
+pub struct Server {
+    /// Which server.
+    pub kind: Kind,
+    /// Client-to-server port (no TLS, PLAIN allowed).
+    pub c2s_port: u16,
+    /// XEP-0114 component port.
+    pub component_port: u16,
+    /// HTTP port (WebSocket, uploads).
+    pub http_port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+    dist_port: u16,
+}
+
+impl Server {
+    /// Starts a server of `kind` and waits until its ports accept connections.
+    pub fn start(kind: Kind) -> Server {
+        let mut server = Server {
+            kind,
+            c2s_port: free_port(),
+            component_port: free_port(),
+            http_port: free_port(),
+            dir: TempDir::new(match kind {
+                Kind::Prosody => "prosody",
+                Kind::Ejabberd => "ejabberd",
+            }),
+            child: None,
+            dist_port: free_port(),
+        };
+        server.write_config();
+        server.spawn();
+        server
+    }
+
+    /// Where the server keeps its files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write_config(&self) {
+        let dir = self.dir.path().display().to_string();
+        let fill = |template: &str| {
+            template
+                .replace("{DATA_DIR}", &dir)
+                .replace("{C2S_PORT}", &self.c2s_port.to_string())
+                .replace("{COMPONENT_PORT}", &self.component_port.to_string())
+                .replace("{HTTP_PORT}", &self.http_port.to_string())
+        };
+        match self.kind {
+            Kind::Prosody => {
+                std::fs::write(
+                    self.dir.path().join("prosody.cfg.lua"),
+                    fill(PROSODY_CONFIG),
+                )
+                .expect("write prosody config");
+            }
+            Kind::Ejabberd => {
+                std::fs::write(self.dir.path().join("ejabberd.yml"), fill(EJABBERD_CONFIG))
+                    .expect("write ejabberd config");
+                std::fs::write(
+                    self.dir.path().join("inetrc"),
+                    "{lookup,[file]}.\n{host,{127,0,0,1},[\"localhost\"]}.\n",
+                )
+                .expect("write inetrc");
+                std::fs::create_dir_all(self.dir.path().join("upload")).expect("upload dir");
+            }
+        }
+    }
+
+    fn spawn(&mut self) {
+        let dir = self.dir.path();
+        let log = std::fs::File::create(dir.join("stdout.log")).expect("log file");
+        let mut command = match self.kind {
+            Kind::Prosody => {
+                let mut c = Command::new("prosody");
+                c.arg("-F").arg("--config").arg(dir.join("prosody.cfg.lua"));
+                c
+            }
+            Kind::Ejabberd => {
+                // `erl` directly (not ejabberdctl): the PID is the server itself and no epmd
+                // daemon outlives it.
+                let spool = dir.join(format!("spool-{}", self.dist_port));
+                std::fs::create_dir_all(&spool).expect("spool dir");
+                let mut c = Command::new("erl");
+                c.current_dir(dir)
+                    .env("ERL_LIBS", ejabberd_libs())
+                    .env("EJABBERD_CONFIG_PATH", dir.join("ejabberd.yml"))
+                    .env("EJABBERD_LOG_PATH", dir.join("ejabberd.log"))
+                    .env("ERL_CRASH_DUMP_BYTES", "0")
+                    .env("ERL_INETRC", dir.join("inetrc"))
+                    .env("HOME", dir)
+                    .args(["-sname", &format!("ej{}@localhost", self.dist_port)])
+                    .args(["-setcookie", &format!("cookie{}", self.dist_port)])
+                    .args([
+                        "-start_epmd",
+                        "false",
+                        "-erl_epmd_port",
+                        &self.dist_port.to_string(),
+                    ])
+                    .args(["-kernel", "inet_dist_use_interface", "{127,0,0,1}"])
+                    .args(["-noinput", "+K", "true"])
+                    .args(["-mnesia", "dir", &format!("\"{}\"", spool.display())])
+                    .args(["-s", "ejabberd"]);
+                c
+            }
+        };
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {:?}: {e} (see .ci/run for the packages)",
+                    self.kind
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for port in [self.c2s_port, self.component_port, self.http_port] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if let Some(status) = self
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                {
+                    panic!(
+                        "{:?} exited at start ({status}); logs in {}",
+                        self.kind,
+                        dir.display()
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{:?} did not open port {port}",
+                    self.kind
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Stops the server and starts it again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after a grace period) and reaps it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_process(&mut child, Duration::from_secs(5));
+        }
+    }
+
+    /// The server's log, for diagnostics.
+    pub fn log(&self) -> String {
+        let name = match self.kind {
+            Kind::Prosody => "prosody.log",
+            Kind::Ejabberd => "ejabberd.log",
+        };
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Stops `child` by PID: SIGTERM, then SIGKILL after `grace`; always reaps it.
+pub fn stop_process(child: &mut Child, grace: Duration) {
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Where Debian keeps ejabberd's Erlang applications.
+fn ejabberd_libs() -> PathBuf {
+    std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with("-linux-gnu"))
+                && std::fs::read_dir(p)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("ejabberd-"))
+        })
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/x86_64-linux-gnu"))
+}
+
+/// Prosody for the tests: the component snippet is the one documented for users.
+const PROSODY_CONFIG: &str = r#"
+run_as_root = true
+data_path = "{DATA_DIR}"
+pidfile = "{DATA_DIR}/prosody.pid"
+certificates = "{DATA_DIR}"
+log = { { levels = { min = "info" }, to = "file", filename = "{DATA_DIR}/prosody.log" } }
+interfaces = { "127.0.0.1" }
+c2s_ports = { {C2S_PORT} }
+c2s_interfaces = { "127.0.0.1" }
+c2s_direct_tls_ports = {}
+s2s_ports = {}
+component_ports = { {COMPONENT_PORT} }
+component_interfaces = { "127.0.0.1" }
+http_ports = { {HTTP_PORT} }
+http_interfaces = { "127.0.0.1" }
+https_ports = {}
+http_external_url = "http://127.0.0.1:{HTTP_PORT}/"
+modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "register"; "websocket"; "http" }
+modules_disabled = { "s2s"; "s2s_auth_certs"; "dialback"; "tls" }
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+consider_websocket_secure = true
+allow_registration = true
+authentication = "internal_plain"
+storage = "internal"
+
+VirtualHost "localhost"
+
+Component "gw.localhost"
+    component_secret = "secret"
+"#;
+
+/// ejabberd for the tests.
+const EJABBERD_CONFIG: &str = r#"
+hosts:
+  - localhost
+loglevel: info
+log_rotate_count: 0
+fqdn: localhost
+acme:
+  auto: false
+certfiles: []
+s2s_access: none
+registration_timeout: infinity
+auth_method: internal
+auth_password_format: plain
+disable_sasl_mechanisms: ["digest-md5", "x-oauth2"]
+listen:
+  -
+    port: {C2S_PORT}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    starttls: false
+    starttls_required: false
+    access: c2s
+    backlog: 128
+  -
+    port: {COMPONENT_PORT}
+    ip: "127.0.0.1"
+    module: ejabberd_service
+    backlog: 128
+    hosts:
+      gw.localhost:
+        password: "secret"
+  -
+    port: {HTTP_PORT}
+    ip: "127.0.0.1"
+    module: ejabberd_http
+    tls: false
+    backlog: 128
+    request_handlers:
+      /xmpp-websocket: ejabberd_http_ws
+acl:
+  local:
+    user_regexp: ""
+  loopback:
+    ip:
+      - 127.0.0.0/8
+      - ::1/128
+access_rules:
+  local:
+    allow: local
+  c2s:
+    allow: all
+  register:
+    allow: all
+  trusted_network:
+    allow: loopback
+shaper_rules:
+  max_user_sessions: 10
+  c2s_shaper: none
+modules:
+  mod_disco: {}
+  mod_ping: {}
+  mod_roster: {}
+  mod_register:
+    access: register
+    ip_access: trusted_network
+"#;
