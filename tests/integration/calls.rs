@@ -142,3 +142,42 @@ async fn several_calls_at_once() {
     })
     .await;
 }
+
+/// `media.dtls_role = "passive"` and per-call ports from `media.port_range`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_dtls_and_per_call_ports() {
+    within(60, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let gateway = Gateway::start(gateway_config(
+            &server,
+            &data,
+            &[
+                ("GATEWAY_MEDIA_DTLS_ROLE", "passive"),
+                ("GATEWAY_MEDIA_PORT_RANGE", "41000-41099"),
+            ],
+        ));
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let mut ports = Vec::new();
+        for hz in [440.0, 550.0] {
+            let mut call = alice
+                .call("echo@gw.localhost", &CallSetup::browser())
+                .await
+                .expect("call");
+            let port = call.gateway_candidates[0].port;
+            assert!(
+                (41000..=41099).contains(&port),
+                "port {port} outside the range"
+            );
+            ports.push(port);
+            let received = alice.exchange(&mut call, &plan(2, hz)).await;
+            assert_tone(&received, f64::from(hz), "passive DTLS, own port");
+            alice.hang_up(call).await;
+        }
+        assert!(eventually(Duration::from_secs(10), || gateway.stats.open_legs() == 0).await);
+        gateway.stop().await;
+        alice.close().await;
+    })
+    .await;
+}

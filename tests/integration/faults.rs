@@ -147,3 +147,91 @@ async fn refused_candidates_are_not_used() {
     })
     .await;
 }
+
+fn dead_candidate() -> Candidate {
+    Candidate {
+        component: 1,
+        foundation: "1".into(),
+        generation: 0,
+        id: None,
+        ip: "127.0.0.1".parse().expect("address"),
+        port: 9, // discard: nothing answers ICE there
+        priority: 2_130_706_431,
+        protocol: "udp".into(),
+        candidate_type: CandidateType::Host,
+        rel_addr: None,
+        rel_port: None,
+        network: None,
+    }
+}
+
+/// ICE that never connects ends the call with failed-transport after media.ice_timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_that_never_connects_fails_the_transport() {
+    within(60, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let gateway = Gateway::start(gateway_config(
+            &server,
+            &data,
+            &[("GATEWAY_MEDIA_ICE_TIMEOUT", "3s")],
+        ));
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let mut setup = CallSetup::browser();
+        setup.only_extra_candidates = true;
+        setup.extra_candidates.push(dead_candidate());
+        let call = alice
+            .call("echo@gw.localhost", &setup)
+            .await
+            .expect("call accepted");
+        let reason = alice
+            .wait_terminate(&call.sid, Duration::from_secs(15))
+            .await;
+        assert_eq!(reason.as_deref(), Some("failed-transport"));
+        assert!(eventually(Duration::from_secs(10), || gateway.stats.open_legs() == 0).await);
+        alice.vanish(call).await;
+        gateway.stop().await;
+        alice.close().await;
+    })
+    .await;
+}
+
+/// A DTLS certificate that does not match the signalled fingerprint ends the call with
+/// security-error; no media flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_not_matching_the_fingerprint_is_a_security_error() {
+    within(60, async {
+        let server = Server::start(Kind::Prosody);
+        // As DTLS client (active) and as server (passive), the gateway checks the certificate.
+        for role in ["active", "passive"] {
+            let data = TempDir::new("gw");
+            let gateway = Gateway::start(gateway_config(
+                &server,
+                &data,
+                &[("GATEWAY_MEDIA_DTLS_ROLE", role)],
+            ));
+            let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+            wait_attached(&mut alice.client).await;
+            let mut setup = CallSetup::browser();
+            setup.wrong_fingerprint = true;
+            let mut call = alice
+                .call("echo@gw.localhost", &setup)
+                .await
+                .expect("call accepted");
+            // Drive the caller's media so that ICE and DTLS run.
+            let received = alice.exchange(&mut call, &plan(10, 440.0)).await;
+            assert_eq!(
+                received.terminated.as_deref(),
+                Some("security-error"),
+                "gateway {role}"
+            );
+            assert_eq!(MediaStats::get(&gateway.stats.rtp_in), 0, "gateway {role}");
+            assert!(eventually(Duration::from_secs(10), || gateway.stats.open_legs() == 0).await);
+            alice.vanish(call).await;
+            gateway.stop().await;
+            alice.close().await;
+        }
+    })
+    .await;
+}

@@ -415,3 +415,48 @@ async fn sigterm_ends_calls_and_exits_cleanly() {
     })
     .await;
 }
+
+/// `check-config` lists every problem with its key, one line each, and exits non-zero.
+#[test]
+fn check_config_names_every_key() {
+    let dir = TempDir::new("config");
+    let path = dir.path().join("broken.toml");
+    std::fs::write(
+        &path,
+        "[xmpp]\nport = \"x\"\nsekret = 1\n[media]\nport_range = \"9-1\"\n[endpoints.echo]\nkind = \"fax\"\n",
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_jingle-gateway"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("run check-config");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for key in [
+        "xmpp.port",
+        "xmpp.sekret",
+        "xmpp.domain",
+        "xmpp.secret",
+        "media.port_range",
+        "endpoints.echo.kind",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.contains(&format!("{key}:"))),
+            "{key} missing:\n{stderr}"
+        );
+    }
+    let good = Command::new(env!("CARGO_BIN_EXE_jingle-gateway"))
+        .arg("check-config")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/gateway.example.toml"
+        ))
+        .output()
+        .expect("run check-config");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+}

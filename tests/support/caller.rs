@@ -43,6 +43,10 @@ pub struct CallSetup {
     pub jmi: bool,
     /// Candidates added to the offer besides the real ones.
     pub extra_candidates: Vec<Candidate>,
+    /// Offer only `extra_candidates` (so ICE cannot connect when they lead nowhere).
+    pub only_extra_candidates: bool,
+    /// Signal a fingerprint that is not our certificate's.
+    pub wrong_fingerprint: bool,
 }
 
 impl CallSetup {
@@ -50,8 +54,7 @@ impl CallSetup {
     pub fn browser() -> Self {
         Self {
             codecs: vec!["opus", "red", "G722", "PCMU", "PCMA", "CN"],
-            jmi: false,
-            extra_candidates: Vec::new(),
+            ..Self::only("opus")
         }
     }
 
@@ -61,6 +64,8 @@ impl CallSetup {
             codecs: vec![codec],
             jmi: false,
             extra_candidates: Vec::new(),
+            only_extra_candidates: false,
+            wrong_fingerprint: false,
         }
     }
 }
@@ -89,6 +94,8 @@ pub struct Received {
     pub packets: u64,
     /// The Jingle reason, if the gateway ended the call.
     pub terminated: Option<String>,
+    /// Why the caller's own media failed, if it did.
+    pub media_failed: Option<String>,
 }
 
 /// A call in progress.
@@ -145,6 +152,9 @@ impl TestCaller {
         let mut leg = MediaLeg::new(self.engine.clone(), IceRole::Controlling).await?;
         let (ufrag, pwd) = leg.local_credentials().await;
         let mut candidates = leg.initial_candidates().await;
+        if setup.only_extra_candidates {
+            candidates.clear();
+        }
         candidates.extend(setup.extra_candidates.iter().cloned());
 
         let mut to = callee.to_string();
@@ -187,7 +197,11 @@ impl TestCaller {
             fingerprints: vec![Fingerprint {
                 hash: "sha-256".into(),
                 setup: Some(Setup::Actpass),
-                value: self.engine.certificate.fingerprint_sha256.clone(),
+                value: if setup.wrong_fingerprint {
+                    Fingerprint::format_hex(&[0xAB; 32])
+                } else {
+                    self.engine.certificate.fingerprint_sha256.clone()
+                },
             }],
         }));
         let answer = self.client.iq(&to, "set", offer.to_element()).await;
@@ -299,7 +313,10 @@ impl TestCaller {
         let deadline = tokio::time::Instant::now() + plan.duration + Duration::from_secs(15);
         while ticks < total_ticks && received.terminated.is_none() {
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => panic!("the call never connected"),
+                _ = tokio::time::sleep_until(deadline) => {
+                    assert!(received.media_failed.is_some(), "the call never connected");
+                    break;
+                }
                 _ = interval.tick(), if secured => {
                     ticks += 1;
                     if ticks == 50 {
@@ -351,7 +368,11 @@ impl TestCaller {
                         }
                     }
                     LegEvent::LocalCandidate(_) | LegEvent::Rtcp(_) => {}
-                    LegEvent::Failed(reason) => panic!("caller media failed: {reason}"),
+                    LegEvent::Failed(reason) => {
+                        // Keep listening: the gateway's session-terminate says why.
+                        received.media_failed = Some(reason.to_string());
+                        secured = false;
+                    }
                 },
                 stanza = self.client.read() => {
                     let Some(stanza) = stanza else { panic!("XMPP stream ended") };

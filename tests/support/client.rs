@@ -101,11 +101,7 @@ impl XmppClient {
         // gets subscription approvals), then be available.
         let bare = client.bare().to_owned();
         let roster = client
-            .iq(
-                &bare,
-                "get",
-                build("query", "jabber:iq:roster").build(),
-            )
+            .iq(&bare, "get", build("query", "jabber:iq:roster").build())
             .await;
         assert_eq!(
             roster.attr("type"),

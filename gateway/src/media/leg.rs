@@ -305,8 +305,8 @@ impl MediaLeg {
                 Step::Nothing => {}
                 Step::Datagram(Some(event)) => return event,
                 Step::Datagram(None) => {}
-                Step::Failed(reason) => return LegEvent::Failed(reason),
-                Step::Agent(None) => return LegEvent::Failed(EndReason::MediaError),
+                Step::Failed(reason) => return self.fail(reason),
+                Step::Agent(None) => return self.fail(EndReason::MediaError),
                 Step::Agent(Some(AgentEvent::Candidate(Some(candidate)))) => {
                     return LegEvent::LocalCandidate(candidate)
                 }
@@ -316,7 +316,7 @@ impl MediaLeg {
                     match state {
                         ConnectionState::Connected => self.was_connected = true,
                         ConnectionState::Failed => {
-                            return LegEvent::Failed(if self.was_connected {
+                            return self.fail(if self.was_connected {
                                 EndReason::ConsentLost
                             } else {
                                 EndReason::IceFailed
@@ -328,21 +328,28 @@ impl MediaLeg {
                 Step::Connected(Ok(conn)) => self.start_dtls(conn),
                 Step::Connected(Err(e)) => {
                     tracing::info!(error = %e, "ICE did not connect");
-                    return LegEvent::Failed(EndReason::IceFailed);
+                    return self.fail(EndReason::IceFailed);
                 }
                 Step::Handshaken(Ok(dtls)) => match self.start_srtp(dtls).await {
                     Ok(()) => return LegEvent::Secured,
                     Err(e) => {
                         tracing::info!(error = %e, "SRTP could not start");
-                        return LegEvent::Failed(EndReason::SecurityFailure);
+                        return self.fail(EndReason::SecurityFailure);
                     }
                 },
                 Step::Handshaken(Err(e)) => {
                     tracing::info!(error = %e, "DTLS handshake failed");
-                    return LegEvent::Failed(EndReason::SecurityFailure);
+                    return self.fail(EndReason::SecurityFailure);
                 }
             }
         }
+    }
+
+    /// The leg cannot go on: its futures are dropped (a finished one must not be polled again)
+    /// and it waits for [`MediaLeg::close`].
+    fn fail(&mut self, reason: EndReason) -> LegEvent {
+        self.phase = Phase::Closed;
+        LegEvent::Failed(reason)
     }
 
     fn start_dtls(&mut self, conn: Arc<dyn Conn + Send + Sync>) {
