@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the build and the test suite need on a Debian machine: cmake (libopus is built
 # from source), pkg-config, and Prosody and ejabberd (the integration tests start private
-# instances of both on loopback). The system services of the two servers are not started.
+# instances of both on loopback), and coturn (STUN/TURN for the relay tests). Their system
+# services are not started.
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
-packages=(cmake pkg-config gcc prosody ejabberd)
+packages=(cmake pkg-config gcc prosody ejabberd coturn)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,7 +25,7 @@ if ((${#missing[@]})); then
   if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 # If a system instance runs anyway, stop it: it would hold ports and logs we do not want.
-for service in prosody ejabberd; do
+for service in prosody ejabberd coturn; do
   if pgrep -u "$service" >/dev/null 2>&1; then
     systemctl stop "$service" 2>/dev/null || service "$service" stop 2>/dev/null || true
   fi

@@ -181,3 +181,84 @@ async fn passive_dtls_and_per_call_ports() {
     })
     .await;
 }
+
+/// STUN and TURN (coturn on loopback): with per-call ports the gateway trickles server-reflexive
+/// and relay candidates; a caller that may only use the relay still hears its tone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_relay_and_stun_candidates() {
+    use jingle_gateway::config::TurnServerConfig;
+    use jingle_gateway::protocol::ice_udp::CandidateType;
+    within(60, async {
+        let server = Server::start(Kind::Prosody);
+        let turn = crate::support::servers::TurnServer::start();
+        let data = TempDir::new("gw");
+        let mut config = gateway_config(
+            &server,
+            &data,
+            &[("GATEWAY_MEDIA_PORT_RANGE", "42000-42099")],
+        );
+        config.media.stun_servers = vec![format!("127.0.0.1:{}", turn.port)];
+        config.media.turn_servers = vec![TurnServerConfig {
+            url: format!("turn:127.0.0.1:{}", turn.port),
+            username: turn.username.into(),
+            password: turn.password.into(),
+        }];
+        let gateway = Gateway::start(config);
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let mut setup = CallSetup::browser();
+        setup.only_gateway_candidates = Some(CandidateType::Relay);
+        let mut call = alice.call("echo@gw.localhost", &setup).await.expect("call");
+        let received = alice.exchange(&mut call, &plan(3, 480.0)).await;
+        assert_tone(&received, 480.0, "through the gateway's TURN relay");
+        let types: Vec<CandidateType> = call
+            .gateway_candidates
+            .iter()
+            .map(|c| c.candidate_type)
+            .collect();
+        assert!(
+            types.contains(&CandidateType::Relay),
+            "no relay candidate: {types:?}"
+        );
+        assert!(
+            types.contains(&CandidateType::ServerReflexive),
+            "no server-reflexive candidate: {types:?}"
+        );
+        alice.hang_up(call).await;
+        assert!(eventually(Duration::from_secs(10), || gateway.stats.open_legs() == 0).await);
+        gateway.stop().await;
+        alice.close().await;
+    })
+    .await;
+}
+
+/// ICE restart from the caller (new ufrag and pwd in a transport-info): the gateway restarts
+/// too, answers with its new credentials, and media goes on over DTLS-SRTP as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_restart_keeps_the_call() {
+    within(60, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let gateway = Gateway::start(gateway_config(&server, &data, &[]));
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let mut call = alice
+            .call("echo@gw.localhost", &CallSetup::browser())
+            .await
+            .expect("call");
+        let received = alice.exchange(&mut call, &plan(2, 440.0)).await;
+        assert_tone(&received, 440.0, "before the restart");
+        let before = call.gateway_ufrag.clone();
+        alice.restart_ice(&mut call).await;
+        let received = alice.exchange(&mut call, &plan(3, 620.0)).await;
+        assert_ne!(
+            call.gateway_ufrag, before,
+            "the gateway sent no new credentials"
+        );
+        assert_tone(&received, 620.0, "after the restart");
+        alice.hang_up(call).await;
+        gateway.stop().await;
+        alice.close().await;
+    })
+    .await;
+}

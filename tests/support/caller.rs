@@ -15,7 +15,9 @@ use jingle_gateway::media::engine::MediaEngine;
 use jingle_gateway::media::leg::{IceRole, LegEvent, MediaLeg};
 use jingle_gateway::media::rtp::RtpSender;
 use jingle_gateway::media::stats::MediaStats;
-use jingle_gateway::protocol::ice_udp::{Candidate, Fingerprint, IceUdpTransport, Setup};
+use jingle_gateway::protocol::ice_udp::{
+    Candidate, CandidateType, Fingerprint, IceUdpTransport, Setup,
+};
 use jingle_gateway::protocol::jingle::{Action, Description, Jingle, Sid, Transport};
 use jingle_gateway::protocol::jmi::{Jmi, NS_JMI};
 use minidom::Element;
@@ -47,6 +49,8 @@ pub struct CallSetup {
     pub only_extra_candidates: bool,
     /// Signal a fingerprint that is not our certificate's.
     pub wrong_fingerprint: bool,
+    /// Use only the gateway's candidates of this type (to force a path, such as its relay).
+    pub only_gateway_candidates: Option<CandidateType>,
 }
 
 impl CallSetup {
@@ -66,6 +70,7 @@ impl CallSetup {
             extra_candidates: Vec::new(),
             only_extra_candidates: false,
             wrong_fingerprint: false,
+            only_gateway_candidates: None,
         }
     }
 }
@@ -109,8 +114,13 @@ pub struct Call {
     pub to: String,
     /// The codec the gateway chose.
     pub codec: Codec,
-    /// The gateway's candidates from its answer.
+    /// The gateway's candidates (from its answer, then trickled).
     pub gateway_candidates: Vec<Candidate>,
+    /// The type of the gateway's candidates to use, if restricted.
+    only_gateway_candidates: Option<CandidateType>,
+    /// The gateway's current ICE username fragment.
+    pub gateway_ufrag: String,
+    content_name: String,
     payload_type: u8,
     dtmf_type: Option<u8>,
     leg: MediaLeg,
@@ -277,7 +287,17 @@ impl TestCaller {
             fingerprint,
             role,
         );
-        leg.add_remote_candidates(&transport.candidates);
+        let usable: Vec<Candidate> = transport
+            .candidates
+            .iter()
+            .filter(|c| {
+                setup
+                    .only_gateway_candidates
+                    .is_none_or(|t| c.candidate_type == t)
+            })
+            .cloned()
+            .collect();
+        leg.add_remote_candidates(&usable);
         let sender = RtpSender::new(
             rand::random(),
             chosen.id,
@@ -290,6 +310,9 @@ impl TestCaller {
             to,
             codec,
             gateway_candidates: transport.candidates.clone(),
+            only_gateway_candidates: setup.only_gateway_candidates,
+            gateway_ufrag: transport.ufrag.clone().unwrap_or_default(),
+            content_name: content.name.clone(),
             payload_type: chosen.id,
             dtmf_type,
             leg,
@@ -402,7 +425,21 @@ impl TestCaller {
                         Some(j) if j.sid.0 == call.sid && j.action == Action::TransportInfo => {
                             for content in &j.contents {
                                 if let Some(t) = content.ice_udp() {
-                                    call.leg.add_remote_candidates(&t.candidates);
+                                    if let (Some(ufrag), Some(pwd)) = (&t.ufrag, &t.pwd) {
+                                        if *ufrag != call.gateway_ufrag {
+                                            // The gateway's answer to our ICE restart.
+                                            call.gateway_ufrag = ufrag.clone();
+                                            call.leg.set_remote_credentials(ufrag, pwd).await.expect("remote credentials");
+                                        }
+                                    }
+                                    call.gateway_candidates.extend(t.candidates.iter().cloned());
+                                    let usable: Vec<Candidate> = t
+                                        .candidates
+                                        .iter()
+                                        .filter(|c| call.only_gateway_candidates.is_none_or(|k| c.candidate_type == k))
+                                        .cloned()
+                                        .collect();
+                                    call.leg.add_remote_candidates(&usable);
                                 }
                             }
                         }
@@ -435,6 +472,33 @@ impl TestCaller {
             String::from(&answer)
         );
         call.leg.close().await;
+    }
+
+    /// Restarts ICE (as clients do when the network changes): new credentials and candidates in a
+    /// transport-info; the gateway's new credentials come back in one (handled by `exchange`).
+    pub async fn restart_ice(&mut self, call: &mut Call) {
+        let (ufrag, pwd) = call.leg.restart().await.expect("restart");
+        let candidates = call.leg.initial_candidates().await;
+        let mut info = Jingle::new(Action::TransportInfo, Sid(call.sid.clone()));
+        info.contents = vec![jingle_gateway::protocol::jingle::Content {
+            creator: jingle_gateway::protocol::jingle::Creator::Initiator,
+            name: call.content_name.clone(),
+            senders: jingle_gateway::protocol::jingle::Senders::Both,
+            description: None,
+            transport: Some(Transport::IceUdp(IceUdpTransport {
+                ufrag: Some(ufrag),
+                pwd: Some(pwd),
+                candidates,
+                ..IceUdpTransport::default()
+            })),
+        }];
+        let answer = self.client.iq(&call.to, "set", info.to_element()).await;
+        assert_eq!(
+            answer.attr("type"),
+            Some("result"),
+            "restart refused: {}",
+            String::from(&answer)
+        );
     }
 
     /// Drops the media without telling the gateway (a client that crashed).

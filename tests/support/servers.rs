@@ -334,3 +334,94 @@ modules:
     access: register
     ip_access: trusted_network
 "#;
+
+/// A private coturn (STUN and TURN with static credentials) on loopback.
+pub struct TurnServer {
+    /// UDP port for STUN and TURN.
+    pub port: u16,
+    /// TURN user name.
+    pub username: &'static str,
+    /// TURN password.
+    pub password: &'static str,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl TurnServer {
+    /// Starts coturn and waits until it listens.
+    pub fn start() -> TurnServer {
+        let dir = TempDir::new("turn");
+        let port = free_udp_port();
+        let relay_low = free_udp_port();
+        let child = Command::new("turnserver")
+            .args(["-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1"])
+            .arg(format!("--listening-port={port}"))
+            .arg(format!("--min-port={relay_low}"))
+            .arg(format!("--max-port={}", relay_low.saturating_add(40)))
+            .args(["--lt-cred-mech", "--user=gw:turnpass", "--realm=test"])
+            .args([
+                "--no-tls",
+                "--no-dtls",
+                "--no-tcp",
+                "--allow-loopback-peers",
+                "--no-cli",
+            ])
+            .args(["--no-stdout-log", "--simple-log"])
+            .arg(format!(
+                "--log-file={}",
+                dir.path().join("turn.log").display()
+            ))
+            .arg(format!(
+                "--pidfile={}",
+                dir.path().join("turn.pid").display()
+            ))
+            .arg(format!("--userdb={}", dir.path().join("turndb").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start turnserver (see tests/install-deps.sh)");
+        let mut server = TurnServer {
+            port,
+            username: "gw",
+            password: "turnpass",
+            child,
+            _dir: dir,
+        };
+        // Ready when a STUN binding request is answered.
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let request = [
+            0u8, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut answer = [0u8; 512];
+        loop {
+            let _ = socket.send_to(&request, ("127.0.0.1", port));
+            if socket.recv(&mut answer).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("turnserver exited at start ({status})");
+            }
+            assert!(Instant::now() < deadline, "turnserver did not answer STUN");
+        }
+        server
+    }
+}
+
+impl Drop for TurnServer {
+    fn drop(&mut self) {
+        stop_process(&mut self.child, Duration::from_secs(3));
+    }
+}
+
+/// A free UDP port on loopback.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}

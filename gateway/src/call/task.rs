@@ -107,10 +107,9 @@ async fn drive(
                 None | Some(CallCommand::Stop(_)) => return None,
                 Some(CallCommand::RemoteCandidates(candidates)) => leg.add_remote_candidates(&candidates),
                 Some(CallCommand::RestartIce { ufrag, pwd, candidates }) => {
-                    match leg.restart(&ufrag, &pwd, &candidates).await {
-                        Ok((ufrag, pwd)) => {
-                            let candidates = leg.initial_candidates().await;
-                            report(MediaEvent::LocalTransport(LocalTransport { ufrag, pwd, candidates, ssrc }));
+                    match restart_ice(leg, &ufrag, &pwd, &candidates, ssrc).await {
+                        Ok(local) => {
+                            report(MediaEvent::LocalTransport(local));
                         }
                         Err(e) => tracing::info!(error = %e, "ICE restart refused"),
                     }
@@ -145,6 +144,27 @@ async fn drive(
             }
         }
     }
+}
+
+/// Restarts ICE on the caller's request; returns our new credentials and candidates.
+async fn restart_ice(
+    leg: &mut MediaLeg,
+    ufrag: &str,
+    pwd: &str,
+    candidates: &[crate::protocol::ice_udp::Candidate],
+    ssrc: u32,
+) -> Result<LocalTransport, String> {
+    let (local_ufrag, local_pwd) = leg.restart().await?;
+    leg.set_remote_credentials(ufrag, pwd).await?;
+    leg.add_remote_candidates(candidates);
+    let candidates = leg.initial_candidates().await;
+    tracing::info!("ICE restarted");
+    Ok(LocalTransport {
+        ufrag: local_ufrag,
+        pwd: local_pwd,
+        candidates,
+        ssrc,
+    })
 }
 
 /// Sleeps until `at`, or forever when there is no deadline.

@@ -218,13 +218,10 @@ impl MediaLeg {
         }
     }
 
-    /// ICE restart with the caller's new credentials; returns our new credentials.
-    pub async fn restart(
-        &mut self,
-        ufrag: &str,
-        pwd: &str,
-        candidates: &[Candidate],
-    ) -> Result<(String, String), String> {
+    /// ICE restart: new local credentials (returned) and gathering again. The peer's new
+    /// credentials follow with [`MediaLeg::set_remote_credentials`]. DTLS and SRTP carry on over
+    /// the new pair.
+    pub async fn restart(&mut self) -> Result<(String, String), String> {
         if !self.gathering_done {
             return Err("gathering still in progress".into());
         }
@@ -232,15 +229,18 @@ impl MediaLeg {
             .restart(String::new(), String::new())
             .await
             .map_err(|e| e.to_string())?;
-        self.agent
-            .set_remote_credentials(ufrag.to_string(), pwd.to_string())
-            .await
-            .map_err(|e| e.to_string())?;
         self.gathering_done = false;
         self.agent.gather_candidates().map_err(|e| e.to_string())?;
         self.remote_candidates = 0;
-        self.add_remote_candidates(candidates);
         Ok(self.agent.get_local_user_credentials().await)
+    }
+
+    /// The peer's ICE credentials after a restart.
+    pub async fn set_remote_credentials(&mut self, ufrag: &str, pwd: &str) -> Result<(), String> {
+        self.agent
+            .set_remote_credentials(ufrag.to_string(), pwd.to_string())
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Whether SRTP is up.
