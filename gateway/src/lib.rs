@@ -8,6 +8,7 @@ pub mod config;
 pub mod endpoint;
 pub mod jingle;
 pub mod media;
+pub mod prompt;
 pub mod protocol;
 mod router;
 pub mod xmpp;
