@@ -105,6 +105,7 @@ pub async fn run(
             .collect::<HashMap<_, _>>(),
         max_calls: config.calls.max_calls as usize,
         max_calls_per_jid: config.calls.max_calls_per_jid as usize,
+        max_calls_per_caller: config.calls.max_calls_per_caller as usize,
         ring_timeout: config.calls.ring_timeout.0,
         answer_timeout: config.calls.answer_timeout.0,
         max_duration: config.calls.max_duration.0,

@@ -74,6 +74,9 @@ pub struct CallsConfig {
     pub max_calls: u32,
     /// Calls in progress at once to one virtual JID; more are refused with `<busy/>`.
     pub max_calls_per_jid: u32,
+    /// Calls (and XEP-0353 proposals) at once from one user, so one user cannot take every
+    /// slot; more are refused.
+    pub max_calls_per_caller: u32,
     /// How long a call rung with XEP-0353 `<propose/>` may take to send its `session-initiate`
     /// after the gateway's `<proceed/>`.
     pub ring_timeout: ConfigDuration,
@@ -89,6 +92,7 @@ impl Default for CallsConfig {
         Self {
             max_calls: 500,
             max_calls_per_jid: 100,
+            max_calls_per_caller: 10,
             ring_timeout: ConfigDuration::secs(30),
             answer_timeout: ConfigDuration::secs(30),
             max_duration: ConfigDuration::secs(4 * 3600),

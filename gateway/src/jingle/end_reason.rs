@@ -15,6 +15,8 @@ pub enum EndReason {
     PeerGone,
     /// The endpoint finished the call (menu said goodbye, message recorded).
     EndpointHungUp,
+    /// The caller removed the call's only content.
+    ContentRemoved,
     /// The virtual JID already has as many calls as it may.
     Busy,
     /// The virtual JID's endpoint is not available in this build yet.
@@ -25,6 +27,8 @@ pub enum EndReason {
     UnsupportedTransports,
     /// The offer had no usable DTLS fingerprint.
     NoFingerprint,
+    /// The offer lacked `<rtcp-mux/>`, which the gateway needs.
+    NoRtcpMux,
     /// The peer's DTLS certificate did not match its fingerprint, or DTLS failed.
     SecurityFailure,
     /// A JMI call did not send its session-initiate in time.
@@ -35,7 +39,7 @@ pub enum EndReason {
     MaxDuration,
     /// ICE never connected.
     IceFailed,
-    /// The peer stopped answering consent checks (RFC 7675).
+    /// Nothing (media or ICE) came from the peer for `media.consent_timeout`.
     ConsentLost,
     /// Media could not be processed.
     MediaError,
@@ -54,12 +58,13 @@ impl EndReason {
             Self::PeerHungUp(reason) => *reason,
             Self::PeerRetracted => Reason::Cancel,
             Self::PeerGone => Reason::Gone,
-            Self::EndpointHungUp => Reason::Success,
+            Self::EndpointHungUp | Self::ContentRemoved => Reason::Success,
             Self::Busy => Reason::Busy,
             Self::EndpointUnavailable => Reason::UnsupportedApplications,
             Self::UnsupportedApplications => Reason::UnsupportedApplications,
             Self::UnsupportedTransports => Reason::UnsupportedTransports,
             Self::NoFingerprint | Self::SecurityFailure => Reason::SecurityError,
+            Self::NoRtcpMux => Reason::IncompatibleParameters,
             Self::RingTimeout | Self::AnswerTimeout => Reason::Timeout,
             Self::MaxDuration => Reason::Expired,
             Self::IceFailed => Reason::FailedTransport,
@@ -78,6 +83,7 @@ impl EndReason {
             Self::UnsupportedApplications => Some("no common audio codec (Opus, PCMU or PCMA)"),
             Self::UnsupportedTransports => Some("ICE-UDP is required"),
             Self::NoFingerprint => Some("DTLS-SRTP is required"),
+            Self::NoRtcpMux => Some("rtcp-mux is required"),
             Self::MaxDuration => Some("maximum call duration reached"),
             Self::Shutdown => Some("the gateway is shutting down"),
             _ => None,
@@ -99,11 +105,13 @@ impl EndReason {
             Self::PeerRetracted => "peer_retracted",
             Self::PeerGone => "peer_gone",
             Self::EndpointHungUp => "endpoint_hung_up",
+            Self::ContentRemoved => "content_removed",
             Self::Busy => "busy",
             Self::EndpointUnavailable => "endpoint_unavailable",
             Self::UnsupportedApplications => "unsupported_applications",
             Self::UnsupportedTransports => "unsupported_transports",
             Self::NoFingerprint => "no_fingerprint",
+            Self::NoRtcpMux => "no_rtcp_mux",
             Self::SecurityFailure => "security_failure",
             Self::RingTimeout => "ring_timeout",
             Self::AnswerTimeout => "answer_timeout",

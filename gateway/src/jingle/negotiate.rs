@@ -2,8 +2,9 @@
 //! gateway's answer content from it and the local transport.
 //!
 //! Opus is chosen when offered, else PCMU, else PCMA; the `telephone-event` at the chosen codec's
-//! clock rate is always answered (without it the caller's DTMF sender stays disabled);
-//! `<rtcp-mux/>` is answered; the DTLS role is `active` or `passive`, never `actpass`.
+//! clock rate is answered whenever offered (without it the caller's DTMF sender stays disabled);
+//! `<rtcp-mux/>` is required and answered; the DTLS role is `active` or `passive`, never
+//! `actpass`.
 
 use crate::protocol::ice_udp::{Candidate, Fingerprint, IceUdpTransport, Setup};
 use crate::protocol::jingle::{Content, Creator, Description, Group, Jingle, Senders, Transport};
@@ -86,8 +87,6 @@ pub struct Offer {
     pub payload_type: u8,
     /// `telephone-event` payload type at the codec's clock rate, if offered.
     pub dtmf_payload_type: Option<u8>,
-    /// The caller's SSRC, when announced.
-    pub remote_ssrc: Option<u32>,
     /// Caller's ICE username fragment.
     pub ice_ufrag: String,
     /// Caller's ICE password.
@@ -115,6 +114,11 @@ pub struct LocalTransport {
     pub ssrc: u32,
 }
 
+/// The RTCP CNAME of the stream with `ssrc` (in the answer and in RTCP SDES).
+pub fn cname(ssrc: u32) -> String {
+    format!("gw-{ssrc:08x}")
+}
+
 /// Reads the audio offer of a `session-initiate`. `prefer_active` picks our DTLS role when the
 /// caller offers `actpass`.
 pub fn read_offer(jingle: &Jingle, prefer_active: bool) -> Result<Offer, EndReason> {
@@ -124,6 +128,10 @@ pub fn read_offer(jingle: &Jingle, prefer_active: bool) -> Result<Offer, EndReas
         .find(|c| c.rtp().is_some_and(|rtp| rtp.media == "audio"))
         .ok_or(EndReason::UnsupportedApplications)?;
     let rtp = audio.rtp().ok_or(EndReason::UnsupportedApplications)?;
+    if !rtp.rtcp_mux {
+        // One ICE component per call: RTCP shares it (every WebRTC client offers this).
+        return Err(EndReason::NoRtcpMux);
+    }
     let (codec, payload_type) = Codec::PREFERENCE
         .iter()
         .find_map(|codec| {
@@ -146,14 +154,19 @@ pub fn read_offer(jingle: &Jingle, prefer_active: bool) -> Result<Offer, EndReas
     let (fingerprint, setup) = FINGERPRINT_HASHES
         .iter()
         .find_map(|hash| {
-            let f = transport.fingerprint(hash)?;
-            Some((
-                RemoteFingerprint {
-                    hash,
-                    digest: f.bytes()?,
-                },
-                f.setup,
-            ))
+            transport
+                .fingerprints
+                .iter()
+                .filter(|f| f.hash == *hash)
+                .find_map(|f| {
+                    Some((
+                        RemoteFingerprint {
+                            hash,
+                            digest: f.bytes()?,
+                        },
+                        f.setup,
+                    ))
+                })
         })
         .ok_or(EndReason::NoFingerprint)?;
     let dtls_role = match setup {
@@ -168,7 +181,6 @@ pub fn read_offer(jingle: &Jingle, prefer_active: bool) -> Result<Offer, EndReas
         codec,
         payload_type,
         dtmf_payload_type,
-        remote_ssrc: rtp.ssrc,
         ice_ufrag: ice_ufrag.clone(),
         ice_pwd: ice_pwd.clone(),
         candidates: transport.candidates.clone(),
@@ -211,7 +223,7 @@ pub fn answer(
         rtcp_mux: true,
         sources: vec![Source {
             ssrc: local.ssrc,
-            parameters: vec![Parameter::new("cname", &format!("gw-{:08x}", local.ssrc))],
+            parameters: vec![Parameter::new("cname", &cname(local.ssrc))],
         }],
     };
     let setup = match offer.dtls_role {
@@ -317,6 +329,12 @@ mod tests {
             read_offer(&no_fingerprint, true),
             Err(EndReason::NoFingerprint)
         );
+
+        let mut no_mux = browser_offer();
+        if let Some(Description::Rtp(rtp)) = &mut no_mux.contents[0].description {
+            rtp.rtcp_mux = false;
+        }
+        assert_eq!(read_offer(&no_mux, true), Err(EndReason::NoRtcpMux));
 
         let mut video_only = browser_offer();
         if let Some(Description::Rtp(rtp)) = &mut video_only.contents[0].description {

@@ -3,7 +3,7 @@
 use jid::{FullJid, Jid};
 
 use crate::protocol::ice_udp::Candidate;
-use crate::protocol::jingle::{Jingle, Sid};
+use crate::protocol::jingle::Sid;
 
 use super::negotiate::Offer;
 use super::timers::Timers;
@@ -38,8 +38,8 @@ pub struct Session {
     pub sid: Sid,
     /// Whether the call was rung with XEP-0353 first (then `<finish/>` ends it too).
     pub via_jmi: bool,
-    /// The `session-initiate` as received, to recognise an exact duplicate.
-    pub initiate: Jingle,
+    /// A digest of the `session-initiate`, to recognise an exact duplicate.
+    pub initiate: u64,
     /// The negotiated offer.
     pub offer: Offer,
     /// The caller's current ICE username fragment (a new one means an ICE restart).

@@ -34,17 +34,21 @@ impl Router {
                 id,
                 payload,
             } => (from, to, id, payload, true),
-            Iq::Result { id, .. } => {
-                if self.core.handle_iq_response(now(), &id, None) {
+            Iq::Result { from, id, .. } => {
+                let answered =
+                    from.is_some_and(|from| self.core.handle_iq_response(now(), &from, &id, None));
+                if answered {
                     self.process_outputs().await;
                 }
                 return;
             }
-            Iq::Error { id, error, .. } => {
-                if self
-                    .core
-                    .handle_iq_response(now(), &id, Some(error.defined_condition))
-                {
+            Iq::Error {
+                from, id, error, ..
+            } => {
+                let condition = Some(error.defined_condition);
+                let answered = from
+                    .is_some_and(|from| self.core.handle_iq_response(now(), &from, &id, condition));
+                if answered {
                     self.process_outputs().await;
                 }
                 return;

@@ -33,6 +33,8 @@ pub struct SignallingConfig {
     pub max_calls: usize,
     /// Calls at once per virtual JID.
     pub max_calls_per_jid: usize,
+    /// Calls (and proposals) at once from one user (bare JID).
+    pub max_calls_per_caller: usize,
     /// XEP-0353: from `<proceed/>` to `session-initiate`.
     pub ring_timeout: Duration,
     /// From `session-initiate` to the acknowledged `session-accept`.
@@ -172,6 +174,15 @@ struct Proposal {
 
 type SessionKey = (FullJid, Sid);
 
+/// An IQ we sent in a session, waiting for its answer.
+#[derive(Debug, Clone)]
+struct PendingIq {
+    call_id: CallId,
+    peer: FullJid,
+    /// Whether it is the session-accept (an error to it ends the call).
+    accept: bool,
+}
+
 /// Every session and proposal of the gateway.
 #[derive(Debug)]
 pub struct Signalling {
@@ -179,8 +190,8 @@ pub struct Signalling {
     sessions: HashMap<CallId, Session>,
     by_key: HashMap<SessionKey, CallId>,
     proposals: HashMap<SessionKey, Proposal>,
-    /// Ids of IQs we sent, by call, so the caller's answers reach the right session.
-    pending_iqs: HashMap<String, CallId>,
+    /// IQs we sent, so that the caller's answers (and only the caller's) reach the session.
+    pending_iqs: HashMap<String, PendingIq>,
     outputs: VecDeque<Output>,
     next_call: u64,
     next_iq: u64,
@@ -258,8 +269,19 @@ impl Signalling {
         if self.closing {
             return Err(Refusal::ShuttingDown);
         }
-        let proposal = self.proposals.remove(&key);
-        if proposal.is_none() && self.calls_in_progress() >= self.config.max_calls {
+        // A proposal is only for the virtual JID it was made to.
+        let proposal = match self.proposals.remove(&key) {
+            Some(p) if p.callee == callee => Some(p),
+            Some(other) => {
+                self.proposals.insert(key.clone(), other);
+                None
+            }
+            None => None,
+        };
+        if proposal.is_none()
+            && (self.calls_in_progress() >= self.config.max_calls
+                || self.calls_from(&key.0) >= self.config.max_calls_per_caller)
+        {
             return Err(Refusal::Overloaded);
         }
         let (peer, sid) = key;
@@ -316,7 +338,7 @@ impl Signalling {
                 callee,
                 sid,
                 via_jmi,
-                initiate: jingle,
+                initiate: fingerprint_of(&jingle),
                 offer,
                 state: SessionState::AwaitingTransport,
                 early_candidates: Vec::new(),
@@ -331,7 +353,7 @@ impl Signalling {
             return Err(Refusal::UnknownSession);
         };
         match jingle.action {
-            Action::SessionInitiate if session.initiate == jingle => Ok(()),
+            Action::SessionInitiate if session.initiate == fingerprint_of(&jingle) => Ok(()),
             Action::SessionInitiate => Err(Refusal::OutOfOrder),
             Action::TransportInfo => {
                 self.handle_transport_info(call_id, &jingle.contents);
@@ -362,14 +384,14 @@ impl Signalling {
                     .iter()
                     .any(|c| c.name == session.offer.content_name)
                 {
-                    self.end_session(call_id, EndReason::PeerHungUp(Reason::Success));
+                    self.end_session(call_id, EndReason::ContentRemoved);
                 }
                 Ok(())
             }
             Action::TransportReplace => {
                 // Only ICE-UDP is spoken: XEP-0166 asks for a transport-reject.
                 let mut reject = Jingle::new(Action::TransportReject, jingle.sid.clone());
-                reject.contents = jingle.contents.clone();
+                reject.contents = jingle.contents.iter().map(bare_content).collect();
                 let (local, peer) = (session.local.clone(), session.peer.clone());
                 self.send_jingle(Some(call_id), &local, &peer, reject);
                 Ok(())
@@ -479,13 +501,9 @@ impl Signalling {
         media: &[String],
     ) {
         let (peer, sid) = key;
-        let Ok(device) = FullJid::new(&format!(
-            "{callee}@{}/{}",
-            self.config.domain, self.config.resource
-        )) else {
+        let Some(device) = self.device_jid(&callee) else {
             return;
         };
-        let device = Jid::from(device);
         let refusal = if self.closing {
             Some(EndReason::Shutdown)
         } else if !media.iter().any(|m| m == "audio") {
@@ -494,6 +512,7 @@ impl Signalling {
             Some(EndReason::EndpointUnavailable)
         } else if self.calls_in_progress() >= self.config.max_calls
             || self.calls_to(&callee) >= self.config.max_calls_per_jid
+            || self.calls_from(&peer) >= self.config.max_calls_per_caller
         {
             Some(EndReason::Busy)
         } else {
@@ -531,17 +550,23 @@ impl Signalling {
             .insert((peer, sid), Proposal { callee, timers });
     }
 
-    /// The answer to an IQ we sent: `error` is `None` for a result. Returns whether the IQ was
-    /// one of ours.
+    /// The answer from `from` to an IQ we sent: `error` is `None` for a result. Returns
+    /// whether the IQ was one of ours (an answer from anyone but the session's peer is not).
     pub fn handle_iq_response(
         &mut self,
         now: Instant,
+        from: &Jid,
         id: &str,
         error: Option<DefinedCondition>,
     ) -> bool {
-        let Some(call_id) = self.pending_iqs.remove(id) else {
+        match self.pending_iqs.get(id) {
+            Some(pending) if Jid::from(pending.peer.clone()) == *from => {}
+            _ => return false,
+        }
+        let Some(pending) = self.pending_iqs.remove(id) else {
             return false;
         };
+        let call_id = pending.call_id;
         match error {
             None => {
                 if let Some(session) = self.sessions.get_mut(&call_id) {
@@ -555,15 +580,21 @@ impl Signalling {
                 }
             }
             Some(condition) => {
-                let reason = match condition {
+                let gone = matches!(
+                    condition,
                     DefinedCondition::ServiceUnavailable
-                    | DefinedCondition::RecipientUnavailable
-                    | DefinedCondition::RemoteServerNotFound
-                    | DefinedCondition::RemoteServerTimeout
-                    | DefinedCondition::ItemNotFound => EndReason::PeerGone,
-                    _ => EndReason::PeerError,
-                };
-                self.end_session(call_id, reason);
+                        | DefinedCondition::RecipientUnavailable
+                        | DefinedCondition::RemoteServerNotFound
+                        | DefinedCondition::RemoteServerTimeout
+                        | DefinedCondition::ItemNotFound
+                );
+                if gone {
+                    // The peer is offline, or has lost the session.
+                    self.end_session(call_id, EndReason::PeerGone);
+                } else if pending.accept {
+                    self.end_session(call_id, EndReason::PeerError);
+                }
+                // Other refusals (ringing, trickle) do not end the session (XEP-0166).
             }
         }
         true
@@ -614,6 +645,9 @@ impl Signalling {
         accept.group = group;
         let (from, to) = (session.local.clone(), session.peer.clone());
         let id = self.send_jingle(Some(call_id), &from, &to, accept);
+        if let Some(pending) = self.pending_iqs.get_mut(&id) {
+            pending.accept = true;
+        }
         if let Some(session) = self.sessions.get_mut(&call_id) {
             session.state = SessionState::Accepting { iq_id: id };
         }
@@ -624,16 +658,14 @@ impl Signalling {
             return;
         };
         let mut info = Jingle::new(Action::TransportInfo, session.sid.clone());
-        let mut content = bare_content(&Content {
+        transport.skipped_candidates = 0;
+        info.contents = vec![Content {
             creator: session.offer.creator,
             name: session.offer.content_name.clone(),
             senders: crate::protocol::jingle::Senders::Both,
             description: None,
-            transport: None,
-        });
-        transport.skipped_candidates = 0;
-        content.transport = Some(Transport::IceUdp(transport));
-        info.contents = vec![content];
+            transport: Some(Transport::IceUdp(transport)),
+        }];
         let (from, to) = (session.local.clone(), session.peer.clone());
         self.send_jingle(Some(call_id), &from, &to, info);
     }
@@ -689,11 +721,7 @@ impl Signalling {
             .collect();
         for key in expired {
             if let Some(proposal) = self.proposals.remove(&key) {
-                self.outputs.push_back(Output::CallNotStarted {
-                    callee: proposal.callee,
-                    peer: key.0,
-                    reason: EndReason::RingTimeout,
-                });
+                self.give_up_proposal(key, proposal, EndReason::RingTimeout);
             }
         }
     }
@@ -705,13 +733,32 @@ impl Signalling {
         for call_id in calls {
             self.end_session(call_id, EndReason::Shutdown);
         }
-        for ((peer, _), proposal) in std::mem::take(&mut self.proposals) {
-            self.outputs.push_back(Output::CallNotStarted {
-                callee: proposal.callee,
-                peer,
-                reason: EndReason::Shutdown,
-            });
+        for (key, proposal) in std::mem::take(&mut self.proposals) {
+            self.give_up_proposal(key, proposal, EndReason::Shutdown);
         }
+    }
+
+    /// A proposal we proceeded with will not become a session: tell the caller that holds our
+    /// `<proceed/>` with a `<finish/>` from the device that proceeded.
+    fn give_up_proposal(&mut self, (peer, sid): SessionKey, proposal: Proposal, reason: EndReason) {
+        if let Some(device) = self.device_jid(&proposal.callee) {
+            self.send_finish(&device, &peer, &sid, reason);
+        }
+        self.outputs.push_back(Output::CallNotStarted {
+            callee: proposal.callee,
+            peer,
+            reason,
+        });
+    }
+
+    /// The full JID a virtual JID proceeds from.
+    fn device_jid(&self, callee: &str) -> Option<Jid> {
+        FullJid::new(&format!(
+            "{callee}@{}/{}",
+            self.config.domain, self.config.resource
+        ))
+        .ok()
+        .map(Jid::from)
     }
 
     /// Ends a call: tells the caller unless it ended the call itself, then stops the media.
@@ -721,7 +768,7 @@ impl Signalling {
         };
         self.by_key
             .remove(&(session.peer.clone(), session.sid.clone()));
-        self.pending_iqs.retain(|_, c| *c != call_id);
+        self.pending_iqs.retain(|_, p| p.call_id != call_id);
         if !reason.ended_by_peer() {
             self.send_terminate(&session.local, &session.peer, &session.sid, reason);
             if session.via_jmi {
@@ -759,7 +806,14 @@ impl Signalling {
         let id = format!("{}{}", self.config.iq_id_prefix, self.next_iq);
         self.next_iq += 1;
         if let Some(call_id) = call_id {
-            self.pending_iqs.insert(id.clone(), call_id);
+            self.pending_iqs.insert(
+                id.clone(),
+                PendingIq {
+                    call_id,
+                    peer: to.clone(),
+                    accept: false,
+                },
+            );
         }
         self.outputs.push_back(Output::JingleIq {
             id: id.clone(),
@@ -772,6 +826,19 @@ impl Signalling {
 
     fn calls_in_progress(&self) -> usize {
         self.sessions.len() + self.proposals.len()
+    }
+
+    fn calls_from(&self, peer: &FullJid) -> usize {
+        let bare = peer.to_bare();
+        self.sessions
+            .values()
+            .filter(|s| s.peer.to_bare() == bare)
+            .count()
+            + self
+                .proposals
+                .keys()
+                .filter(|(p, _)| p.to_bare() == bare)
+                .count()
     }
 
     fn calls_to(&self, callee: &str) -> usize {
@@ -787,7 +854,15 @@ impl Signalling {
     }
 }
 
-/// A content with only its creator and name, as content-reject and transport-info carry it.
+/// A digest of a `session-initiate`, to recognise an exact duplicate without keeping it.
+fn fingerprint_of(jingle: &Jingle) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    String::from(&jingle.to_element()).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A content with only its creator and name, as content-reject and transport-reject carry it.
 fn bare_content(content: &Content) -> Content {
     Content {
         creator: content.creator,

@@ -33,6 +33,7 @@ fn config() -> SignallingConfig {
         ]),
         max_calls: 10,
         max_calls_per_jid: 5,
+        max_calls_per_caller: 5,
         ring_timeout: Duration::from_secs(30),
         answer_timeout: Duration::from_secs(20),
         max_duration: Duration::from_secs(3600),
@@ -162,7 +163,9 @@ impl Harness {
         self.core
             .handle_media(start.call_id, MediaEvent::LocalTransport(local_transport()));
         let (id, ..) = self.expect_jingle(Action::SessionAccept);
-        assert!(self.core.handle_iq_response(self.now, &id, None));
+        assert!(self
+            .core
+            .handle_iq_response(self.now, &jid(ALICE), &id, None));
         self.expect_nothing();
         start.call_id
     }
@@ -238,7 +241,9 @@ fn captured_browser_call_runs_to_the_end() {
     assert_eq!(transport.fingerprints[0].value, "AA:BB:CC");
     assert_eq!(transport.candidates.len(), 1);
     assert_eq!(accept.group.unwrap().contents, ["0"]);
-    assert!(h.core.handle_iq_response(h.now, &accept_id, None));
+    assert!(h
+        .core
+        .handle_iq_response(h.now, &jid(ALICE), &accept_id, None));
     h.expect_nothing();
 
     // The caller hangs up: nothing owed to it, the media stops.
@@ -457,7 +462,7 @@ fn jmi_propose_rings_proceeds_and_finishes() {
     h.core
         .handle_media(start.call_id, MediaEvent::LocalTransport(local_transport()));
     let (id, ..) = h.expect_jingle(Action::SessionAccept);
-    h.core.handle_iq_response(h.now, &id, None);
+    h.core.handle_iq_response(h.now, &jid(ALICE), &id, None);
 
     // The endpoint hangs up: session-terminate, then <finish/>.
     h.core
@@ -528,6 +533,10 @@ fn jmi_retract_ring_timeout_and_refusals() {
     h.advance(29);
     h.expect_nothing();
     h.advance(1);
+    // The caller holds our <proceed/>: it is told the call will not come.
+    let (from, _, finish) = h.expect_jmi();
+    assert_eq!(from, jid("echo@gw.localhost/gateway"));
+    assert!(matches!(finish, Jmi::Finish { reason: Some(r), .. } if r.reason == Reason::Timeout));
     assert!(matches!(
         h.expect(),
         Output::CallNotStarted {
@@ -713,9 +722,16 @@ fn peer_errors_and_disappearance_end_calls_without_a_terminate() {
     h.core
         .handle_media(CallId(1), MediaEvent::LocalTransport(local_transport()));
     let (id, ..) = h.expect_jingle(Action::SessionAccept);
-    assert!(h
+    // An answer from anyone but the caller is not taken.
+    assert!(!h
         .core
-        .handle_iq_response(h.now, &id, Some(DefinedCondition::ServiceUnavailable)));
+        .handle_iq_response(h.now, &jid("mallory@localhost/x"), &id, None));
+    assert!(h.core.handle_iq_response(
+        h.now,
+        &jid(ALICE),
+        &id,
+        Some(DefinedCondition::ServiceUnavailable)
+    ));
     assert!(matches!(
         h.expect(),
         Output::StopCall {
@@ -724,7 +740,9 @@ fn peer_errors_and_disappearance_end_calls_without_a_terminate() {
         }
     ));
     h.expect_nothing();
-    assert!(!h.core.handle_iq_response(h.now, "not-ours", None));
+    assert!(!h
+        .core
+        .handle_iq_response(h.now, &jid(ALICE), "not-ours", None));
 
     let call = h.established_call("f");
     h.core.handle_peer_unavailable(&full(ALICE));
@@ -735,5 +753,100 @@ fn peer_errors_and_disappearance_end_calls_without_a_terminate() {
             reason: EndReason::PeerGone
         }
     );
+    h.expect_nothing();
+}
+
+#[test]
+fn a_proposal_is_only_for_its_callee_and_callers_have_a_limit() {
+    let mut config = config();
+    config.max_calls_per_caller = 2;
+    let mut h = Harness::with(config);
+    let propose = |sid: &str| Jmi::Propose {
+        sid: Sid(sid.into()),
+        media: vec!["audio".into()],
+    };
+    h.core
+        .handle_jmi(h.now, full(ALICE), jid(ECHO), None, false, propose("p1"));
+    h.drain();
+    // The proposal to echo@ does not let a session-initiate to other@ past the limits.
+    h.jingle(ALICE, "other@gw.localhost", with_sid(offer(), "p1"))
+        .unwrap();
+    h.drain();
+    // alice has two calls now (a proposal and a session): a third is refused.
+    assert_eq!(
+        h.jingle("alice@localhost/laptop", ECHO, with_sid(offer(), "p3")),
+        Err(Refusal::Overloaded)
+    );
+    h.core
+        .handle_jmi(h.now, full(ALICE), jid(ECHO), None, false, propose("p4"));
+    let (_, _, jmi) = h.expect_jmi();
+    assert!(matches!(jmi, Jmi::Reject { .. }));
+    h.drain();
+    // Someone else is still welcome.
+    h.jingle("bob@localhost/phone", ECHO, with_sid(offer(), "p5"))
+        .unwrap();
+    assert!(matches!(
+        h.expect_jingle(Action::SessionInfo).3.info,
+        Some(SessionInfo::Ringing)
+    ));
+}
+
+#[test]
+fn shutdown_finishes_proceeded_proposals() {
+    let mut h = Harness::new();
+    h.core.handle_jmi(
+        h.now,
+        full(ALICE),
+        jid(ECHO),
+        None,
+        false,
+        Jmi::Propose {
+            sid: Sid("s".into()),
+            media: vec!["audio".into()],
+        },
+    );
+    h.drain();
+    h.core.shutdown();
+    let (_, to, finish) = h.expect_jmi();
+    assert_eq!(to, full(ALICE));
+    assert!(matches!(finish, Jmi::Finish { reason: Some(r), .. } if r.reason == Reason::Gone));
+    assert!(matches!(
+        h.expect(),
+        Output::CallNotStarted {
+            reason: EndReason::Shutdown,
+            ..
+        }
+    ));
+    h.expect_nothing();
+}
+
+#[test]
+fn refusals_of_minor_requests_do_not_end_the_call() {
+    let mut h = Harness::new();
+    h.jingle(ALICE, ECHO, with_sid(offer(), "m")).unwrap();
+    let (ringing_id, ..) = h.expect_jingle(Action::SessionInfo);
+    h.drain();
+    // A client that does not support <ringing/> answers feature-not-implemented: fine.
+    assert!(h.core.handle_iq_response(
+        h.now,
+        &jid(ALICE),
+        &ringing_id,
+        Some(DefinedCondition::FeatureNotImplemented)
+    ));
+    h.expect_nothing();
+    assert_eq!(h.core.active_calls(), 1);
+    // Removing the only content ends the call, and the caller is told.
+    let mut remove = with_sid(offer(), "m");
+    remove.action = Action::ContentRemove;
+    h.jingle(ALICE, ECHO, remove).unwrap();
+    let (_, _, _, terminate) = h.expect_jingle(Action::SessionTerminate);
+    assert_eq!(terminate.reason.unwrap().reason, Reason::Success);
+    assert!(matches!(
+        h.expect(),
+        Output::StopCall {
+            reason: EndReason::ContentRemoved,
+            ..
+        }
+    ));
     h.expect_nothing();
 }
