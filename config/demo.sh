@@ -10,11 +10,16 @@ demo="${JINGLE_DEMO_DIR:-${TMPDIR:-/tmp}/jingle-gateway-demo}"
 if ! command -v prosody >/dev/null; then
   echo "Installing Prosody (needs root)..."
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-  $sudo chmod +x /usr/sbin/policy-rc.d
+  # Keep the package from starting a system Prosody (it would hold the ports).
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prosody cmake pkg-config gcc >/dev/null
-  $sudo rm -f /usr/sbin/policy-rc.d
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prosody cmake make pkg-config gcc >/dev/null
+  if [ "$made_policy" = 1 ]; then $sudo rm -f /usr/sbin/policy-rc.d; fi
 fi
 for port in 5222 5280 5347; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

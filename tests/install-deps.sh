@@ -5,7 +5,7 @@
 # services are not started.
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
-packages=(cmake pkg-config gcc prosody ejabberd coturn)
+packages=(cmake make pkg-config gcc prosody ejabberd coturn)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -23,14 +23,6 @@ pub fn assert_tone(received: &Received, hz: f64, what: &str) {
     );
 }
 
-fn plan(seconds: u64, hz: f32) -> Exchange {
-    Exchange {
-        duration: Duration::from_secs(seconds),
-        tone_hz: hz,
-        ..Exchange::default()
-    }
-}
-
 async fn echo_calls(kind: Kind) {
     let server = Server::start(kind);
     let data = TempDir::new("gw");
@@ -50,7 +42,7 @@ async fn echo_calls(kind: Kind) {
             .await
             .unwrap_or_else(|e| panic!("{codec}: {e}"));
         assert!(call.codec.name().eq_ignore_ascii_case(codec));
-        let mut keys = plan(3, hz);
+        let mut keys = Exchange::tone(3, hz);
         keys.dtmf = "19#";
         let received = alice.exchange(&mut call, &keys).await;
         assert_tone(&received, f64::from(hz), codec);
@@ -94,7 +86,7 @@ async fn gateway_hangs_up_with_a_reason() {
             .call("echo@gw.localhost", &CallSetup::browser())
             .await
             .expect("call");
-        let received = alice.exchange(&mut call, &plan(6, 440.0)).await;
+        let received = alice.exchange(&mut call, &Exchange::tone(6, 440.0)).await;
         assert_eq!(received.terminated.as_deref(), Some("expired"));
         assert!(eventually(Duration::from_secs(10), || gateway.stats.open_legs() == 0).await);
         gateway.stop().await;
@@ -125,7 +117,7 @@ async fn several_calls_at_once() {
                     .call("echo@gw.localhost", &CallSetup::browser())
                     .await
                     .expect("call");
-                let received = caller.exchange(&mut call, &plan(3, hz)).await;
+                let received = caller.exchange(&mut call, &Exchange::tone(3, hz)).await;
                 caller.hang_up(call).await;
                 caller.close().await;
                 (hz, received)
@@ -171,7 +163,7 @@ async fn passive_dtls_and_per_call_ports() {
                 "port {port} outside the range"
             );
             ports.push(port);
-            let received = alice.exchange(&mut call, &plan(2, hz)).await;
+            let received = alice.exchange(&mut call, &Exchange::tone(2, hz)).await;
             assert_tone(&received, f64::from(hz), "passive DTLS, own port");
             alice.hang_up(call).await;
         }
@@ -209,7 +201,7 @@ async fn turn_relay_and_stun_candidates() {
         let mut setup = CallSetup::browser();
         setup.only_gateway_candidates = Some(CandidateType::Relay);
         let mut call = alice.call("echo@gw.localhost", &setup).await.expect("call");
-        let received = alice.exchange(&mut call, &plan(3, 480.0)).await;
+        let received = alice.exchange(&mut call, &Exchange::tone(3, 480.0)).await;
         assert_tone(&received, 480.0, "through the gateway's TURN relay");
         let types: Vec<CandidateType> = call
             .gateway_candidates
@@ -246,11 +238,11 @@ async fn ice_restart_keeps_the_call() {
             .call("echo@gw.localhost", &CallSetup::browser())
             .await
             .expect("call");
-        let received = alice.exchange(&mut call, &plan(2, 440.0)).await;
+        let received = alice.exchange(&mut call, &Exchange::tone(2, 440.0)).await;
         assert_tone(&received, 440.0, "before the restart");
         let before = call.gateway_ufrag.clone();
         alice.restart_ice(&mut call).await;
-        let received = alice.exchange(&mut call, &plan(3, 620.0)).await;
+        let received = alice.exchange(&mut call, &Exchange::tone(3, 620.0)).await;
         assert_ne!(
             call.gateway_ufrag, before,
             "the gateway sent no new credentials"
@@ -259,6 +251,46 @@ async fn ice_restart_keeps_the_call() {
         alice.hang_up(call).await;
         gateway.stop().await;
         alice.close().await;
+    })
+    .await;
+}
+
+/// Stopping the gateway ends every call with `<gone/>` and releases every media leg before it
+/// returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_every_call() {
+    within(60, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let gateway = Gateway::start(gateway_config(&server, &data, &[]));
+        let stats = gateway.stats.clone();
+        let mut callers = Vec::new();
+        for (i, hz) in [(0, 440.0), (1, 550.0)] {
+            let mut caller = TestCaller::new(server.c2s_port, &format!("user{i}")).await;
+            wait_attached(&mut caller.client).await;
+            let mut call = caller
+                .call("echo@gw.localhost", &CallSetup::browser())
+                .await
+                .expect("call");
+            let received = caller.exchange(&mut call, &Exchange::tone(2, hz)).await;
+            assert_tone(&received, f64::from(hz), "before shutdown");
+            callers.push((caller, call));
+        }
+        assert_eq!(stats.open_legs(), 2);
+        gateway.stop().await;
+        assert_eq!(
+            stats.open_legs(),
+            0,
+            "legs still open after the gateway stopped"
+        );
+        for (mut caller, call) in callers {
+            let reason = caller
+                .wait_terminate(&call.sid, Duration::from_secs(5))
+                .await;
+            assert_eq!(reason.as_deref(), Some("gone"));
+            caller.vanish(call).await;
+            caller.close().await;
+        }
     })
     .await;
 }

@@ -11,14 +11,6 @@ use crate::support::caller::{CallSetup, Exchange, TestCaller};
 use crate::support::servers::{Kind, Server};
 use crate::support::{eventually, gateway_config, wait_attached, within, Gateway, TempDir};
 
-fn plan(seconds: u64, hz: f32) -> Exchange {
-    Exchange {
-        duration: Duration::from_secs(seconds),
-        tone_hz: hz,
-        ..Exchange::default()
-    }
-}
-
 /// A caller whose client disappears without session-terminate is ended by consent expiry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vanished_caller_is_ended_by_consent_expiry() {
@@ -36,7 +28,7 @@ async fn vanished_caller_is_ended_by_consent_expiry() {
             .call("echo@gw.localhost", &CallSetup::browser())
             .await
             .expect("call");
-        alice.exchange(&mut call, &plan(1, 440.0)).await;
+        alice.exchange(&mut call, &Exchange::tone(1, 440.0)).await;
         let vanished = std::time::Instant::now();
         let sid = alice.vanish(call).await;
         let reason = alice.wait_terminate(&sid, Duration::from_secs(25)).await;
@@ -53,8 +45,9 @@ async fn vanished_caller_is_ended_by_consent_expiry() {
     .await;
 }
 
-/// Forged and replayed SRTP and garbage, from the caller's address and from a stranger, are
-/// dropped and counted; the call goes on.
+/// Forged and replayed SRTP, garbage and oversized datagrams from the caller's own address are
+/// dropped and counted; the call goes on, also while a stranger sprays the media port (what the
+/// shared port's demultiplexer drops is not counted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_packets_are_dropped_without_disturbing_the_call() {
     within(60, async {
@@ -67,7 +60,7 @@ async fn hostile_packets_are_dropped_without_disturbing_the_call() {
             .call("echo@gw.localhost", &CallSetup::browser())
             .await
             .expect("call");
-        let mut hostile = plan(3, 520.0);
+        let mut hostile = Exchange::tone(3, 520.0);
         hostile.hostile = true;
         let received = alice.exchange(&mut call, &hostile).await;
         assert_tone(&received, 520.0, "during forged and replayed packets");
@@ -81,7 +74,7 @@ async fn hostile_packets_are_dropped_without_disturbing_the_call() {
             let junk: Vec<u8> = (0..(i % 120)).map(|b| (b * 37 + i) as u8).collect();
             let _ = stranger.send_to(&junk, ("127.0.0.1", port)).await;
         }
-        let received = alice.exchange(&mut call, &plan(2, 520.0)).await;
+        let received = alice.exchange(&mut call, &Exchange::tone(2, 520.0)).await;
         assert_tone(&received, 520.0, "after a stranger's junk");
 
         let stats = &gateway.stats;
@@ -138,7 +131,7 @@ async fn refused_candidates_are_not_used() {
             });
         }
         let mut call = alice.call("echo@gw.localhost", &setup).await.expect("call");
-        let received = alice.exchange(&mut call, &plan(2, 440.0)).await;
+        let received = alice.exchange(&mut call, &Exchange::tone(2, 440.0)).await;
         assert_tone(&received, 440.0, "with refused candidates in the offer");
         assert_eq!(MediaStats::get(&gateway.stats.candidates_refused), 3);
         alice.hang_up(call).await;
@@ -220,7 +213,7 @@ async fn certificate_not_matching_the_fingerprint_is_a_security_error() {
                 .await
                 .expect("call accepted");
             // Drive the caller's media so that ICE and DTLS run.
-            let received = alice.exchange(&mut call, &plan(10, 440.0)).await;
+            let received = alice.exchange(&mut call, &Exchange::tone(10, 440.0)).await;
             assert_eq!(
                 received.terminated.as_deref(),
                 Some("security-error"),

@@ -213,6 +213,14 @@ async fn jmi_and_refusals(kind: Kind) {
         .client
         .send_message("echo@gw.localhost", vec![retract])
         .await;
+    let after = alice
+        .client
+        .try_expect(Duration::from_millis(500), |s| {
+            s.attr("from")
+                .is_some_and(|f| f.starts_with("echo@gw.localhost"))
+        })
+        .await;
+    assert!(after.is_none(), "sent after the retract: {after:?}");
 
     // A session-initiate to a JID that does not exist is refused with item-not-found.
     let refused = alice
@@ -459,4 +467,48 @@ fn check_config_names_every_key() {
         "{}",
         String::from_utf8_lossy(&good.stderr)
     );
+}
+
+/// A restarted gateway announces its presence to known subscribers by itself (a subscriber who
+/// stays online sees the JID come back without probing), and says goodbye when it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_announced_to_subscribers_after_a_restart() {
+    within(60, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let gateway = Gateway::start(gateway_config(&server, &data, &[]));
+        let mut alice = XmppClient::login(server.c2s_port, "alice", "phone").await;
+        wait_attached(&mut alice).await;
+        let from_echo = |type_: Option<&'static str>| {
+            move |s: &Element| {
+                s.name() == "presence"
+                    && s.attr("from")
+                        .is_some_and(|f| f.starts_with("echo@gw.localhost"))
+                    && s.attr("type") == type_
+            }
+        };
+        let wait = Duration::from_secs(10);
+        alice.send_presence("echo@gw.localhost", "subscribe").await;
+        alice
+            .expect("available presence", wait, from_echo(None))
+            .await;
+        gateway.stop().await;
+        alice
+            .expect(
+                "unavailable presence at shutdown",
+                wait,
+                from_echo(Some("unavailable")),
+            )
+            .await;
+        let _again = Gateway::start(gateway_config(&server, &data, &[]));
+        alice
+            .expect(
+                "presence announced after the restart",
+                wait,
+                from_echo(None),
+            )
+            .await;
+        alice.close().await;
+    })
+    .await;
 }

@@ -91,6 +91,17 @@ pub struct Exchange {
     pub light: bool,
 }
 
+impl Exchange {
+    /// `seconds` of a tone at `hz`.
+    pub fn tone(seconds: u64, hz: f32) -> Self {
+        Self {
+            duration: Duration::from_secs(seconds),
+            tone_hz: hz,
+            ..Self::default()
+        }
+    }
+}
+
 /// What came back during an exchange.
 #[derive(Debug, Default)]
 pub struct Received {
@@ -396,6 +407,8 @@ impl TestCaller {
                             call.leg.send_datagram(&old).await;
                         }
                         call.leg.send_datagram(&[0x05u8; 40]).await;
+                        // Larger than any RTP packet (and than an Ethernet MTU).
+                        call.leg.send_datagram(&[0x80u8; 3000]).await;
                     }
                 }
                 event = call.leg.next_event() => match event {

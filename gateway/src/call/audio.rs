@@ -59,6 +59,9 @@ pub struct AudioPath {
     encoded: Vec<u8>,
     unknown_payload_types: u64,
     codec_failed: bool,
+    /// RTP timestamp units sent ahead of real time (a packet longer than 20 ms): the next ticks
+    /// without audio use them up instead of leaving a gap.
+    sent_ahead: u32,
 }
 
 impl AudioPath {
@@ -90,6 +93,7 @@ impl AudioPath {
             encoded: vec![0; 1500],
             unknown_payload_types: 0,
             codec_failed: false,
+            sent_ahead: 0,
         }
     }
 
@@ -130,8 +134,9 @@ impl AudioPath {
             }
             self.remote_ssrc = Some(header.ssrc);
         }
+        let audio = header.payload_type == self.payload_type;
         self.received
-            .on_packet(header.sequence_number, header.timestamp, now);
+            .on_packet(header.sequence_number, header.timestamp, now, audio);
         if Some(header.payload_type) == self.dtmf_type {
             if let Some(digit) = self.dtmf_in.receive(header.timestamp, &rtp.payload) {
                 tracing::debug!(digit = %digit.as_char(), "DTMF received");
@@ -265,15 +270,22 @@ impl AudioPath {
             return;
         }
         match endpoint.next_frame() {
-            Outgoing::Silence => self.sender.skip(units),
+            Outgoing::Silence => {
+                let used = self.sent_ahead.min(units);
+                self.sent_ahead -= used;
+                if used < units {
+                    self.sender.skip(units - used);
+                }
+            }
             Outgoing::Encoded(payload) => {
                 let duration = self
                     .codec
                     .payload_duration(&payload)
                     .unwrap_or(FRAME_SAMPLES);
                 let payload_units =
-                    (duration as u64 * u64::from(self.codec.clock_rate()) / 48_000) as u32;
-                let header = self.sender.audio(payload_units.max(1), payload.len());
+                    ((duration as u64 * u64::from(self.codec.clock_rate()) / 48_000) as u32).max(1);
+                self.sent_ahead += payload_units.saturating_sub(units);
+                let header = self.sender.audio(payload_units, payload.len());
                 out.push(OutPacket { header, payload });
             }
             Outgoing::Pcm(frame) => {
@@ -325,6 +337,7 @@ impl AudioPath {
             concealed: jitter.lost,
             late: jitter.late,
             duplicates: jitter.duplicates,
+            trimmed: jitter.trimmed,
             jitter_ms: self.received.jitter_ms(),
             unknown_payload_types: self.unknown_payload_types,
         }
@@ -365,6 +378,8 @@ pub struct AudioSummary {
     pub late: u64,
     /// Duplicates dropped.
     pub duplicates: u64,
+    /// Packets dropped to keep the delay down.
+    pub trimmed: u64,
     /// Interarrival jitter.
     pub jitter_ms: f64,
     /// Packets of payload types not negotiated.
@@ -465,6 +480,34 @@ mod tests {
             (summary.received, summary.expected, summary.concealed),
             (8, 8, 0)
         );
+    }
+
+    #[test]
+    fn long_packets_are_echoed_with_real_time_timestamps() {
+        let start = Instant::now();
+        let mut path = AudioPath::new(&offer(), 9, start);
+        let mut echo = Echo::default();
+        path.start(start);
+        // 60 ms Opus packets: TOC config 15 (20 ms frames), code 3 with 3 frames.
+        let sixty: &[u8] = &[0x7B, 0x03, 0x01, 0x02, 0x03];
+        assert_eq!(Codec::Opus.payload_duration(sixty), Some(3 * FRAME_SAMPLES));
+        for i in 0..4u16 {
+            path.receive_rtp(&rtp(111, i, 2880 * u32::from(i), sixty), start, &mut echo);
+        }
+        let mut sent = Vec::new();
+        for tick in 0..12 {
+            sent.extend(path.tick(start + PTIME * tick, &mut echo).packets);
+        }
+        assert_eq!(sent.len(), 4, "one 60 ms packet every third tick");
+        for pair in sent.windows(2) {
+            assert_eq!(
+                pair[1]
+                    .header
+                    .timestamp
+                    .wrapping_sub(pair[0].header.timestamp),
+                2880
+            );
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub enum CallCommand {
         candidates: Vec<Candidate>,
     },
     /// The session is over: release everything.
-    Stop(EndReason),
+    Stop,
 }
 
 /// The router's side of a running call.
@@ -64,9 +64,15 @@ impl CallHandle {
         });
     }
 
-    /// Ends the call's media and endpoint.
-    pub fn stop(self, reason: EndReason) {
-        let _ = self.commands.send(CallCommand::Stop(reason));
+    /// Ends the call's media and endpoint; the task keeps running until it has released
+    /// everything (see [`CallHandle::finished`]).
+    pub fn stop(&self) {
+        let _ = self.commands.send(CallCommand::Stop);
+    }
+
+    /// Whether the call task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Waits until the call task has released everything.

@@ -1,10 +1,12 @@
 //! The call task: one per call. It owns the media leg, the audio path and the endpoint, and
 //! selects over router commands, leg events, the packet-time tick and the RTCP timer. Whatever
-//! ends the call, the leg is closed before the task returns.
+//! ends the call, the leg is closed before the task returns; should the task panic, the panic is
+//! contained, the leg closes from its `Drop`, and the call ends with `general-error`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::FutureExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -26,7 +28,8 @@ pub(super) async fn run_call(
 ) {
     let call_id = start.call_id;
     let span = tracing::info_span!("call", %call_id, sid = %start.sid, peer = %start.peer, callee = %start.callee);
-    async move {
+    let report = events.clone();
+    let call = async move {
         let offer = &start.offer;
         let mut leg = match MediaLeg::new(engine, IceRole::Controlled).await {
             Ok(mut leg) => {
@@ -64,6 +67,7 @@ pub(super) async fn run_call(
             concealed = summary.concealed,
             late = summary.late,
             duplicates = summary.duplicates,
+            trimmed = summary.trimmed,
             jitter_ms = summary.jitter_ms,
             unknown_payload_types = summary.unknown_payload_types,
             "media of the call"
@@ -71,9 +75,14 @@ pub(super) async fn run_call(
         if let Some(reason) = ended {
             let _ = events.send((call_id, MediaEvent::Ended(reason)));
         }
+    };
+    let outcome = std::panic::AssertUnwindSafe(call.instrument(span.clone()))
+        .catch_unwind()
+        .await;
+    if outcome.is_err() {
+        span.in_scope(|| tracing::error!("the call task failed; ending the call"));
+        let _ = report.send((call_id, MediaEvent::Ended(EndReason::Internal)));
     }
-    .instrument(span)
-    .await;
 }
 
 /// Drives the call; returns why the call side ended it, or `None` when the router stopped it.
@@ -104,14 +113,18 @@ async fn drive(
         let rtcp = audio.next_report();
         tokio::select! {
             command = commands.recv() => match command {
-                None | Some(CallCommand::Stop(_)) => return None,
+                None | Some(CallCommand::Stop) => return None,
                 Some(CallCommand::RemoteCandidates(candidates)) => leg.add_remote_candidates(&candidates),
                 Some(CallCommand::RestartIce { ufrag, pwd, candidates }) => {
                     match restart_ice(leg, &ufrag, &pwd, &candidates, ssrc).await {
                         Ok(local) => {
                             report(MediaEvent::LocalTransport(local));
                         }
-                        Err(e) => tracing::info!(error = %e, "ICE restart refused"),
+                        Err(e) => {
+                            // The caller now waits for credentials we cannot give.
+                            tracing::info!(error = %e, "ICE restart failed");
+                            return Some(EndReason::IceFailed);
+                        }
                     }
                 }
             },

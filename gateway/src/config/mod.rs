@@ -34,4 +34,21 @@ mod tests {
             assert!(config.endpoints.contains_key(name), "example lacks {name}@");
         }
     }
+
+    #[test]
+    fn example_config_shows_the_defaults() {
+        let config = Config::from_toml_str(EXAMPLE_CONFIG, Vec::new()).unwrap();
+        let defaults = Config::default();
+        // domain and secret have no default; everything else in the example is the default.
+        let xmpp = XmppConfig {
+            domain: None,
+            secret: None,
+            ..config.xmpp.clone()
+        };
+        assert_eq!(xmpp, defaults.xmpp);
+        assert_eq!(config.calls, defaults.calls);
+        assert_eq!(config.media, defaults.media);
+        assert_eq!(config.storage, defaults.storage);
+        assert_eq!(config.log, defaults.log);
+    }
 }

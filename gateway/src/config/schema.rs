@@ -130,8 +130,9 @@ pub struct MediaConfig {
     pub max_remote_candidates: u32,
     /// A call whose ICE has not connected after this long ends with `<failed-transport/>`.
     pub ice_timeout: ConfigDuration,
-    /// A call whose caller has sent nothing (media or ICE consent) for this long ends with
-    /// `<connectivity-error/>` (RFC 7675 consent freshness); at least 10s.
+    /// A call whose caller has sent nothing (media or ICE) for this long ends with
+    /// `<connectivity-error/>`; at least 10s. The gateway checks the caller with ICE requests
+    /// every 2 s, but (unlike strict RFC 7675) media alone also keeps the call.
     pub consent_timeout: ConfigDuration,
     /// DTLS role taken when the caller lets us choose: `active` (we send the ClientHello) or
     /// `passive`.

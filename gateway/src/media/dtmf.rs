@@ -75,19 +75,19 @@ impl EventPayload {
 /// Reports each received key press once.
 #[derive(Debug, Default)]
 pub struct DtmfReceiver {
-    last_timestamp: Option<u32>,
+    last: Option<(u32, u8)>,
 }
 
 impl DtmfReceiver {
     /// A received event packet with RTP timestamp `timestamp`: the key, the first time its event
-    /// is seen.
+    /// (start timestamp and code) is seen.
     pub fn receive(&mut self, timestamp: u32, payload: &[u8]) -> Option<Digit> {
         let event = EventPayload::parse(payload)?;
-        if self.last_timestamp == Some(timestamp) {
+        if self.last == Some((timestamp, event.event)) {
             return None;
         }
         let digit = Digit::from_event(event.event)?;
-        self.last_timestamp = Some(timestamp);
+        self.last = Some((timestamp, event.event));
         Some(digit)
     }
 }
@@ -119,15 +119,17 @@ const END_COPIES: u32 = 3;
 /// Frames of audio between digits.
 const GAP_FRAMES: u32 = 3;
 
-impl DtmfSender {
-    /// Queues a key to send.
-    pub fn push(&mut self, digit: Digit) {
-        self.queue.push_back(digit);
-    }
+/// Keys waiting to be sent, at most (more are dropped: they would take seconds to send).
+const MAX_QUEUED: usize = 16;
 
-    /// Whether an event is being sent (audio then pauses).
-    pub fn is_active(&self) -> bool {
-        self.current.is_some()
+impl DtmfSender {
+    /// Queues a key to send; returns false when the queue is full and the key is dropped.
+    pub fn push(&mut self, digit: Digit) -> bool {
+        if self.queue.len() >= MAX_QUEUED {
+            return false;
+        }
+        self.queue.push_back(digit);
+        true
     }
 
     /// The event packet for this frame, if a digit is being sent. `units_per_frame` is the RTP
@@ -221,7 +223,14 @@ mod tests {
         assert!(frames[7..10].iter().all(Option::is_none));
         assert_eq!(frames[10].unwrap().payload.event, 11);
         assert!(frames[17..].iter().all(Option::is_none));
-        assert!(!sender.is_active());
+    }
+
+    #[test]
+    fn the_send_queue_is_bounded() {
+        let mut sender = DtmfSender::default();
+        let five = Digit::from_char('5').unwrap();
+        assert!((0..MAX_QUEUED).all(|_| sender.push(five)));
+        assert!(!sender.push(five));
     }
 
     #[test]

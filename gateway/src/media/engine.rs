@@ -61,7 +61,6 @@ pub struct MediaEngine {
     /// Counters.
     pub stats: Arc<MediaStats>,
     mux: Option<Arc<UDPMuxDefault>>,
-    port: Option<u16>,
 }
 
 impl MediaEngine {
@@ -139,13 +138,7 @@ impl MediaEngine {
             ice_timeout: config.ice_timeout.0,
             stats,
             mux,
-            port,
         })
-    }
-
-    /// The shared media port, when one is used.
-    pub fn port(&self) -> Option<u16> {
-        self.port
     }
 
     /// Closes the shared socket (after every call has ended).

@@ -1,13 +1,15 @@
 //! A small receive jitter buffer: reorders by sequence number, drops duplicates and packets that
-//! come too late, and hands out 20 ms of audio per tick, reporting what was lost on the way.
-//! Playout starts once [`TARGET_DEPTH`] packets are buffered and the depth is trimmed back when
-//! it grows (a burst, or a sender whose clock runs fast), so delay stays small.
+//! come too late, and plays out 20 ms of audio per tick on average (a 60 ms packet covers three
+//! ticks), reporting what was lost on the way. Playout starts once [`TARGET_DEPTH`] packets are
+//! buffered and the depth is trimmed back when it grows (a burst, or a sender whose clock runs
+//! fast), so delay stays small. A sender that restarts its numbering is followed.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
 use super::codec::FRAME_SAMPLES;
+use super::rtp::SequenceExtender;
 
 /// Packets buffered before playout starts (40 ms of 20 ms packets).
 pub const TARGET_DEPTH: usize = 2;
@@ -15,6 +17,9 @@ pub const TARGET_DEPTH: usize = 2;
 const MAX_DEPTH: usize = 10;
 /// A gap of more sequence numbers than this is a restart, not loss to conceal packet by packet.
 const MAX_GAP: u64 = 25;
+/// Consecutive "late" packets in sequence after which the sender is taken to have restarted
+/// its numbering.
+const RESTART_RUN: u32 = 3;
 
 /// A buffered packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,9 +72,13 @@ pub struct JitterStats {
 #[derive(Debug, Default)]
 pub struct JitterBuffer {
     packets: BTreeMap<u64, Buffered>,
-    highest: Option<u64>,
+    sequence: SequenceExtender,
     next: Option<u64>,
     last_duration: usize,
+    /// Samples owed to playout: a frame per tick, less what was played.
+    credit: isize,
+    /// The last late packet and how many came in sequence.
+    late_run: Option<(u64, u32)>,
     stats: JitterStats,
 }
 
@@ -87,36 +96,39 @@ impl JitterBuffer {
         self.stats
     }
 
-    /// Extends a 16-bit sequence number to 64 bits around the highest seen so far.
-    fn extend(&self, seq: u16) -> u64 {
-        let Some(highest) = self.highest else {
-            // Start well above zero so that earlier packets still extend without underflow.
-            return (1 << 32) | u64::from(seq);
-        };
-        let cycle = highest & !0xFFFF;
-        let candidates = [cycle.wrapping_sub(1 << 16), cycle, cycle + (1 << 16)];
-        candidates
-            .into_iter()
-            .map(|c| c | u64::from(seq))
-            .min_by_key(|c| c.abs_diff(highest))
-            .unwrap_or(cycle | u64::from(seq))
-    }
-
     /// Inserts a received packet.
     pub fn insert(&mut self, seq: u16, packet: Buffered) -> Inserted {
-        let ext = self.extend(seq);
+        let ext = self.sequence.extend(seq);
         if self.next.is_some_and(|next| ext < next) {
-            self.stats.late += 1;
-            return Inserted::Late;
+            if !self.is_restart(ext) {
+                self.stats.late += 1;
+                return Inserted::Late;
+            }
+            // The sender started numbering again: follow it.
+            self.packets.clear();
+            self.next = None;
+            self.late_run = None;
+            self.sequence.restart_at(ext);
         }
         if self.packets.contains_key(&ext) {
             self.stats.duplicates += 1;
             return Inserted::Duplicate;
         }
-        self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
+        self.sequence.record(ext);
         self.packets.insert(ext, packet);
         self.trim();
         Inserted::Buffered
+    }
+
+    /// Whether a late packet continues a run of late packets in sequence long enough to be a
+    /// numbering restart rather than stragglers.
+    fn is_restart(&mut self, ext: u64) -> bool {
+        let run = match self.late_run {
+            Some((last, count)) if ext == last + 1 => count + 1,
+            _ => 1,
+        };
+        self.late_run = Some((ext, run));
+        run >= RESTART_RUN
     }
 
     fn trim(&mut self) {
@@ -128,10 +140,10 @@ impl JitterBuffer {
         }
     }
 
-    /// Plays out 20 ms: appends packets in order (and losses to conceal) to `out` until 20 ms of
-    /// audio is covered or nothing more is buffered.
+    /// Plays out one tick: appends packets in order (and losses to conceal) to `out`, 20 ms of
+    /// audio on average, or nothing while a longer packet played earlier still covers this tick.
     pub fn pop(&mut self, out: &mut Vec<Playout>) {
-        let next = match self.next {
+        let mut next = match self.next {
             Some(next) => next,
             None if self.packets.len() >= TARGET_DEPTH => match self.packets.keys().next() {
                 Some(first) => *first,
@@ -139,21 +151,22 @@ impl JitterBuffer {
             },
             None => return,
         };
-        let mut next = next;
-        let mut covered = 0;
-        while covered < FRAME_SAMPLES {
+        self.credit += FRAME_SAMPLES as isize;
+        while self.credit > 0 {
             if let Some(packet) = self.packets.remove(&next) {
                 if packet.duration > 0 {
                     self.last_duration = packet.duration;
                 }
-                covered += packet.duration;
+                self.credit -= packet.duration as isize;
                 self.stats.played += 1;
                 out.push(Playout::Packet(packet));
                 next += 1;
                 continue;
             }
             let Some(&later) = self.packets.keys().next() else {
-                break; // Nothing buffered: an underrun, not (yet) a loss.
+                // Nothing buffered: an underrun, not (yet) a loss; no debt builds up meanwhile.
+                self.credit = 0;
+                break;
             };
             if later - next > MAX_GAP {
                 // The sender jumped (or a long outage): resume at what we have.
@@ -162,7 +175,7 @@ impl JitterBuffer {
                 continue;
             }
             self.stats.lost += 1;
-            covered += self.last_duration;
+            self.credit -= self.last_duration as isize;
             out.push(Playout::Lost(self.last_duration));
             next += 1;
         }
@@ -263,6 +276,41 @@ mod tests {
         buffer.insert(4, packet(4));
         assert_eq!(ids(&play(&mut buffer)), [1, 2]);
         assert_eq!(ids(&play(&mut buffer)), [3, 4]);
+    }
+
+    #[test]
+    fn long_packets_cover_several_ticks() {
+        let mut buffer = JitterBuffer::new();
+        let long = |n: u8| Buffered {
+            duration: 3 * FRAME_SAMPLES,
+            ..packet(n)
+        };
+        for n in 1..=3 {
+            buffer.insert(n, long(n as u8));
+        }
+        let played: Vec<Vec<i32>> = (0..7).map(|_| ids(&play(&mut buffer))).collect();
+        assert_eq!(
+            played,
+            [vec![1], vec![], vec![], vec![2], vec![], vec![], vec![3]]
+        );
+    }
+
+    #[test]
+    fn a_numbering_restart_is_followed() {
+        let mut buffer = JitterBuffer::new();
+        for n in 1000..1003u16 {
+            buffer.insert(n, packet(n as u8));
+        }
+        for _ in 0..3 {
+            play(&mut buffer);
+        }
+        // The sender restarts at 10: the first two look late, the third confirms the restart.
+        assert_eq!(buffer.insert(10, packet(10)), Inserted::Late);
+        assert_eq!(buffer.insert(11, packet(11)), Inserted::Late);
+        assert_eq!(buffer.insert(12, packet(12)), Inserted::Buffered);
+        buffer.insert(13, packet(13));
+        let played: Vec<i32> = (0..2).flat_map(|_| ids(&play(&mut buffer))).collect();
+        assert_eq!(played, [12, 13]);
     }
 
     #[test]

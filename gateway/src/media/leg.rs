@@ -4,8 +4,9 @@
 //! out, plain RTP/RTCP in, RTP/RTCP out, and events.
 //!
 //! [`MediaLeg::next_event`] is cancel-safe: the call task selects on it together with its
-//! commands and timers. Whatever happens, the task ends with [`MediaLeg::close`], which releases
-//! the agent, the DTLS connection and the sockets.
+//! commands and timers. The task ends with [`MediaLeg::close`], which releases the agent, the
+//! DTLS connection and the sockets; a leg dropped without it (a panicking task) closes its
+//! agent from `Drop`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,8 +39,9 @@ const FIRST_CANDIDATE_WAIT: Duration = Duration::from_secs(2);
 /// How long closing waits for candidate gathering to finish (an agent closed while gathering
 /// leaks what the gathering still adds).
 const GATHERING_WAIT: Duration = Duration::from_secs(6);
-/// Largest datagram read.
-const MAX_DATAGRAM: usize = 1500;
+/// Largest datagram read: what webrtc-ice itself accepts (a shorter buffer would make a large
+/// datagram an error instead of a dropped packet).
+const MAX_DATAGRAM: usize = 8192;
 
 type ConnFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn Conn + Send + Sync>, String>> + Send>>;
 type HandshakeFuture = Pin<Box<dyn Future<Output = Result<Box<DTLSConn>, String>> + Send>>;
@@ -82,6 +84,8 @@ enum Phase {
     Secured {
         conn: Arc<dyn Conn + Send + Sync>,
         dtls: Arc<DTLSConn>,
+        /// False once DTLS reported an error or close_notify: it is not read again.
+        dtls_open: bool,
         records: mpsc::Sender<Vec<u8>>,
         srtp: Box<SrtpSession>,
     },
@@ -104,6 +108,7 @@ pub struct MediaLeg {
     fingerprint: Option<RemoteFingerprint>,
     buf: Box<[u8; MAX_DATAGRAM]>,
     dtls_buf: Box<[u8; MAX_DATAGRAM]>,
+    closed: bool,
 }
 
 impl MediaLeg {
@@ -130,6 +135,7 @@ impl MediaLeg {
             fingerprint: None,
             buf: Box::new([0; MAX_DATAGRAM]),
             dtls_buf: Box::new([0; MAX_DATAGRAM]),
+            closed: false,
         };
         if let Err(e) = leg.agent.gather_candidates() {
             leg.gathering_done = true;
@@ -222,8 +228,11 @@ impl MediaLeg {
     /// credentials follow with [`MediaLeg::set_remote_credentials`]. DTLS and SRTP carry on over
     /// the new pair.
     pub async fn restart(&mut self) -> Result<(String, String), String> {
+        // webrtc-ice refuses a restart while gathering: let it finish (its candidates are of the
+        // old generation and are dropped).
+        self.wait_for_gathering().await;
         if !self.gathering_done {
-            return Err("gathering still in progress".into());
+            return Err("gathering did not finish".into());
         }
         self.agent
             .restart(String::new(), String::new())
@@ -275,19 +284,21 @@ impl MediaLeg {
                 } => tokio::select! {
                     event = agent_events.recv() => Step::Agent(event),
                     result = handshake => Step::Handshaken(result),
-                    received = conn.recv(&mut buf[..]) => {
-                        if let Ok(n) = received {
+                    received = conn.recv(&mut buf[..]) => match received {
+                        Ok(n) => {
                             if is_dtls(&buf[..n]) {
                                 let _ = records.try_send(buf[..n].to_vec());
                             }
+                            Step::Nothing
                         }
-                        Step::Nothing
-                    }
+                        Err(_) => Step::Failed(EndReason::MediaError),
+                    },
                     _ = tokio::time::sleep_until(*deadline) => Step::Failed(EndReason::SecurityFailure),
                 },
                 Phase::Secured {
                     conn,
                     dtls,
+                    dtls_open,
                     records,
                     srtp,
                 } => tokio::select! {
@@ -297,7 +308,14 @@ impl MediaLeg {
                         Err(_) => Step::Failed(EndReason::ConsentLost),
                     },
                     // Drained so DTLS alerts are processed; nothing is sent as application data.
-                    _ = dtls.read(&mut dtls_buf[..], None) => Step::Nothing,
+                    // After close_notify or an error DTLS stays quiet (and SRTP goes on).
+                    read = dtls.read(&mut dtls_buf[..], None), if *dtls_open => {
+                        if read.is_err() {
+                            tracing::debug!("DTLS closed by the peer");
+                            *dtls_open = false;
+                        }
+                        Step::Nothing
+                    }
                 },
                 Phase::Closed => return std::future::pending().await,
             };
@@ -325,7 +343,11 @@ impl MediaLeg {
                         _ => {}
                     }
                 }
-                Step::Connected(Ok(conn)) => self.start_dtls(conn),
+                Step::Connected(Ok(conn)) => {
+                    if let Some(failed) = self.start_dtls(conn) {
+                        return failed;
+                    }
+                }
                 Step::Connected(Err(e)) => {
                     tracing::info!(error = %e, "ICE did not connect");
                     return self.fail(EndReason::IceFailed);
@@ -352,12 +374,13 @@ impl MediaLeg {
         LegEvent::Failed(reason)
     }
 
-    fn start_dtls(&mut self, conn: Arc<dyn Conn + Send + Sync>) {
+    /// Starts the DTLS handshake on the connected pair (a failure, if it cannot start).
+    fn start_dtls(&mut self, conn: Arc<dyn Conn + Send + Sync>) -> Option<LegEvent> {
         tracing::debug!(remote = ?conn.remote_addr(), "ICE connected");
         self.was_connected = true;
         let (transport, records) = DtlsTransport::new(conn.clone());
         let Some(fingerprint) = &self.fingerprint else {
-            return;
+            return Some(self.fail(EndReason::SecurityFailure));
         };
         let config = handshake_config(&self.engine.certificate, fingerprint);
         let is_client = self.dtls_client;
@@ -373,6 +396,7 @@ impl MediaLeg {
             handshake,
             records,
         };
+        None
     }
 
     async fn start_srtp(&mut self, dtls: Box<DTLSConn>) -> Result<(), String> {
@@ -387,6 +411,7 @@ impl MediaLeg {
         self.phase = Phase::Secured {
             conn,
             dtls: Arc::from(dtls),
+            dtls_open: true,
             records,
             srtp: Box::new(srtp),
         };
@@ -434,18 +459,10 @@ impl MediaLeg {
         }
     }
 
-    /// The caller's SSRC, once its stream authenticated.
-    pub fn remote_ssrc(&self) -> Option<u32> {
-        match &self.phase {
-            Phase::Secured { srtp, .. } => srtp.remote_ssrc(),
-            _ => None,
-        }
-    }
-
     /// Releases everything: stops connecting, closes DTLS, waits for gathering to finish, closes
     /// the agent (which frees its sockets or its place on the shared port).
     pub async fn close(&mut self) {
-        if matches!(self.phase, Phase::Closed) && self.cancel_accept.is_none() {
+        if self.closed {
             return;
         }
         if let Some(cancel) = self.cancel_accept.take() {
@@ -454,6 +471,16 @@ impl MediaLeg {
         if let Phase::Secured { dtls, .. } = std::mem::replace(&mut self.phase, Phase::Closed) {
             let _ = tokio::time::timeout(Duration::from_millis(200), dtls.close()).await;
         }
+        self.wait_for_gathering().await;
+        if let Err(e) = self.agent.close().await {
+            tracing::debug!(error = %e, "closing the ICE agent");
+        }
+        self.closed = true;
+        self.engine.stats.legs_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Waits (up to [`GATHERING_WAIT`]) until candidate gathering is complete.
+    async fn wait_for_gathering(&mut self) {
         let wait = tokio::time::sleep(GATHERING_WAIT);
         tokio::pin!(wait);
         while !self.gathering_done {
@@ -465,10 +492,25 @@ impl MediaLeg {
                 },
             }
         }
-        if let Err(e) = self.agent.close().await {
-            tracing::debug!(error = %e, "closing the ICE agent");
+    }
+}
+
+impl Drop for MediaLeg {
+    /// A leg dropped without [`MediaLeg::close`] (its task panicked) still frees its agent.
+    fn drop(&mut self) {
+        if self.closed {
+            return;
         }
         self.engine.stats.legs_open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(cancel) = self.cancel_accept.take() {
+            let _ = cancel.try_send(());
+        }
+        let agent = self.agent.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = agent.close().await;
+            });
+        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! Send pacing on the monotonic clock: one frame per packet time, and after a stall at most
-//! [`MAX_CATCH_UP`] frames at once; the rest are skipped (their time passes as a gap in the RTP
-//! timestamps), never sent as a burst.
+//! Send pacing on the monotonic clock: one frame per packet time. After a stall at most
+//! [`MAX_CATCH_UP`] frames go out back to back; the rest are skipped (their time passes as a gap
+//! in the RTP timestamps) rather than sent as a burst.
 
 use std::time::{Duration, Instant};
 

@@ -112,7 +112,7 @@ mod tests {
         let mut sender = RtpSender::new(0xABCD, 111, None, 1, 1000);
         sender.audio(960, 80);
         let mut stats = ReceiveStats::new(48000, now);
-        stats.on_packet(5, 0, now);
+        stats.on_packet(5, 0, now, true);
         let bytes = build_report(
             &sender,
             Some((0x1234, &mut stats)),

@@ -105,13 +105,53 @@ impl RtpSender {
     }
 }
 
+/// Extends 16-bit RTP sequence numbers to 64 bits, around the highest seen so far (the first
+/// one lands well above zero, so earlier ones still extend without underflow).
+#[derive(Debug, Clone, Default)]
+pub struct SequenceExtender {
+    highest: Option<u64>,
+}
+
+/// Where the first sequence number lands.
+const SEQUENCE_BASE: u64 = 1 << 32;
+
+impl SequenceExtender {
+    /// The 64-bit form of `seq` (not recorded).
+    pub fn extend(&self, seq: u16) -> u64 {
+        let Some(highest) = self.highest else {
+            return SEQUENCE_BASE | u64::from(seq);
+        };
+        let cycle = highest & !0xFFFF;
+        [cycle - (1 << 16), cycle, cycle + (1 << 16)]
+            .into_iter()
+            .map(|c| c | u64::from(seq))
+            .min_by_key(|c| c.abs_diff(highest))
+            .unwrap_or(cycle | u64::from(seq))
+    }
+
+    /// Records `ext` as seen.
+    pub fn record(&mut self, ext: u64) {
+        self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
+    }
+
+    /// Starts again from `ext` (the sender restarted its numbering).
+    pub fn restart_at(&mut self, ext: u64) {
+        self.highest = Some(ext);
+    }
+
+    /// The highest seen, if any.
+    pub fn highest(&self) -> Option<u64> {
+        self.highest
+    }
+}
+
 /// RFC 3550 statistics of the stream we receive.
 #[derive(Debug, Clone)]
 pub struct ReceiveStats {
     clock_rate: f64,
     epoch: Instant,
     base: Option<u64>,
-    highest: u64,
+    sequence: SequenceExtender,
     received: u64,
     expected_prior: u64,
     received_prior: u64,
@@ -139,7 +179,7 @@ impl ReceiveStats {
             clock_rate: f64::from(clock_rate),
             epoch,
             base: None,
-            highest: 0,
+            sequence: SequenceExtender::default(),
             received: 0,
             expected_prior: 0,
             received_prior: 0,
@@ -148,22 +188,16 @@ impl ReceiveStats {
         }
     }
 
-    /// A packet (authenticated) with `sequence` and `timestamp` arrived at `arrival`.
-    pub fn on_packet(&mut self, sequence: u16, timestamp: u32, arrival: Instant) {
-        if self.base.is_none() {
-            let first = (1u64 << 16) | u64::from(sequence);
-            self.base = Some(first);
-            self.highest = first;
-        } else {
-            let cycle = self.highest & !0xFFFF;
-            let ext = [cycle.saturating_sub(1 << 16), cycle, cycle + (1 << 16)]
-                .into_iter()
-                .map(|c| c | u64::from(sequence))
-                .min_by_key(|c| c.abs_diff(self.highest))
-                .unwrap_or(cycle);
-            self.highest = self.highest.max(ext);
-        }
+    /// A packet (authenticated) with `sequence` and `timestamp` arrived at `arrival`. Only audio
+    /// packets feed the jitter estimate: event packets keep their start timestamp.
+    pub fn on_packet(&mut self, sequence: u16, timestamp: u32, arrival: Instant, audio: bool) {
+        let ext = self.sequence.extend(sequence);
+        self.base.get_or_insert(ext);
+        self.sequence.record(ext);
         self.received += 1;
+        if !audio {
+            return;
+        }
         let arrival_units =
             arrival.saturating_duration_since(self.epoch).as_secs_f64() * self.clock_rate;
         let transit = arrival_units - f64::from(timestamp);
@@ -184,7 +218,10 @@ impl ReceiveStats {
 
     /// Packets expected so far (from the sequence numbers).
     pub fn expected(&self) -> u64 {
-        self.base.map_or(0, |base| self.highest - base + 1)
+        match (self.base, self.sequence.highest()) {
+            (Some(base), Some(highest)) => highest - base + 1,
+            _ => 0,
+        }
     }
 
     /// Interarrival jitter in milliseconds.
@@ -207,7 +244,10 @@ impl ReceiveStats {
         ReceptionFigures {
             fraction_lost,
             total_lost: lost.min(0x7F_FFFF) as u32,
-            highest_sequence: (self.highest - (1 << 16)) as u32,
+            highest_sequence: self
+                .sequence
+                .highest()
+                .map_or(0, |h| (h - SEQUENCE_BASE) as u32),
             jitter: self.jitter as u32,
         }
     }
@@ -271,7 +311,7 @@ mod tests {
         let mut stats = ReceiveStats::new(8000, epoch);
         for (i, seq) in [65533u16, 65534, 65535, 1, 2].into_iter().enumerate() {
             let arrival = epoch + Duration::from_millis(20 * i as u64);
-            stats.on_packet(seq, 160 * i as u32, arrival);
+            stats.on_packet(seq, 160 * i as u32, arrival, true);
         }
         assert_eq!(stats.expected(), 6);
         let report = stats.report();
@@ -293,6 +333,7 @@ mod tests {
                 i as u16,
                 160 * i,
                 epoch + Duration::from_millis(20 * u64::from(i) + wobble),
+                true,
             );
         }
         assert!(stats.jitter_ms() > 5.0, "{}", stats.jitter_ms());

@@ -2,7 +2,8 @@
 //! short to hold a tag are dropped before they reach code that would panic on them, SRTCP without
 //! the E bit (which webrtc-srtp would accept unauthenticated) is dropped, the replay window only
 //! starts at the first *authenticated* packet (a forged first packet cannot anchor it), and the
-//! number of SSRCs tried before one authenticates is bounded.
+//! number of SSRCs webrtc-srtp keeps state for (it does before authenticating) is bounded, for
+//! SRTP and SRTCP alike.
 
 use std::collections::HashSet;
 
@@ -13,8 +14,8 @@ use webrtc_util::replay_detector::{ReplayDetector, WrappedSlidingWindowDetector}
 
 /// Replay window, in packets.
 const REPLAY_WINDOW: usize = 128;
-/// Distinct SSRCs tried before the caller's stream authenticates, at most.
-const MAX_UNAUTHENTICATED_SSRCS: usize = 16;
+/// Distinct SSRCs given to webrtc-srtp per direction of protocol (RTP, RTCP), at most.
+const MAX_SSRCS: usize = 16;
 /// RTP fixed header length.
 const RTP_HEADER: usize = 12;
 /// RTCP header plus sender SSRC.
@@ -29,7 +30,7 @@ pub enum Dropped {
     Authentication,
     /// Seen before, or too old.
     Replay,
-    /// From an SSRC that is not the caller's while too many others were tried.
+    /// From one SSRC too many.
     UnknownSource,
 }
 
@@ -39,7 +40,8 @@ pub struct SrtpSession {
     inbound: Context,
     profile: ProtectionProfile,
     remote_ssrc: Option<u32>,
-    tried_ssrcs: HashSet<u32>,
+    rtp_ssrcs: HashSet<u32>,
+    rtcp_ssrcs: HashSet<u32>,
 }
 
 /// Keys exported from the DTLS handshake.
@@ -71,18 +73,14 @@ impl SrtpSession {
             )?,
             profile,
             remote_ssrc: None,
-            tried_ssrcs: HashSet::new(),
+            rtp_ssrcs: HashSet::new(),
+            rtcp_ssrcs: HashSet::new(),
         })
     }
 
     /// The SSRC of the caller's authenticated stream, once known.
     pub fn remote_ssrc(&self) -> Option<u32> {
         self.remote_ssrc
-    }
-
-    /// The protection profile negotiated.
-    pub fn profile(&self) -> ProtectionProfile {
-        self.profile
     }
 
     /// Protects a plain RTP packet whose header is `header`.
@@ -103,15 +101,7 @@ impl SrtpSession {
             return Err(Dropped::Authentication);
         }
         let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
-        if self.remote_ssrc != Some(ssrc) {
-            // Each SSRC tried costs state inside webrtc-srtp: bound them.
-            if !self.tried_ssrcs.contains(&ssrc)
-                && self.tried_ssrcs.len() >= MAX_UNAUTHENTICATED_SSRCS
-            {
-                return Err(Dropped::UnknownSource);
-            }
-            self.tried_ssrcs.insert(ssrc);
-        }
+        admit(&mut self.rtp_ssrcs, ssrc)?;
         match self.inbound.decrypt_rtp(packet) {
             Ok(plain) => {
                 self.remote_ssrc = Some(ssrc);
@@ -134,12 +124,26 @@ impl SrtpSession {
         if packet[index_at] & 0x80 == 0 {
             return Err(Dropped::Authentication);
         }
+        let ssrc = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        admit(&mut self.rtcp_ssrcs, ssrc)?;
         match self.inbound.decrypt_rtcp(packet) {
             Ok(plain) => Ok(plain),
             Err(webrtc_srtp::Error::SrtcpSsrcDuplicated(..)) => Err(Dropped::Replay),
             Err(_) => Err(Dropped::Authentication),
         }
     }
+}
+
+/// Each SSRC costs state inside webrtc-srtp, made before authentication: at most [`MAX_SSRCS`].
+fn admit(seen: &mut HashSet<u32>, ssrc: u32) -> Result<(), Dropped> {
+    if seen.contains(&ssrc) {
+        return Ok(());
+    }
+    if seen.len() >= MAX_SSRCS {
+        return Err(Dropped::UnknownSource);
+    }
+    seen.insert(ssrc);
+    Ok(())
 }
 
 /// A sliding-window replay detector that starts at the first packet that authenticates, so that
@@ -266,7 +270,7 @@ mod tests {
     #[test]
     fn ssrcs_tried_before_authentication_are_bounded() {
         let (mut alice, mut bob) = pair(ProtectionProfile::Aes128CmHmacSha1_80);
-        for ssrc in 0..MAX_UNAUTHENTICATED_SSRCS as u32 {
+        for ssrc in 0..MAX_SSRCS as u32 {
             let mut forged = rtp(&mut alice, ssrc + 1000, 1).to_vec();
             forged[20] ^= 1;
             assert_eq!(bob.unprotect_rtp(&forged), Err(Dropped::Authentication));

@@ -25,8 +25,6 @@ pub struct MediaStats {
     pub garbage: AtomicU64,
     /// Remote candidates refused by policy (address family, loopback, private, count).
     pub candidates_refused: AtomicU64,
-    /// DTMF key presses received.
-    pub dtmf_in: AtomicU64,
 }
 
 impl MediaStats {

@@ -74,12 +74,29 @@ impl Jmi {
 
     /// Finds and reads the JMI element among a message's payloads, if there is one.
     pub fn find(payloads: &[Element]) -> Option<Result<Self, ParseError>> {
-        payloads.iter().find(|p| p.has_ns(NS_JMI)).map(Self::parse)
+        // Elements of a newer revision than ours are not ours to refuse: ignored.
+        const KNOWN: [&str; 7] = [
+            "propose", "retract", "accept", "proceed", "reject", "ringing", "finish",
+        ];
+        payloads
+            .iter()
+            .find(|p| p.has_ns(NS_JMI) && KNOWN.contains(&p.name()))
+            .map(Self::parse)
     }
 
     /// Reads a JMI element.
     pub fn parse(elem: &Element) -> Result<Self, ParseError> {
-        let sid = Sid(required(elem, "propose", "id")?.to_string());
+        let name = match elem.name() {
+            "propose" => "propose",
+            "retract" => "retract",
+            "accept" => "accept",
+            "proceed" => "proceed",
+            "reject" => "reject",
+            "ringing" => "ringing",
+            "finish" => "finish",
+            _ => "jingle-message",
+        };
+        let sid = Sid(required(elem, name, "id")?.to_string());
         let reason = || {
             elem.get_child("reason", NS_JINGLE)
                 .map(ReasonElement::parse)

@@ -20,7 +20,7 @@ use crate::xmpp::iq_error::IqError;
 use crate::xmpp::link::InvalidStanza;
 
 impl Router {
-    pub(super) async fn handle_iq(&mut self, iq: Iq) {
+    pub(super) fn handle_iq(&mut self, iq: Iq) {
         let (from, to, id, payload, is_set) = match iq {
             Iq::Get {
                 from,
@@ -38,7 +38,7 @@ impl Router {
                 let answered =
                     from.is_some_and(|from| self.core.handle_iq_response(now(), &from, &id, None));
                 if answered {
-                    self.process_outputs().await;
+                    self.process_outputs();
                 }
                 return;
             }
@@ -49,7 +49,7 @@ impl Router {
                 let answered = from
                     .is_some_and(|from| self.core.handle_iq_response(now(), &from, &id, condition));
                 if answered {
-                    self.process_outputs().await;
+                    self.process_outputs();
                 }
                 return;
             }
@@ -77,9 +77,9 @@ impl Router {
                 }
             }
         };
-        self.send(Stanza::Iq(reply)).await;
+        self.send(Stanza::Iq(reply));
         // The reply goes out before anything the request caused (ringing, session-terminate).
-        self.process_outputs().await;
+        self.process_outputs();
     }
 
     fn handle_request(
@@ -138,7 +138,7 @@ impl Router {
     }
 
     /// A stanza that could not be parsed: an IQ request still gets its `bad-request`.
-    pub(super) async fn handle_invalid(&mut self, invalid: InvalidStanza) {
+    pub(super) fn handle_invalid(&mut self, invalid: InvalidStanza) {
         tracing::debug!(kind = %invalid.kind, from = ?invalid.from, error = %invalid.error, "invalid stanza");
         let is_request = matches!(invalid.type_.as_deref(), Some("get") | Some("set"));
         if invalid.kind != "iq" || !is_request {
@@ -157,11 +157,10 @@ impl Router {
             id,
             error: error.to_stanza_error(),
             payload: None,
-        }))
-        .await;
+        }));
     }
 
-    pub(super) async fn handle_message(&mut self, message: Message) {
+    pub(super) fn handle_message(&mut self, message: Message) {
         if message.type_ == MessageType::Error {
             return;
         }
@@ -173,8 +172,7 @@ impl Router {
                 &message,
                 DefinedCondition::ItemNotFound,
                 "no such virtual JID",
-            )
-            .await;
+            );
             return;
         }
         match Jmi::find(&message.payloads) {
@@ -189,22 +187,21 @@ impl Router {
                 let id = message.id.as_ref().map(|id| id.0.clone());
                 self.core
                     .handle_jmi(now(), from, to, id, wants_receipt, jmi);
-                self.process_outputs().await;
+                self.process_outputs();
             }
             Some(Err(e)) => {
-                self.bounce(&message, DefinedCondition::BadRequest, &e.to_string())
-                    .await;
+                self.bounce(&message, DefinedCondition::BadRequest, &e.to_string());
             }
             None => {}
         }
     }
 
     /// Returns `message` to its sender as an error.
-    async fn bounce(&mut self, message: &Message, condition: DefinedCondition, text: &str) {
+    fn bounce(&mut self, message: &Message, condition: DefinedCondition, text: &str) {
         let mut reply = Message::new_with_type(MessageType::Error, message.from.clone());
         reply.from = message.to.clone();
         reply.id = message.id.clone();
         reply = reply.with_payload(StanzaError::new(ErrorType::Cancel, condition, "en", text));
-        self.send(Stanza::Message(reply)).await;
+        self.send(Stanza::Message(reply));
     }
 }

@@ -45,9 +45,10 @@ pub struct Router {
     subscribers: Subscribers,
     calls: Calls,
     active: HashMap<CallId, CallHandle>,
+    /// Calls told to stop whose tasks are still releasing their media.
+    stopping: Vec<CallHandle>,
     outbound: mpsc::Sender<Stanza>,
     call_events: mpsc::UnboundedSender<(CallId, MediaEvent)>,
-    connected: bool,
 }
 
 /// How long shutdown waits for the last stanzas to leave and calls to close.
@@ -72,8 +73,8 @@ impl Router {
             calls: parts.calls,
             active: HashMap::new(),
             outbound,
+            stopping: Vec::new(),
             call_events,
-            connected: false,
         };
         loop {
             let deadline = router.core.poll_timeout();
@@ -86,40 +87,38 @@ impl Router {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 event = link_events.recv() => match event {
-                    Some(event) => router.handle_link_event(event).await,
+                    Some(event) => router.handle_link_event(event),
                     None => break,
                 },
                 Some((call_id, event)) = call_event_rx.recv() => {
                     router.core.handle_media(call_id, event);
-                    router.process_outputs().await;
+                    router.process_outputs();
                 }
                 _ = timer => {
                     router.core.handle_timeout(now());
-                    router.process_outputs().await;
+                    router.process_outputs();
+                    router.stopping.retain(|call| !call.is_finished());
                 }
             }
         }
         router.shut_down().await;
     }
 
-    async fn handle_link_event(&mut self, event: LinkEvent) {
+    fn handle_link_event(&mut self, event: LinkEvent) {
         match event {
-            LinkEvent::Connected => {
-                self.connected = true;
-                self.announce_presence().await;
-            }
-            LinkEvent::Disconnected => self.connected = false,
+            LinkEvent::Connected => self.announce_presence(),
+            LinkEvent::Disconnected => {}
             LinkEvent::Stanza(stanza) => match *stanza {
-                Stanza::Iq(iq) => self.handle_iq(iq).await,
-                Stanza::Message(message) => self.handle_message(message).await,
-                Stanza::Presence(presence) => self.handle_presence(presence).await,
+                Stanza::Iq(iq) => self.handle_iq(iq),
+                Stanza::Message(message) => self.handle_message(message),
+                Stanza::Presence(presence) => self.handle_presence(presence),
             },
-            LinkEvent::Invalid(invalid) => self.handle_invalid(invalid).await,
+            LinkEvent::Invalid(invalid) => self.handle_invalid(invalid),
         }
     }
 
     /// Acts on every output the core has queued, in order.
-    async fn process_outputs(&mut self) {
+    fn process_outputs(&mut self) {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::StartCall(start) => {
@@ -151,7 +150,10 @@ impl Router {
                 Output::StopCall { call_id, reason } => {
                     tracing::info!(call_id = %call_id, reason = %reason, "call ended");
                     if let Some(call) = self.active.remove(&call_id) {
-                        call.stop(reason);
+                        call.stop();
+                        // Kept until its task has released everything (shutdown waits for it).
+                        self.stopping.retain(|call| !call.is_finished());
+                        self.stopping.push(call);
                     }
                 }
                 Output::CallNotStarted {
@@ -163,31 +165,43 @@ impl Router {
                 }
                 other => {
                     if let Some(stanza) = outbound::stanza_for(other) {
-                        self.send(stanza).await;
+                        self.send(stanza);
                     }
                 }
             }
         }
     }
 
-    async fn send(&mut self, stanza: Stanza) {
-        if self.outbound.send(stanza).await.is_err() {
-            tracing::debug!("the component link has stopped; dropping a stanza");
+    /// Queues a stanza for the link. Never waits: a router that waited on the link while the
+    /// link waits on the router would stop both. A full queue (the link is gone or stuck)
+    /// drops the stanza.
+    fn send(&mut self, stanza: Stanza) {
+        match self.outbound.try_send(stanza) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!("the component link is not keeping up; dropping a stanza")
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!("the component link has stopped; dropping a stanza")
+            }
         }
     }
 
     async fn shut_down(mut self) {
         tracing::info!(calls = self.active.len(), "shutting down: ending calls");
         self.core.shutdown();
-        self.process_outputs().await;
-        self.say_goodbye().await;
-        let calls: Vec<CallHandle> = self.active.drain().map(|(_, c)| c).collect();
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        self.process_outputs();
+        self.say_goodbye();
+        let calls = std::mem::take(&mut self.stopping);
+        let closed = tokio::time::timeout(SHUTDOWN_GRACE, async {
             for call in calls {
                 call.finished().await;
             }
         })
         .await;
+        if closed.is_err() {
+            tracing::warn!("some calls did not release their media in time");
+        }
     }
 
     /// The bare virtual JID for `callee`, if it exists.

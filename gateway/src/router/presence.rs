@@ -1,6 +1,9 @@
 //! Presence for the virtual JIDs: subscriptions are accepted and returned, probes answered,
 //! available presence carries caps matching disco#info, and is announced again after every
 //! reconnect. A virtual JID never sends unavailable presence while the gateway runs.
+//!
+//! Unavailable presence from a caller's device ends its calls; it only reaches the gateway from
+//! subscribers (or devices that sent directed presence), so other callers' calls end by consent.
 
 use jid::{BareJid, Jid};
 use tokio_xmpp::Stanza;
@@ -9,15 +12,14 @@ use xmpp_parsers::presence::{Presence, Type};
 use super::Router;
 
 impl Router {
-    pub(super) async fn handle_presence(&mut self, presence: Presence) {
+    pub(super) fn handle_presence(&mut self, presence: Presence) {
         let (Some(from), Some(to)) = (presence.from.clone(), presence.to.clone()) else {
             return;
         };
         let Some(callee) = self.callee(&to).map(|c| c.jid.clone()) else {
             if presence.type_ == Type::Subscribe {
                 // Nobody here to subscribe to.
-                self.send_presence(Presence::new(Type::Unsubscribed), &to, from)
-                    .await;
+                self.send_presence(Presence::new(Type::Unsubscribed), &to, from);
             }
             return;
         };
@@ -29,39 +31,35 @@ impl Router {
                     Presence::new(Type::Subscribed),
                     &callee,
                     subscriber.clone().into(),
-                )
-                .await;
+                );
                 self.send_presence(
                     Presence::new(Type::Subscribe),
                     &callee,
                     subscriber.clone().into(),
-                )
-                .await;
-                self.send_available(&callee, subscriber.clone().into())
-                    .await;
-                self.subscribers.add(&callee_name, subscriber);
+                );
+                self.send_available(&callee, subscriber.clone().into());
+                if !self.subscribers.add(&callee_name, subscriber.clone()) {
+                    tracing::warn!(%callee, "too many presence subscribers; not keeping a new one");
+                }
             }
-            Type::Subscribed => self.subscribers.add(&callee_name, subscriber),
+            // Only a `subscribe` adds a subscriber: anyone can send the rest.
+            Type::Subscribed => {}
             Type::Unsubscribe => {
                 self.send_presence(
                     Presence::new(Type::Unsubscribed),
                     &callee,
                     subscriber.clone().into(),
-                )
-                .await;
+                );
                 self.subscribers.remove(&callee_name, &subscriber);
             }
             Type::Unsubscribed => self.subscribers.remove(&callee_name, &subscriber),
-            Type::Probe => {
-                self.send_available(&callee, from).await;
-                self.subscribers.add(&callee_name, subscriber);
-            }
+            Type::Probe => self.send_available(&callee, from),
             // Directed presence from a device that just came online: answer it directly.
-            Type::None if from.resource().is_some() => self.send_available(&callee, from).await,
+            Type::None if from.resource().is_some() => self.send_available(&callee, from),
             Type::Unavailable => {
                 if let Ok(device) = from.try_into_full() {
                     self.core.handle_peer_unavailable(&device);
-                    self.process_outputs().await;
+                    self.process_outputs();
                 }
             }
             Type::None | Type::Error => {}
@@ -69,19 +67,18 @@ impl Router {
     }
 
     /// Available presence of every virtual JID to every subscriber (after connecting).
-    pub(super) async fn announce_presence(&mut self) {
+    pub(super) fn announce_presence(&mut self) {
         let pairs = self.subscriber_pairs();
         tracing::debug!(subscribers = pairs.len(), "announcing presence");
         for (callee, subscriber) in pairs {
-            self.send_available(&callee, subscriber.into()).await;
+            self.send_available(&callee, subscriber.into());
         }
     }
 
     /// Unavailable presence to every subscriber, when the gateway stops (after its calls ended).
-    pub(super) async fn say_goodbye(&mut self) {
+    pub(super) fn say_goodbye(&mut self) {
         for (callee, subscriber) in self.subscriber_pairs() {
-            self.send_presence(Presence::new(Type::Unavailable), &callee, subscriber.into())
-                .await;
+            self.send_presence(Presence::new(Type::Unavailable), &callee, subscriber.into());
         }
     }
 
@@ -95,17 +92,17 @@ impl Router {
             .collect()
     }
 
-    async fn send_available(&mut self, callee: &Jid, to: Jid) {
+    fn send_available(&mut self, callee: &Jid, to: Jid) {
         let Some(info) = callee.node().and_then(|n| self.callees.get(n.as_str())) else {
             return;
         };
         let mut presence = Presence::available().with_payload(info.caps.clone());
         presence.set_status("en", info.name.as_str());
-        self.send_presence(presence, callee, to).await;
+        self.send_presence(presence, callee, to);
     }
 
-    async fn send_presence(&mut self, presence: Presence, from: &Jid, to: Jid) {
+    fn send_presence(&mut self, presence: Presence, from: &Jid, to: Jid) {
         let presence = presence.with_from(from.clone()).with_to(to);
-        self.send(Stanza::Presence(presence)).await;
+        self.send(Stanza::Presence(presence));
     }
 }

@@ -5,14 +5,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use jid::BareJid;
 
-/// Subscribers per virtual JID local part, saved as `callee subscriber` lines.
+/// Subscribers kept per virtual JID, at most.
+pub const MAX_PER_JID: usize = 10_000;
+
+/// Subscribers per virtual JID local part, saved as `callee subscriber` lines. Saving happens
+/// on a blocking thread; the newest snapshot always wins.
 #[derive(Debug, Default)]
 pub struct Subscribers {
     path: Option<PathBuf>,
     by_callee: BTreeMap<String, BTreeSet<BareJid>>,
+    version: u64,
+    /// The version last written, shared with the writing threads.
+    written: Arc<Mutex<u64>>,
 }
 
 impl Subscribers {
@@ -21,7 +29,7 @@ impl Subscribers {
     pub fn load(path: &Path) -> io::Result<Self> {
         let mut subscribers = Self {
             path: Some(path.to_path_buf()),
-            by_callee: BTreeMap::new(),
+            ..Self::default()
         };
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
@@ -49,16 +57,19 @@ impl Subscribers {
         Ok(subscribers)
     }
 
-    /// Records `jid` as a subscriber of `callee`; saves when it is new.
-    pub fn add(&mut self, callee: &str, jid: BareJid) {
-        if self
-            .by_callee
-            .entry(callee.to_string())
-            .or_default()
-            .insert(jid)
-        {
-            self.save();
+    /// Records `jid` as a subscriber of `callee` (saving when it is new). False when the JID
+    /// already has [`MAX_PER_JID`] subscribers.
+    pub fn add(&mut self, callee: &str, jid: BareJid) -> bool {
+        let set = self.by_callee.entry(callee.to_string()).or_default();
+        if set.contains(&jid) {
+            return true;
         }
+        if set.len() >= MAX_PER_JID {
+            return false;
+        }
+        set.insert(jid);
+        self.save();
+        true
     }
 
     /// Forgets `jid` as a subscriber of `callee`; saves when it was known.
@@ -79,8 +90,10 @@ impl Subscribers {
             .flat_map(|(callee, set)| set.iter().map(move |jid| (callee.as_str(), jid)))
     }
 
-    fn save(&self) {
-        let Some(path) = &self.path else { return };
+    fn save(&mut self) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
         let mut text = String::new();
         for (callee, jid) in self.all() {
             text.push_str(callee);
@@ -88,10 +101,27 @@ impl Subscribers {
             text.push_str(jid.as_str());
             text.push('\n');
         }
-        let tmp = path.with_extension("tmp");
-        let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = result {
-            tracing::warn!(file = %path.display(), error = %e, "cannot save presence subscribers");
+        self.version += 1;
+        let version = self.version;
+        let written = self.written.clone();
+        let write = move || {
+            let Ok(mut last) = written.lock() else { return };
+            if *last >= version {
+                return; // A newer snapshot is already on disk.
+            }
+            let tmp = path.with_extension("tmp");
+            match std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)) {
+                Ok(()) => *last = version,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot save presence subscribers")
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(write);
+            }
+            Err(_) => write(),
         }
     }
 }

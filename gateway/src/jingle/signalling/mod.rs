@@ -560,7 +560,7 @@ impl Signalling {
         error: Option<DefinedCondition>,
     ) -> bool {
         match self.pending_iqs.get(id) {
-            Some(pending) if Jid::from(pending.peer.clone()) == *from => {}
+            Some(pending) if from.as_str() == pending.peer.as_str() => {}
             _ => return false,
         }
         let Some(pending) = self.pending_iqs.remove(id) else {
