@@ -6,6 +6,7 @@ pub mod dtls;
 pub mod dtmf;
 pub mod engine;
 pub mod ice;
+pub mod inband_dtmf;
 pub mod jitter;
 pub mod leg;
 pub mod pacer;
