@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use config::Config;
+use endpoint::EndpointFactory;
 use jingle::{Signalling, SignallingConfig};
 use media::engine::{MediaEngine, MediaStartError};
 use media::stats::MediaStats;
@@ -91,12 +92,18 @@ pub async fn run(
         callees.insert(name.clone(), CalleeInfo::new(jid, display, available));
     }
 
+    let prompts = config
+        .load_prompts()
+        .map_err(|errors| RunError::Config(errors.to_string()))?;
     let engine = Arc::new(MediaEngine::start(&config.media, stats).await?);
-    let kinds = config
-        .endpoints
-        .iter()
-        .map(|(name, endpoint)| (name.clone(), endpoint.kind.clone()))
-        .collect();
+    let endpoints = Arc::new(EndpointFactory::new(
+        config
+            .endpoints
+            .iter()
+            .map(|(name, endpoint)| (name.clone(), endpoint.kind.clone()))
+            .collect(),
+        Arc::new(prompts),
+    ));
     let core = Signalling::new(SignallingConfig {
         domain: domain.clone(),
         callees: callees
@@ -140,7 +147,7 @@ pub async fn run(
         callees,
         core,
         subscribers,
-        calls: call::Calls::new(engine.clone(), kinds),
+        calls: call::Calls::new(engine.clone(), endpoints),
     };
     Router::run(parts, event_rx, outbound_tx, shutdown).await;
     // The router dropped its sender: the link sends what is queued, then closes the stream.

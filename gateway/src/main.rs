@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use jingle_gateway::config::{Config, ConfigErrors, EXAMPLE_CONFIG};
+use jingle_gateway::config::{Config, ConfigErrors, ConfigOrigin, EXAMPLE_CONFIG};
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "\
@@ -37,7 +37,11 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
 fn load(path: Option<&PathBuf>) -> Result<Config, ConfigErrors> {
     match path {
         Some(path) => Config::load(path),
-        None => Config::from_toml_str(EXAMPLE_CONFIG, std::env::vars()),
+        None => {
+            let mut config = Config::from_toml_str(EXAMPLE_CONFIG, std::env::vars())?;
+            config.origin = ConfigOrigin::Builtin;
+            Ok(config)
+        }
     }
 }
 
@@ -65,21 +69,23 @@ fn main() -> ExitCode {
             println!("jingle-gateway {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::CheckConfig(path) => match Config::load(&path) {
-            Ok(config) => {
-                println!(
-                    "{}: valid ({} virtual JIDs on {})",
-                    path.display(),
-                    config.endpoints.len(),
-                    config.xmpp.domain.as_deref().unwrap_or_default()
-                );
-                ExitCode::SUCCESS
+        Command::CheckConfig(path) => {
+            match Config::load(&path).and_then(|c| c.load_prompts().map(|_| c)) {
+                Ok(config) => {
+                    println!(
+                        "{}: valid ({} virtual JIDs on {})",
+                        path.display(),
+                        config.endpoints.len(),
+                        config.xmpp.domain.as_deref().unwrap_or_default()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    print_errors(&errors);
+                    ExitCode::FAILURE
+                }
             }
-            Err(errors) => {
-                print_errors(&errors);
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Run(path) => {
             let config = match load(path.as_ref()) {
                 Ok(config) => config,

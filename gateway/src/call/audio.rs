@@ -11,7 +11,8 @@ use webrtc_util::marshal::Unmarshal;
 use crate::endpoint::{Endpoint, EndpointEvent, Incoming, Outgoing};
 use crate::jingle::negotiate::{Codec, Offer};
 use crate::media::codec::{Decoder, Encoder, FRAME_SAMPLES};
-use crate::media::dtmf::{Digit, DtmfReceiver, DtmfSender};
+use crate::media::dtmf::{Digit, DigitMerger, DigitSource, DtmfReceiver, DtmfSender};
+use crate::media::inband_dtmf::InbandDtmf;
 use crate::media::jitter::{Buffered, JitterBuffer, Playout};
 use crate::media::pacer::Pacer;
 use crate::media::rtcp::{build_report, read_sender_report, LastSenderReport, REPORT_INTERVAL};
@@ -36,6 +37,8 @@ pub struct TickResult {
     pub packets: Vec<OutPacket>,
     /// The endpoint hung up.
     pub hang_up: bool,
+    /// What the endpoint asked of the call (transfer, messages).
+    pub requests: Vec<EndpointEvent>,
 }
 
 /// The audio path of one call.
@@ -59,6 +62,8 @@ pub struct AudioPath {
     encoded: Vec<u8>,
     unknown_payload_types: u64,
     codec_failed: bool,
+    inband: Option<InbandDtmf>,
+    merger: DigitMerger,
     /// RTP timestamp units sent ahead of real time (a packet longer than 20 ms): the next ticks
     /// without audio use them up instead of leaving a gap.
     sent_ahead: u32,
@@ -93,6 +98,8 @@ impl AudioPath {
             encoded: vec![0; 1500],
             unknown_payload_types: 0,
             codec_failed: false,
+            inband: None,
+            merger: DigitMerger::default(),
             sent_ahead: 0,
         }
     }
@@ -139,8 +146,12 @@ impl AudioPath {
             .on_packet(header.sequence_number, header.timestamp, now, audio);
         if Some(header.payload_type) == self.dtmf_type {
             if let Some(digit) = self.dtmf_in.receive(header.timestamp, &rtp.payload) {
-                tracing::debug!(digit = %digit.as_char(), "DTMF received");
-                endpoint.on_dtmf(digit);
+                tracing::debug!(digit = %digit.as_char(), "DTMF received (RFC 4733)");
+                if endpoint.dtmf_sources().rfc4733
+                    && self.merger.accept(digit, DigitSource::Rfc4733, now)
+                {
+                    endpoint.on_dtmf(digit);
+                }
             }
             // The sequence number is taken, but not by audio.
             self.jitter.insert(
@@ -189,11 +200,12 @@ impl AudioPath {
             self.sender.skip(units);
         }
         for _ in 0..due.send {
-            self.play_out(endpoint);
+            self.play_out(endpoint, now);
             while let Some(event) = endpoint.poll_event() {
                 match event {
                     EndpointEvent::HangUp => result.hang_up = true,
                     EndpointEvent::SendDtmf(digit) => self.send_digit(digit),
+                    request => result.requests.push(request),
                 }
             }
             self.produce(endpoint, &mut result.packets);
@@ -207,11 +219,13 @@ impl AudioPath {
         }
     }
 
-    fn play_out(&mut self, endpoint: &mut dyn Endpoint) {
+    fn play_out(&mut self, endpoint: &mut dyn Endpoint, now: Instant) {
         self.playout.clear();
         self.jitter.pop(&mut self.playout);
-        let wants_pcm = endpoint.wants_pcm() && self.ensure_decoder();
-        for item in self.playout.drain(..) {
+        let inband = endpoint.dtmf_sources().inband;
+        let wants_pcm = (endpoint.wants_pcm() || inband) && self.ensure_decoder();
+        let mut items = std::mem::take(&mut self.playout);
+        for item in items.drain(..) {
             match item {
                 Playout::Packet(packet) if packet.duration == 0 => {}
                 Playout::Packet(packet) => {
@@ -221,6 +235,9 @@ impl AudioPath {
                     } else {
                         false
                     };
+                    if pcm && inband {
+                        self.detect_inband(endpoint, now);
+                    }
                     endpoint.on_audio(Incoming::Audio {
                         payload: &packet.payload,
                         duration: packet.duration,
@@ -239,6 +256,32 @@ impl AudioPath {
                         pcm: pcm.then_some(&self.pcm[..]),
                     });
                 }
+            }
+        }
+        self.playout = items;
+    }
+
+    /// Key presses in the decoded audio of this piece (`self.pcm`).
+    fn detect_inband(&mut self, endpoint: &mut dyn Endpoint, now: Instant) {
+        let detector = self.inband.get_or_insert_with(InbandDtmf::default);
+        let mut found = Vec::new();
+        detector.feed(&self.pcm, &mut found);
+        for digit in found {
+            tracing::debug!(digit = %digit.as_char(), "DTMF received (in-band)");
+            if self.merger.accept(digit, DigitSource::Inband, now) {
+                endpoint.on_dtmf(digit);
+            }
+        }
+    }
+
+    /// Keys typed in a chat message during the call.
+    pub fn receive_chat_digits(&mut self, text: &str, now: Instant, endpoint: &mut dyn Endpoint) {
+        if !endpoint.dtmf_sources().chat {
+            return;
+        }
+        for digit in text.chars().filter_map(Digit::from_char) {
+            if self.merger.accept(digit, DigitSource::Chat, now) {
+                endpoint.on_dtmf(digit);
             }
         }
     }

@@ -1,17 +1,16 @@
 //! Call tasks: one per call, owning its media leg and its endpoint. The router talks to a call
-//! through a [`CallHandle`]; the call reports back through [`MediaEvent`]s.
+//! through a [`CallHandle`]; the call reports back through [`CallEvent`]s.
 
 mod audio;
 mod task;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use jid::{BareJid, FullJid};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::EndpointKind;
-use crate::endpoint::{Echo, Endpoint};
+use crate::endpoint::EndpointFactory;
 use crate::jingle::{CallId, CallStart, EndReason, MediaEvent};
 use crate::media::engine::MediaEngine;
 use crate::protocol::ice_udp::Candidate;
@@ -30,14 +29,35 @@ pub enum CallCommand {
         /// Candidates that came with them.
         candidates: Vec<Candidate>,
     },
+    /// Keys the caller typed in a chat message.
+    ChatDigits(String),
     /// The session is over: release everything.
     Stop,
 }
+
+/// What a call task tells the router.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// For the signalling core.
+    Media(MediaEvent),
+    /// Send `body` as a chat message from the called virtual JID to `to`.
+    Message {
+        /// Recipient JID.
+        to: String,
+        /// Text.
+        body: String,
+    },
+}
+
+/// The channel call tasks report on.
+pub type CallEvents = mpsc::UnboundedSender<(CallId, CallEvent)>;
 
 /// The router's side of a running call.
 #[derive(Debug)]
 pub struct CallHandle {
     call_id: CallId,
+    peer: FullJid,
+    callee: String,
     commands: mpsc::UnboundedSender<CallCommand>,
     task: JoinHandle<()>,
 }
@@ -46,6 +66,16 @@ impl CallHandle {
     /// The call.
     pub fn call_id(&self) -> CallId {
         self.call_id
+    }
+
+    /// The local part of the virtual JID called.
+    pub fn callee(&self) -> &str {
+        &self.callee
+    }
+
+    /// Whether this is a call from `peer` (any device of the user) to the virtual JID `callee`.
+    pub fn is_between(&self, peer: &BareJid, callee: &str) -> bool {
+        self.peer.to_bare() == *peer && self.callee == callee
     }
 
     /// Passes trickled candidates to the media leg.
@@ -62,6 +92,11 @@ impl CallHandle {
             pwd,
             candidates,
         });
+    }
+
+    /// Passes keys typed in a chat message.
+    pub fn chat_digits(&self, text: String) {
+        let _ = self.commands.send(CallCommand::ChatDigits(text));
     }
 
     /// Ends the call's media and endpoint; the task keeps running until it has released
@@ -84,26 +119,25 @@ impl CallHandle {
 /// Starts call tasks.
 pub struct Calls {
     engine: Arc<MediaEngine>,
-    kinds: HashMap<String, EndpointKind>,
+    endpoints: Arc<EndpointFactory>,
 }
 
 impl Calls {
-    /// Call tasks on `engine`, with endpoints by virtual JID local part.
-    pub fn new(engine: Arc<MediaEngine>, kinds: HashMap<String, EndpointKind>) -> Self {
-        Self { engine, kinds }
+    /// Call tasks on `engine`, with endpoints from `endpoints`.
+    pub fn new(engine: Arc<MediaEngine>, endpoints: Arc<EndpointFactory>) -> Self {
+        Self { engine, endpoints }
     }
 
     /// Starts the media leg and endpoint of a call.
-    pub fn start(
-        &self,
-        start: CallStart,
-        events: mpsc::UnboundedSender<(CallId, MediaEvent)>,
-    ) -> CallHandle {
+    pub fn start(&self, start: CallStart, events: CallEvents) -> CallHandle {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let call_id = start.call_id;
-        let task = match self.kinds.get(&start.callee).and_then(endpoint_for) {
+        let peer = start.peer.clone();
+        let callee = start.callee.clone();
+        let task = match self.endpoints.create(&start.callee) {
             Some(endpoint) => tokio::spawn(task::run_call(
                 self.engine.clone(),
+                self.endpoints.clone(),
                 endpoint,
                 start,
                 command_rx,
@@ -111,22 +145,17 @@ impl Calls {
             )),
             None => {
                 // The signalling core only starts calls to endpoints that are available.
-                let _ = events.send((call_id, MediaEvent::Ended(EndReason::EndpointUnavailable)));
+                let ended = CallEvent::Media(MediaEvent::Ended(EndReason::EndpointUnavailable));
+                let _ = events.send((call_id, ended));
                 tokio::spawn(async {})
             }
         };
         CallHandle {
             call_id,
+            peer,
+            callee,
             commands,
             task,
         }
-    }
-}
-
-/// A new endpoint of `kind`, if this build has it.
-fn endpoint_for(kind: &EndpointKind) -> Option<Box<dyn Endpoint>> {
-    match kind {
-        EndpointKind::Echo => Some(Box::new(Echo::default())),
-        EndpointKind::Voicemail | EndpointKind::Ivr | EndpointKind::SoundDevice => None,
     }
 }

@@ -11,20 +11,21 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::audio::AudioPath;
-use super::CallCommand;
-use crate::endpoint::{CallInfo, Endpoint};
+use super::{CallCommand, CallEvent, CallEvents};
+use crate::endpoint::{CallInfo, Endpoint, EndpointEvent, EndpointFactory};
 use crate::jingle::negotiate::LocalTransport;
-use crate::jingle::{CallId, CallStart, EndReason, MediaEvent};
+use crate::jingle::{CallStart, EndReason, MediaEvent};
 use crate::media::engine::MediaEngine;
 use crate::media::leg::{IceRole, LegEvent, MediaLeg};
 
 /// Runs one call until the router stops it or the media or endpoint ends it.
 pub(super) async fn run_call(
     engine: Arc<MediaEngine>,
+    endpoints: Arc<EndpointFactory>,
     mut endpoint: Box<dyn Endpoint>,
     start: CallStart,
     mut commands: mpsc::UnboundedReceiver<CallCommand>,
-    events: mpsc::UnboundedSender<(CallId, MediaEvent)>,
+    events: CallEvents,
 ) {
     let call_id = start.call_id;
     let span = tracing::info_span!("call", %call_id, sid = %start.sid, peer = %start.peer, callee = %start.callee);
@@ -43,7 +44,10 @@ pub(super) async fn run_call(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the media leg");
-                let _ = events.send((call_id, MediaEvent::Ended(EndReason::MediaError)));
+                let _ = events.send((
+                    call_id,
+                    CallEvent::Media(MediaEvent::Ended(EndReason::MediaError)),
+                ));
                 return;
             }
         };
@@ -52,7 +56,8 @@ pub(super) async fn run_call(
         let ended = drive(
             &mut leg,
             &mut audio,
-            endpoint.as_mut(),
+            &mut endpoint,
+            &endpoints,
             &start,
             &mut commands,
             &events,
@@ -73,7 +78,7 @@ pub(super) async fn run_call(
             "media of the call"
         );
         if let Some(reason) = ended {
-            let _ = events.send((call_id, MediaEvent::Ended(reason)));
+            let _ = events.send((call_id, CallEvent::Media(MediaEvent::Ended(reason))));
         }
     };
     let outcome = std::panic::AssertUnwindSafe(call.instrument(span.clone()))
@@ -81,21 +86,28 @@ pub(super) async fn run_call(
         .await;
     if outcome.is_err() {
         span.in_scope(|| tracing::error!("the call task failed; ending the call"));
-        let _ = report.send((call_id, MediaEvent::Ended(EndReason::Internal)));
+        let ended = CallEvent::Media(MediaEvent::Ended(EndReason::Internal));
+        let _ = report.send((call_id, ended));
     }
 }
 
 /// Drives the call; returns why the call side ended it, or `None` when the router stopped it.
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     leg: &mut MediaLeg,
     audio: &mut AudioPath,
-    endpoint: &mut dyn Endpoint,
+    endpoint: &mut Box<dyn Endpoint>,
+    endpoints: &EndpointFactory,
     start: &CallStart,
     commands: &mut mpsc::UnboundedReceiver<CallCommand>,
-    events: &mpsc::UnboundedSender<(CallId, MediaEvent)>,
+    events: &CallEvents,
 ) -> Option<EndReason> {
     let call_id = start.call_id;
-    let report = |event| events.send((call_id, event)).is_ok();
+    let report = |event| events.send((call_id, CallEvent::Media(event))).is_ok();
+    let info = CallInfo {
+        peer: start.peer.to_string(),
+        codec: start.offer.codec,
+    };
     let (ufrag, pwd) = leg.local_credentials().await;
     let candidates = leg.initial_candidates().await;
     let ssrc = audio.ssrc();
@@ -115,6 +127,9 @@ async fn drive(
             command = commands.recv() => match command {
                 None | Some(CallCommand::Stop) => return None,
                 Some(CallCommand::RemoteCandidates(candidates)) => leg.add_remote_candidates(&candidates),
+                Some(CallCommand::ChatDigits(text)) => {
+                    audio.receive_chat_digits(&text, Instant::now(), endpoint.as_mut());
+                }
                 Some(CallCommand::RestartIce { ufrag, pwd, candidates }) => {
                     match restart_ice(leg, &ufrag, &pwd, &candidates, ssrc).await {
                         Ok(local) => {
@@ -134,20 +149,39 @@ async fn drive(
                 }
                 LegEvent::Secured => {
                     tracing::info!(codec = start.offer.codec.name(), "media connected");
-                    endpoint.start(&CallInfo { peer: start.peer.to_string(), codec: start.offer.codec });
+                    endpoint.start(&info);
                     audio.start(Instant::now());
                 }
-                LegEvent::Rtp(packet) => audio.receive_rtp(&packet, Instant::now(), endpoint),
+                LegEvent::Rtp(packet) => audio.receive_rtp(&packet, Instant::now(), endpoint.as_mut()),
                 LegEvent::Rtcp(packet) => audio.receive_rtcp(&packet, Instant::now()),
                 LegEvent::Failed(reason) => return Some(reason),
             },
             _ = sleep_until(tick) => {
-                let result = audio.tick(Instant::now(), endpoint);
+                let result = audio.tick(Instant::now(), endpoint.as_mut());
                 for packet in &result.packets {
                     leg.send_rtp(&packet.header, &packet.payload).await;
                 }
                 if result.hang_up {
                     return Some(EndReason::EndpointHungUp);
+                }
+                for request in result.requests {
+                    match request {
+                        EndpointEvent::Transfer(to) => match endpoints.create(&to) {
+                            Some(mut next) => {
+                                tracing::info!(to = %to, "call handed over");
+                                next.start(&info);
+                                *endpoint = next;
+                            }
+                            None => {
+                                tracing::warn!(to = %to, "cannot hand the call over");
+                                return Some(EndReason::Internal);
+                            }
+                        },
+                        EndpointEvent::SendMessage { to, body } => {
+                            let _ = events.send((call_id, CallEvent::Message { to, body }));
+                        }
+                        EndpointEvent::HangUp | EndpointEvent::SendDtmf(_) => {}
+                    }
                 }
             }
             _ = sleep_until(rtcp) => {

@@ -4,7 +4,9 @@
 use toml::{Table, Value};
 
 use super::load::{ConfigError, SECTIONS};
-use super::schema::{CallsConfig, LogConfig, MediaConfig, StorageConfig, XmppConfig};
+use super::schema::{
+    CallsConfig, LogConfig, MediaConfig, PromptsConfig, StorageConfig, XmppConfig,
+};
 
 const PREFIX: &str = "GATEWAY_";
 
@@ -68,6 +70,7 @@ fn default_of(section: &str, key: &str) -> Option<Value> {
         "media" => Value::try_from(MediaConfig::default()),
         "storage" => Value::try_from(StorageConfig::default()),
         "log" => Value::try_from(LogConfig::default()),
+        "prompts" => Value::try_from(PromptsConfig::default()),
         _ => return None,
     };
     defaults.ok()?.get(key).cloned()

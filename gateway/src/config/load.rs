@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use super::env::apply_env_overrides;
-use super::schema::{Config, EndpointConfig, EndpointKind};
+use super::schema::{Config, ConfigOrigin, EndpointConfig, EndpointKind};
 use super::validate::validate;
 
 /// One problem in a configuration, tied to the key it concerns.
@@ -55,7 +55,7 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// The sections the config accepts besides `[endpoints]`.
-pub(super) const SECTIONS: &[&str] = &["xmpp", "calls", "media", "storage", "log"];
+pub(super) const SECTIONS: &[&str] = &["xmpp", "calls", "media", "storage", "log", "prompts"];
 
 impl Config {
     /// Parses and validates a config from TOML text, applying `GATEWAY_*` overrides from `env`.
@@ -80,7 +80,9 @@ impl Config {
             media: section(&mut table, "media", &mut errors),
             storage: section(&mut table, "storage", &mut errors),
             log: section(&mut table, "log", &mut errors),
+            prompts: section(&mut table, "prompts", &mut errors),
             endpoints: endpoints(table.remove("endpoints"), &mut errors),
+            origin: ConfigOrigin::Text,
         };
         for key in table.keys() {
             errors.push(ConfigError::new(
@@ -107,7 +109,41 @@ impl Config {
                 format!("cannot read config file: {e}"),
             )])
         })?;
-        Self::from_toml_str(&text, std::env::vars())
+        let mut config = Self::from_toml_str(&text, std::env::vars())?;
+        config.origin = ConfigOrigin::File(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Every prompt the config names, with the key that names it.
+    pub fn prompt_uses(&self) -> Vec<(String, String)> {
+        self.endpoints
+            .iter()
+            .flat_map(|(name, endpoint)| match &endpoint.kind {
+                EndpointKind::Ivr(ivr) => ivr.prompts(&format!("endpoints.{name}")),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Where this config's prompt files are.
+    pub fn prompt_source(&self) -> crate::prompt::PromptSource {
+        match &self.origin {
+            ConfigOrigin::Builtin => crate::prompt::PromptSource::Builtin,
+            origin => {
+                crate::prompt::PromptSource::Directory(origin.resolve(&self.prompts.directory))
+            }
+        }
+    }
+
+    /// Loads every prompt the config names (the check `check-config` and the start share).
+    pub fn load_prompts(&self) -> Result<crate::prompt::PromptLibrary, ConfigErrors> {
+        crate::prompt::PromptLibrary::load(
+            &self.prompt_source(),
+            &self.prompt_uses(),
+            self.prompts.max_length.0.as_secs(),
+            self.prompts.cache_mib as usize * (1 << 20),
+        )
+        .map_err(ConfigErrors)
     }
 }
 
@@ -246,15 +282,23 @@ fn endpoints(
                 continue;
             }
         };
-        if kind == EndpointKind::Echo {
-            for extra in settings.keys() {
-                errors.push(ConfigError::new(
-                    format!("{key}.{extra}"),
-                    "unknown key (an echo endpoint has only `kind` and `name`)",
-                ));
+        let kind = match kind {
+            EndpointKind::Echo => {
+                for extra in settings.keys() {
+                    errors.push(ConfigError::new(
+                        format!("{key}.{extra}"),
+                        "unknown key (an echo endpoint has only `kind` and `name`)",
+                    ));
+                }
+                EndpointKind::Echo
             }
-        }
-        // Kinds not built yet keep their settings unread; the gateway says so at start.
+            EndpointKind::Ivr(_) => match typed(Value::Table(settings), &key, errors) {
+                Some(ivr) => EndpointKind::Ivr(Box::new(ivr)),
+                None => continue,
+            },
+            // Kinds not built yet keep their settings unread; the gateway says so at start.
+            other => other,
+        };
         endpoints.insert(
             name,
             EndpointConfig {

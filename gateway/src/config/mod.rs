@@ -3,15 +3,17 @@
 
 mod duration;
 mod env;
+mod ivr;
 mod load;
 mod schema;
 mod validate;
 
 pub use duration::ConfigDuration;
+pub use ivr::{ActionConfig, DtmfSourcesConfig, IvrConfig, MenuConfig};
 pub use load::{ConfigError, ConfigErrors};
 pub use schema::{
-    CallsConfig, Config, DtlsRoleConfig, EndpointConfig, EndpointKind, LogConfig, MediaConfig,
-    StorageConfig, TurnServerConfig, XmppConfig,
+    CallsConfig, Config, ConfigOrigin, DtlsRoleConfig, EndpointConfig, EndpointKind, LogConfig,
+    MediaConfig, PromptsConfig, StorageConfig, TurnServerConfig, XmppConfig,
 };
 pub use validate::parse_port_range;
 

@@ -23,8 +23,61 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `[log]`: log verbosity and format.
     pub log: LogConfig,
+    /// `[prompts]`: where prompt files are and how much of them is kept.
+    pub prompts: PromptsConfig,
     /// `[endpoints.<name>]`: the virtual JIDs `<name>@<xmpp.domain>` and what answers them.
     pub endpoints: BTreeMap<String, EndpointConfig>,
+    /// Where the config came from (relative paths start from its directory).
+    pub origin: ConfigOrigin,
+}
+
+/// Where a config came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ConfigOrigin {
+    /// Text given directly (tests): relative paths start in the working directory.
+    #[default]
+    Text,
+    /// A file: relative paths start in its directory.
+    File(PathBuf),
+    /// The example built into the binary: prompts are the built-in samples.
+    Builtin,
+}
+
+impl ConfigOrigin {
+    /// `path` resolved against the config's directory.
+    pub fn resolve(&self, path: &std::path::Path) -> PathBuf {
+        match self {
+            Self::File(file) => file
+                .parent()
+                .map(|dir| dir.join(path))
+                .unwrap_or_else(|| path.to_path_buf()),
+            Self::Text | Self::Builtin => path.to_path_buf(),
+        }
+    }
+}
+
+/// `[prompts]`: prompt files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PromptsConfig {
+    /// Directory of the prompt files (relative to the config file's directory); prompts may not
+    /// name files outside it.
+    pub directory: PathBuf,
+    /// Longest prompt accepted.
+    pub max_length: ConfigDuration,
+    /// Memory for prompts encoded in the codecs in use, in MiB (least recently used go first and
+    /// are encoded again when needed).
+    pub cache_mib: u32,
+}
+
+impl Default for PromptsConfig {
+    fn default() -> Self {
+        Self {
+            directory: PathBuf::from("prompts"),
+            max_length: ConfigDuration::secs(600),
+            cache_mib: 64,
+        }
+    }
 }
 
 /// `[xmpp]`: how the gateway attaches to the XMPP server as an XEP-0114 component.
@@ -235,8 +288,8 @@ pub enum EndpointKind {
     Echo,
     /// `kind = "voicemail"`: greeting, recording, delivery to the owner. Not available yet.
     Voicemail,
-    /// `kind = "ivr"`: menus and prompts from config. Not available yet.
-    Ivr,
+    /// `kind = "ivr"`: menus and prompts from config.
+    Ivr(Box<crate::config::IvrConfig>),
     /// `kind = "sound-device"`: a bridge to this machine's speaker and microphone. Not available yet.
     SoundDevice,
 }
@@ -250,7 +303,7 @@ impl EndpointKind {
         match name {
             "echo" => Some(Self::Echo),
             "voicemail" => Some(Self::Voicemail),
-            "ivr" => Some(Self::Ivr),
+            "ivr" => Some(Self::Ivr(Box::default())),
             "sound-device" => Some(Self::SoundDevice),
             _ => None,
         }
@@ -261,13 +314,13 @@ impl EndpointKind {
         match self {
             Self::Echo => "echo",
             Self::Voicemail => "voicemail",
-            Self::Ivr => "ivr",
+            Self::Ivr(_) => "ivr",
             Self::SoundDevice => "sound-device",
         }
     }
 
     /// Whether this gateway build can answer calls with this kind of endpoint yet.
     pub fn is_available(&self) -> bool {
-        matches!(self, Self::Echo)
+        matches!(self, Self::Echo | Self::Ivr(_))
     }
 }

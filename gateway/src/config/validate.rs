@@ -102,6 +102,22 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             "no virtual JIDs: add at least one [endpoints.<name>] table with a `kind`",
         ));
     }
+    let availability = config
+        .endpoints
+        .iter()
+        .map(|(name, e)| (name.clone(), e.kind.is_available()))
+        .collect();
+    for (name, endpoint) in &config.endpoints {
+        if let crate::config::EndpointKind::Ivr(ivr) = &endpoint.kind {
+            errors.extend(ivr.validate(&format!("endpoints.{name}"), &availability));
+        }
+    }
+    if config.prompts.max_length.0.is_zero() {
+        errors.push(ConfigError::new(
+            "prompts.max_length",
+            "must be longer than zero",
+        ));
+    }
     for name in config.endpoints.keys() {
         let valid = match domain {
             Some(domain) => BareJid::new(&format!("{name}@{domain}"))

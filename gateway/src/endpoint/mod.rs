@@ -4,14 +4,20 @@
 //! Endpoints never see packets, sockets or signalling, so a new one is one file.
 
 mod echo;
+pub mod ivr;
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 pub use echo::Echo;
 
+use crate::config::{DtmfSourcesConfig, EndpointKind};
 use crate::jingle::negotiate::Codec;
 use crate::media::codec::AudioFrame;
 use crate::media::dtmf::Digit;
+use crate::prompt::PromptLibrary;
 
 /// Received audio, in order, one piece per call.
 #[derive(Debug)]
@@ -52,6 +58,15 @@ pub enum EndpointEvent {
     HangUp,
     /// Send a key press to the caller as RFC 4733 `telephone-event`.
     SendDtmf(Digit),
+    /// Hand the call to the endpoint of another virtual JID (its local part).
+    Transfer(String),
+    /// Send `body` as a chat message from the virtual JID to `to`.
+    SendMessage {
+        /// Recipient JID.
+        to: String,
+        /// Text.
+        body: String,
+    },
 }
 
 /// Facts about the call an endpoint may use.
@@ -63,12 +78,46 @@ pub struct CallInfo {
     pub codec: Codec,
 }
 
+/// Makes the endpoint of a virtual JID for a call (at its start, or when a call is handed over).
+pub struct EndpointFactory {
+    kinds: HashMap<String, EndpointKind>,
+    prompts: Arc<PromptLibrary>,
+}
+
+impl EndpointFactory {
+    /// Endpoints by virtual JID local part, playing prompts from `prompts`.
+    pub fn new(kinds: HashMap<String, EndpointKind>, prompts: Arc<PromptLibrary>) -> Self {
+        Self { kinds, prompts }
+    }
+
+    /// A new endpoint for `callee`, if it exists and is available in this build.
+    pub fn create(&self, callee: &str) -> Option<Box<dyn Endpoint>> {
+        match self.kinds.get(callee)? {
+            EndpointKind::Echo => Some(Box::new(Echo::default())),
+            EndpointKind::Ivr(config) => Some(Box::new(ivr::Ivr::new(
+                &Arc::new((**config).clone()),
+                self.prompts.clone(),
+            ))),
+            EndpointKind::Voicemail | EndpointKind::SoundDevice => None,
+        }
+    }
+}
+
 /// What answers a call.
 pub trait Endpoint: Send {
     /// Whether received audio should be decoded for this endpoint (else only encoded payloads
     /// are passed, and no decoder is made).
     fn wants_pcm(&self) -> bool {
         false
+    }
+
+    /// Which ways of pressing keys this endpoint hears (in-band detection decodes the audio).
+    fn dtmf_sources(&self) -> DtmfSourcesConfig {
+        DtmfSourcesConfig {
+            rfc4733: true,
+            inband: false,
+            chat: false,
+        }
     }
 
     /// Media is flowing: the call is connected.

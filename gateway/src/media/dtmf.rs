@@ -1,6 +1,8 @@
 //! RFC 4733 `telephone-event` digits: received ones are reported once per key press (the
 //! packets of one event share a timestamp, and the end packet is sent three times); digits to
-//! send become a paced series of event packets.
+//! send become a paced series of event packets. Presses reported by several ways count once.
+
+use std::time::{Duration, Instant};
 
 /// A DTMF key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +34,44 @@ impl Digit {
     /// The key as a character.
     pub fn as_char(&self) -> char {
         self.0
+    }
+}
+
+/// The way a key press came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigitSource {
+    /// RFC 4733 `telephone-event`.
+    Rfc4733,
+    /// Tones in the audio.
+    Inband,
+    /// Typed in a chat message.
+    Chat,
+}
+
+/// A key press that arrives by two ways (a client sending RFC 4733 and leaving the tone in the
+/// audio, say) counts once: the same key from another way within [`MERGE_WINDOW`] is the same
+/// press.
+#[derive(Debug, Default)]
+pub struct DigitMerger {
+    last: Option<(Digit, DigitSource, Instant)>,
+}
+
+/// How far apart two reports of one press may be.
+pub const MERGE_WINDOW: Duration = Duration::from_millis(600);
+
+impl DigitMerger {
+    /// Whether `digit` from `source` at `now` is a new press.
+    pub fn accept(&mut self, digit: Digit, source: DigitSource, now: Instant) -> bool {
+        if let Some((last, last_source, at)) = self.last {
+            if last == digit
+                && last_source != source
+                && now.saturating_duration_since(at) < MERGE_WINDOW
+            {
+                return false;
+            }
+        }
+        self.last = Some((digit, source, now));
+        true
     }
 }
 
@@ -243,5 +283,32 @@ mod tests {
             got.extend(receiver.receive(42, &packet.payload.to_bytes()));
         }
         assert_eq!(got, [Digit::from_char('*').unwrap()]);
+    }
+}
+
+#[cfg(test)]
+mod merger_tests {
+    use super::*;
+
+    #[test]
+    fn a_press_seen_two_ways_counts_once() {
+        let start = Instant::now();
+        let five = Digit::from_char('5').unwrap();
+        let mut merger = DigitMerger::default();
+        assert!(merger.accept(five, DigitSource::Rfc4733, start));
+        // The tone in the audio, found a little later: the same press.
+        assert!(!merger.accept(five, DigitSource::Inband, start + Duration::from_millis(80)));
+        // The same way again is a new press; so is another way much later.
+        assert!(merger.accept(
+            five,
+            DigitSource::Rfc4733,
+            start + Duration::from_millis(300)
+        ));
+        assert!(merger.accept(five, DigitSource::Chat, start + Duration::from_secs(2)));
+        assert!(merger.accept(
+            Digit::from_char('6').unwrap(),
+            DigitSource::Inband,
+            start + Duration::from_secs(2)
+        ));
     }
 }

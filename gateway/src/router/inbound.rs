@@ -192,7 +192,23 @@ impl Router {
             Some(Err(e)) => {
                 self.bounce(&message, DefinedCondition::BadRequest, &e.to_string());
             }
-            None => {}
+            None => self.handle_chat(&from, &to, &message),
+        }
+    }
+
+    /// A chat message to a virtual JID during a call: keys typed by a caller whose client has
+    /// no dial pad.
+    fn handle_chat(&mut self, from: &Jid, to: &Jid, message: &Message) {
+        let Some((_, body)) = message.get_best_body(vec![]) else {
+            return;
+        };
+        let (Some(callee), peer) = (to.node(), from.to_bare()) else {
+            return;
+        };
+        for call in self.active.values() {
+            if call.is_between(&peer, callee.as_str()) {
+                call.chat_digits(body.clone());
+            }
         }
     }
 

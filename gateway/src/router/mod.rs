@@ -14,8 +14,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_xmpp::Stanza;
 
+use crate::call::{CallEvent, CallEvents};
 use crate::call::{CallHandle, Calls};
-use crate::jingle::{CallId, MediaEvent, Output, Signalling};
+use crate::jingle::{CallId, Output, Signalling};
 use crate::xmpp::disco::CalleeInfo;
 use crate::xmpp::link::LinkEvent;
 use crate::xmpp::subscribers::Subscribers;
@@ -48,7 +49,7 @@ pub struct Router {
     /// Calls told to stop whose tasks are still releasing their media.
     stopping: Vec<CallHandle>,
     outbound: mpsc::Sender<Stanza>,
-    call_events: mpsc::UnboundedSender<(CallId, MediaEvent)>,
+    call_events: CallEvents,
 }
 
 /// How long shutdown waits for the last stanzas to leave and calls to close.
@@ -90,10 +91,7 @@ impl Router {
                     Some(event) => router.handle_link_event(event),
                     None => break,
                 },
-                Some((call_id, event)) = call_event_rx.recv() => {
-                    router.core.handle_media(call_id, event);
-                    router.process_outputs();
-                }
+                Some((call_id, event)) = call_event_rx.recv() => router.handle_call_event(call_id, event),
                 _ = timer => {
                     router.core.handle_timeout(now());
                     router.process_outputs();
@@ -102,6 +100,29 @@ impl Router {
             }
         }
         router.shut_down().await;
+    }
+
+    fn handle_call_event(&mut self, call_id: CallId, event: CallEvent) {
+        match event {
+            CallEvent::Media(event) => {
+                self.core.handle_media(call_id, event);
+                self.process_outputs();
+            }
+            CallEvent::Message { to, body } => {
+                let Some(callee) = self
+                    .active
+                    .get(&call_id)
+                    .and_then(|call| self.callees.get(call.callee()))
+                else {
+                    return;
+                };
+                let (Ok(to), from) = (Jid::new(&to), callee.jid.clone()) else {
+                    tracing::warn!(%to, "not a JID; message not sent");
+                    return;
+                };
+                self.send(outbound::chat(from, to, body));
+            }
+        }
     }
 
     fn handle_link_event(&mut self, event: LinkEvent) {

@@ -4,13 +4,21 @@ use jid::Jid;
 use minidom::Element;
 use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
-use xmpp_parsers::message::{Id, Message, MessageType};
+use xmpp_parsers::message::{Id, Lang, Message, MessageType};
 use xmpp_parsers::receipts::Received;
 
 use crate::jingle::Output;
 
 /// XEP-0334 `<store/>`: JMI messages are archived so the caller's other devices see them.
 const NS_HINTS: &str = "urn:xmpp:hints";
+
+/// A chat message with `body`.
+pub(super) fn chat(from: Jid, to: Jid, body: String) -> Stanza {
+    let mut message = Message::new_with_type(MessageType::Chat, Some(to));
+    message.from = Some(from);
+    message.id = Some(Id(format!("gw-{}", rand::random::<u64>())));
+    Stanza::Message(message.with_body(Lang(String::new()), body))
+}
 
 /// The stanza an output sends, if it sends one.
 pub(super) fn stanza_for(output: Output) -> Option<Stanza> {

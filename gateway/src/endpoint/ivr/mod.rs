@@ -1,0 +1,108 @@
+//! `ivr`: menus from the config. The menu engine decides; this endpoint plays its prompts from
+//! the shared prompt library (already encoded in the call's codec, so playing to many callers
+//! costs no encoding) and passes its requests to the call.
+
+mod menu;
+mod pattern;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+pub use menu::{Command, MenuEngine};
+pub use pattern::{Match, Pattern};
+
+use super::{CallInfo, Endpoint, EndpointEvent, Incoming, Outgoing};
+use crate::config::{DtmfSourcesConfig, IvrConfig};
+use crate::jingle::negotiate::Codec;
+use crate::media::dtmf::Digit;
+use crate::prompt::{EncodedPrompt, PromptLibrary};
+
+/// The IVR endpoint of one call.
+pub struct Ivr {
+    engine: MenuEngine,
+    prompts: Arc<PromptLibrary>,
+    sources: DtmfSourcesConfig,
+    codec: Codec,
+    playing: Option<(Arc<EncodedPrompt>, usize)>,
+    events: VecDeque<EndpointEvent>,
+}
+
+impl Ivr {
+    /// An IVR for `config`, playing prompts from `prompts`.
+    pub fn new(config: &Arc<IvrConfig>, prompts: Arc<PromptLibrary>) -> Self {
+        Self {
+            engine: MenuEngine::new(config),
+            prompts,
+            sources: config.dtmf,
+            codec: Codec::Opus,
+            playing: None,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Carries out what the engine asked.
+    fn run_commands(&mut self) {
+        while let Some(command) = self.engine.poll() {
+            match command {
+                Command::Play(prompt) => {
+                    tracing::debug!(%prompt, menu = self.engine.current(), "playing");
+                    self.playing = self.prompts.encoded(&prompt, self.codec).map(|p| (p, 0));
+                    if self.playing.is_none() {
+                        // Checked at start, so this is a codec failure: carry on without it.
+                        tracing::warn!(%prompt, "prompt not available");
+                        self.engine.on_prompt_done();
+                    }
+                }
+                Command::Stop => self.playing = None,
+                Command::HangUp => self.events.push_back(EndpointEvent::HangUp),
+                Command::Transfer(to) => self.events.push_back(EndpointEvent::Transfer(to)),
+                Command::SendMessage { to, body } => self
+                    .events
+                    .push_back(EndpointEvent::SendMessage { to, body }),
+            }
+        }
+    }
+}
+
+impl Endpoint for Ivr {
+    fn dtmf_sources(&self) -> DtmfSourcesConfig {
+        self.sources
+    }
+
+    fn start(&mut self, call: &CallInfo) {
+        self.codec = call.codec;
+        self.engine.start();
+        self.run_commands();
+    }
+
+    fn on_audio(&mut self, _audio: Incoming<'_>) {}
+
+    fn on_dtmf(&mut self, digit: Digit) {
+        tracing::info!(digit = %digit.as_char(), menu = self.engine.current(), "key pressed");
+        self.engine.on_digit(digit.as_char());
+        self.run_commands();
+    }
+
+    fn next_frame(&mut self) -> Outgoing<'_> {
+        self.engine.tick();
+        self.run_commands();
+        let Some((prompt, position)) = self.playing.as_mut() else {
+            return Outgoing::Silence;
+        };
+        let frame = prompt.frames.get(*position).cloned();
+        *position += 1;
+        if *position >= prompt.frames.len() {
+            self.playing = None;
+            self.engine.on_prompt_done();
+            self.run_commands();
+        }
+        match frame {
+            Some(frame) => Outgoing::Encoded(frame),
+            None => Outgoing::Silence,
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<EndpointEvent> {
+        self.events.pop_front()
+    }
+}
