@@ -81,6 +81,10 @@ pub fn gateway_config(server: &Server, data: &TempDir, extra: &[(&str, &str)]) -
             "GATEWAY_MEDIA_ALLOW_LOOPBACK_CANDIDATES".into(),
             "true".into(),
         ),
+        (
+            "GATEWAY_PROMPTS_DIRECTORY".into(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../config/prompts").into(),
+        ),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Config::from_toml_str(EXAMPLE_CONFIG, env).expect("test config is valid")
