@@ -6,4 +6,5 @@ mod support;
 
 mod calls;
 mod faults;
+mod ivr;
 mod signalling;

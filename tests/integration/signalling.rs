@@ -512,3 +512,60 @@ async fn presence_is_announced_to_subscribers_after_a_restart() {
     })
     .await;
 }
+
+/// Broken prompt files are refused by `check-config` (and at start) with the key and file named.
+#[test]
+fn check_config_refuses_broken_prompts() {
+    let dir = TempDir::new("config");
+    let prompts = dir.path().join("prompts");
+    std::fs::create_dir_all(&prompts).expect("dir");
+    std::fs::write(prompts.join("noise.wav"), [7u8; 2000]).expect("write");
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/audio");
+    std::fs::copy(
+        format!("{fixtures}/truncated.flac"),
+        prompts.join("cut.flac"),
+    )
+    .expect("copy");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        r###"
+[xmpp]
+domain = "gw.localhost"
+secret = "s"
+[endpoints.menu]
+kind = "ivr"
+[endpoints.menu.menus.main]
+greeting = "noise.wav"
+invalid = "cut.flac"
+short_greeting = "../../etc/passwd"
+[endpoints.menu.menus.main.entries]
+"1" = { action = "play", prompt = "missing.opus" }
+"###,
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_jingle-gateway"))
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .expect("run check-config");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for (key, file) in [
+        ("endpoints.menu.menus.main.greeting", "noise.wav"),
+        ("endpoints.menu.menus.main.invalid", "cut.flac"),
+        (
+            "endpoints.menu.menus.main.short_greeting",
+            "outside the prompt directory",
+        ),
+        (
+            "endpoints.menu.menus.main.entries.\"1\".prompt",
+            "missing.opus",
+        ),
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.contains(key) && l.contains(file)),
+            "{key} / {file} missing:\n{stderr}"
+        );
+    }
+}

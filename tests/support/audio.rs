@@ -67,3 +67,48 @@ pub fn dominant_frequency(samples: &[i16], seconds: f64) -> (f64, f64) {
     };
     (best, share)
 }
+
+/// The tones heard, in order: received audio cut in 100 ms windows, each named after the
+/// candidate frequency that carries most of it (windows with none, or silent, are skipped);
+/// runs shorter than two windows are dropped and repeats merged. Each entry is (Hz, windows).
+pub fn tone_sequence(samples: &[i16], candidates: &[f64]) -> Vec<(f64, usize)> {
+    const WINDOW: usize = 4800;
+    let mut runs: Vec<(f64, usize)> = Vec::new();
+    for window in samples.chunks(WINDOW).filter(|w| w.len() == WINDOW) {
+        let energy: f64 = window
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            / WINDOW as f64;
+        if energy < 1e4 {
+            continue;
+        }
+        let best = candidates
+            .iter()
+            .map(|&hz| (hz, 2.0 * power_at(window, hz) / (WINDOW as f64 * energy)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let Some((hz, _)) = best.filter(|(_, share)| *share > 0.5) else {
+            continue;
+        };
+        match runs.last_mut() {
+            Some((last, count)) if *last == hz => *count += 1,
+            _ => runs.push((hz, 1)),
+        }
+    }
+    let mut merged: Vec<(f64, usize)> = Vec::new();
+    for (hz, count) in runs.into_iter().filter(|(_, count)| *count >= 2) {
+        match merged.last_mut() {
+            Some((last, total)) if *last == hz => *total += count,
+            _ => merged.push((hz, count)),
+        }
+    }
+    merged
+}
+
+/// Just the frequencies of [`tone_sequence`].
+pub fn tones_heard(samples: &[i16], candidates: &[f64]) -> Vec<f64> {
+    tone_sequence(samples, candidates)
+        .into_iter()
+        .map(|(hz, _)| hz)
+        .collect()
+}

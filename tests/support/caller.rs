@@ -12,6 +12,7 @@ use jingle_gateway::jingle::negotiate::{Codec, DtlsRole, RemoteFingerprint, FING
 use jingle_gateway::media::codec::{Decoder, Encoder, FRAME_SAMPLES};
 use jingle_gateway::media::dtmf::{Digit, DtmfReceiver, DtmfSender};
 use jingle_gateway::media::engine::MediaEngine;
+use jingle_gateway::media::inband_dtmf::tone_for;
 use jingle_gateway::media::leg::{IceRole, LegEvent, MediaLeg};
 use jingle_gateway::media::rtp::RtpSender;
 use jingle_gateway::media::stats::MediaStats;
@@ -89,6 +90,21 @@ pub struct Exchange {
     /// Load mode: send one second of tone encoded once, in a loop, and count what comes back
     /// without decoding it (so that many calls fit on one machine with the gateway).
     pub light: bool,
+    /// Key presses at given times after media started.
+    pub script: Vec<(Duration, Press)>,
+    /// Send speech (the recorded fixture, in a loop) instead of the tone.
+    pub speech: bool,
+}
+
+/// A way of pressing a key.
+#[derive(Debug, Clone)]
+pub enum Press {
+    /// An RFC 4733 event.
+    Rfc4733(char),
+    /// DTMF tones in the audio (150 ms).
+    Inband(char),
+    /// Digits typed in a chat message to the called JID.
+    Chat(&'static str),
 }
 
 impl Exchange {
@@ -115,6 +131,8 @@ pub struct Received {
     pub terminated: Option<String>,
     /// Why the caller's own media failed, if it did.
     pub media_failed: Option<String>,
+    /// Chat messages received during the exchange: (from, body).
+    pub messages: Vec<(String, String)>,
 }
 
 /// A call in progress.
@@ -341,6 +359,15 @@ impl TestCaller {
         let mut key_receiver = DtmfReceiver::default();
         let units = call.codec.frame_timestamp_units();
         let mut encoded = vec![0u8; 1500];
+        let mut script: std::collections::VecDeque<(Duration, Press)> =
+            plan.script.iter().cloned().collect();
+        let mut overlay: Vec<i16> = Vec::new();
+        let speech = if plan.speech {
+            speech_fixture()
+        } else {
+            Vec::new()
+        };
+        let mut speech_at = 0usize;
         // One second of the tone, encoded once (an integer number of periods of any whole Hz).
         let precoded: Vec<Vec<u8>> = if plan.light {
             (0..50)
@@ -374,14 +401,47 @@ impl TestCaller {
                             keys.push(key);
                         }
                     }
+                    let elapsed = Duration::from_millis(ticks * 20);
+                    while script.front().is_some_and(|(at, _)| *at <= elapsed) {
+                        let Some((_, press)) = script.pop_front() else { break };
+                        match press {
+                            Press::Rfc4733(key) => {
+                                keys.push(Digit::from_char(key).expect("a key"));
+                            }
+                            Press::Inband(key) => {
+                                overlay.extend(tone_for(key, 150, 5000.0));
+                                overlay.extend(std::iter::repeat_n(0, 48 * 100));
+                            }
+                            Press::Chat(text) => {
+                                let body = Element::builder("body", super::client::NS_CLIENT).append(text).build();
+                                let to = call.to.clone();
+                                self.client.send_message(&to, vec![body]).await;
+                            }
+                        }
+                    }
                     if let Some(event) = keys.next_frame(units) {
                         if let Some(header) = call.sender.event(&event, units) {
                             call.leg.send_rtp(&header, &event.payload.to_bytes()).await;
                         }
                         continue;
                     }
-                    let payload: &[u8] = if plan.light {
+                    let payload: &[u8] = if !overlay.is_empty() {
+                        let mut frame = [0i16; FRAME_SAMPLES];
+                        for (sample, tone) in frame.iter_mut().zip(overlay.drain(..FRAME_SAMPLES.min(overlay.len()))) {
+                            *sample = tone;
+                        }
+                        let n = encoder.encode(&frame, &mut encoded).expect("encode");
+                        &encoded[..n]
+                    } else if plan.light {
                         &precoded[(ticks % 50) as usize]
+                    } else if plan.speech {
+                        let mut frame = [0i16; FRAME_SAMPLES];
+                        for sample in frame.iter_mut() {
+                            *sample = speech[speech_at % speech.len()];
+                            speech_at += 1;
+                        }
+                        let n = encoder.encode(&frame, &mut encoded).expect("encode");
+                        &encoded[..n]
                     } else {
                         let n = encoder.encode(&tone.next_frame(), &mut encoded).expect("encode");
                         &encoded[..n]
@@ -458,6 +518,12 @@ impl TestCaller {
                         }
                         Some(j) if j.sid.0 == call.sid && j.action == Action::SessionTerminate => {
                             received.terminated = Some(j.reason.map(|r| r.reason.as_str().to_string()).unwrap_or_default());
+                        }
+                        None if stanza.name() == "message" => {
+                            if let Some(body) = stanza.get_child("body", super::client::NS_CLIENT) {
+                                let from = stanza.attr("from").unwrap_or_default().to_string();
+                                received.messages.push((from, body.text()));
+                            }
                         }
                         _ => {}
                     }
@@ -543,6 +609,12 @@ impl TestCaller {
         self.engine.close().await;
         self.client.close().await;
     }
+}
+
+/// The recorded speech fixture, 48 kHz mono.
+fn speech_fixture() -> Vec<i16> {
+    let bytes = include_bytes!("../fixtures/audio/speech-16k.flac");
+    jingle_gateway::prompt::decode::decode(bytes, Some("flac"), 60).expect("speech fixture decodes")
 }
 
 /// The Jingle payload of an IQ set, parsed.

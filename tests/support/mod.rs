@@ -62,8 +62,18 @@ pub async fn within<F: std::future::Future>(seconds: u64, test: F) -> F::Output 
 }
 
 /// The example config, pointed at `server`, with loopback media and a private data directory;
-/// `extra` is TOML appended to it (later keys of a section win).
+/// `extra` are `GATEWAY_*` overrides.
 pub fn gateway_config(server: &Server, data: &TempDir, extra: &[(&str, &str)]) -> Config {
+    gateway_config_with(server, data, "", extra)
+}
+
+/// [`gateway_config`] with `tables` (TOML, e.g. more `[endpoints.x]`) appended to the example.
+pub fn gateway_config_with(
+    server: &Server,
+    data: &TempDir,
+    tables: &str,
+    extra: &[(&str, &str)],
+) -> Config {
     let mut env: Vec<(String, String)> = vec![
         ("GATEWAY_XMPP_HOST".into(), "127.0.0.1".into()),
         (
@@ -87,7 +97,11 @@ pub fn gateway_config(server: &Server, data: &TempDir, extra: &[(&str, &str)]) -
         ),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Config::from_toml_str(EXAMPLE_CONFIG, env).expect("test config is valid")
+    let text = format!("{EXAMPLE_CONFIG}\n{tables}");
+    match Config::from_toml_str(&text, env) {
+        Ok(config) => config,
+        Err(errors) => panic!("test config is not valid:\n{errors}"),
+    }
 }
 
 /// The gateway running in this process.

@@ -218,6 +218,19 @@ fn load_one(source: &PromptSource, text: &str, max_seconds: u64) -> Result<Vec<i
 
 /// `relative` resolved under `directory`, refusing paths (or links) that leave it.
 fn inside(directory: &Path, relative: &Path) -> Result<PathBuf, String> {
+    let escapes = relative.components().any(|c| {
+        !matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    });
+    if escapes {
+        return Err(format!(
+            "{}: outside the prompt directory {} (use a path inside it)",
+            relative.display(),
+            directory.display()
+        ));
+    }
     let root = directory
         .canonicalize()
         .map_err(|e| format!("prompt directory {}: {e}", directory.display()))?;
