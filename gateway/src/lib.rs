@@ -11,6 +11,7 @@ pub mod media;
 pub mod prompt;
 pub mod protocol;
 mod router;
+pub mod voicemail;
 pub mod xmpp;
 
 #[cfg(test)]
@@ -43,6 +44,9 @@ pub enum RunError {
     /// The media engine could not start.
     #[error(transparent)]
     Media(#[from] MediaStartError),
+    /// A mailbox directory cannot be used.
+    #[error(transparent)]
+    Voicemail(#[from] voicemail::OpenError),
     /// The data directory cannot be used.
     #[error("storage.data_dir {path}: {source}")]
     DataDir {
@@ -95,6 +99,7 @@ pub async fn run(
     let prompts = config
         .load_prompts()
         .map_err(|errors| RunError::Config(errors.to_string()))?;
+    let (voicemail, _undelivered) = voicemail::Voicemail::open(&config)?;
     let engine = Arc::new(MediaEngine::start(&config.media, stats).await?);
     let endpoints = Arc::new(EndpointFactory::new(
         config
@@ -103,6 +108,7 @@ pub async fn run(
             .map(|(name, endpoint)| (name.clone(), endpoint.kind.clone()))
             .collect(),
         Arc::new(prompts),
+        voicemail,
     ));
     let core = Signalling::new(SignallingConfig {
         domain: domain.clone(),

@@ -12,7 +12,7 @@ use xmpp_parsers::hashes::Algo;
 use crate::support::caller::{CallSetup, Exchange, TestCaller};
 use crate::support::client::{XmppClient, NS_CLIENT};
 use crate::support::servers::{stop_process, Kind, Server, COMPONENT};
-use crate::support::{gateway_config, wait_attached, within, Gateway, TempDir};
+use crate::support::{gateway_config, gateway_config_with, wait_attached, within, Gateway, TempDir};
 
 const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
@@ -165,7 +165,8 @@ async fn callable_contact_on_ejabberd() {
 async fn jmi_and_refusals(kind: Kind) {
     let server = Server::start(kind);
     let data = TempDir::new("gw");
-    let gateway = Gateway::start(gateway_config(&server, &data, &[]));
+    let lobby = "[endpoints.lobby]\nkind = \"sound-device\"\n";
+    let gateway = Gateway::start(gateway_config_with(&server, &data, lobby, &[]));
     let mut alice = TestCaller::new(server.c2s_port, "alice").await;
     wait_attached(&mut alice.client).await;
     let wait = Duration::from_secs(10);
@@ -230,7 +231,7 @@ async fn jmi_and_refusals(kind: Kind) {
     assert_eq!(refused.as_deref(), Some("item-not-found"));
     // To an endpoint not available yet: acknowledged, then ended with a clear reason.
     let refused = alice
-        .call("voicemail@gw.localhost", &CallSetup::browser())
+        .call("lobby@gw.localhost", &CallSetup::browser())
         .await
         .err();
     assert_eq!(refused.as_deref(), Some("unsupported-applications"));

@@ -91,6 +91,7 @@ pub fn gateway_config_with(
             "GATEWAY_MEDIA_ALLOW_LOOPBACK_CANDIDATES".into(),
             "true".into(),
         ),
+        ("GATEWAY_HTTP_BIND".into(), "127.0.0.1:0".into()),
         (
             "GATEWAY_PROMPTS_DIRECTORY".into(),
             concat!(env!("CARGO_MANIFEST_DIR"), "/../config/prompts").into(),

@@ -10,6 +10,7 @@ use webrtc_util::marshal::Unmarshal;
 
 use crate::endpoint::{Endpoint, EndpointEvent, Incoming, Outgoing};
 use crate::jingle::negotiate::{Codec, Offer};
+use crate::jingle::EndReason;
 use crate::media::codec::{Decoder, Encoder, FRAME_SAMPLES};
 use crate::media::dtmf::{Digit, DigitMerger, DigitSource, DtmfReceiver, DtmfSender};
 use crate::media::inband_dtmf::InbandDtmf;
@@ -35,8 +36,8 @@ pub struct OutPacket {
 pub struct TickResult {
     /// Packets to send, in order.
     pub packets: Vec<OutPacket>,
-    /// The endpoint hung up.
-    pub hang_up: bool,
+    /// The endpoint ended the call, and why.
+    pub ended: Option<EndReason>,
     /// What the endpoint asked of the call (transfer, messages).
     pub requests: Vec<EndpointEvent>,
 }
@@ -203,7 +204,8 @@ impl AudioPath {
             self.play_out(endpoint, now);
             while let Some(event) = endpoint.poll_event() {
                 match event {
-                    EndpointEvent::HangUp => result.hang_up = true,
+                    EndpointEvent::HangUp => result.ended = Some(EndReason::EndpointHungUp),
+                    EndpointEvent::Fail(reason) => result.ended = Some(reason),
                     EndpointEvent::SendDtmf(digit) => self.send_digit(digit),
                     request => result.requests.push(request),
                 }
@@ -240,6 +242,7 @@ impl AudioPath {
                     }
                     endpoint.on_audio(Incoming::Audio {
                         payload: &packet.payload,
+                        timestamp: packet.timestamp,
                         duration: packet.duration,
                         pcm: pcm.then_some(&self.pcm[..]),
                     });
@@ -483,7 +486,7 @@ mod tests {
                 for _ in 0..ticks {
                     let result = path.tick(start + PTIME * tick, echo);
                     assert!(result.packets.len() <= 1, "burst at tick {tick}");
-                    assert!(!result.hang_up);
+                    assert!(result.ended.is_none());
                     sent.extend(result.packets);
                     tick += 1;
                 }

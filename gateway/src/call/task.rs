@@ -161,12 +161,12 @@ async fn drive(
                 for packet in &result.packets {
                     leg.send_rtp(&packet.header, &packet.payload).await;
                 }
-                if result.hang_up {
-                    return Some(EndReason::EndpointHungUp);
+                if let Some(reason) = result.ended {
+                    return Some(reason);
                 }
                 for request in result.requests {
                     match request {
-                        EndpointEvent::Transfer(to) => match endpoints.create(&to) {
+                        EndpointEvent::Transfer(to) => match endpoints.create(&to, &info.peer) {
                             Some(mut next) => {
                                 tracing::info!(to = %to, "call handed over");
                                 next.start(&info);
@@ -180,7 +180,9 @@ async fn drive(
                         EndpointEvent::SendMessage { to, body } => {
                             let _ = events.send((call_id, CallEvent::Message { to, body }));
                         }
-                        EndpointEvent::HangUp | EndpointEvent::SendDtmf(_) => {}
+                        EndpointEvent::HangUp
+                        | EndpointEvent::Fail(_)
+                        | EndpointEvent::SendDtmf(_) => {}
                     }
                 }
             }

@@ -71,6 +71,8 @@ fn default_of(section: &str, key: &str) -> Option<Value> {
         "storage" => Value::try_from(StorageConfig::default()),
         "log" => Value::try_from(LogConfig::default()),
         "prompts" => Value::try_from(PromptsConfig::default()),
+        "voicemail" => Value::try_from(crate::config::VoicemailConfig::default()),
+        "http" => Value::try_from(crate::config::HttpConfig::default()),
         _ => return None,
     };
     defaults.ok()?.get(key).cloned()

@@ -376,7 +376,8 @@ mod tests {
     fn problems(ivr: &str) -> Vec<(String, String)> {
         let text = format!(
             "[xmpp]\ndomain = \"gw.localhost\"\nsecret = \"s\"\n[endpoints.echo]\nkind = \"echo\"\n\
-             [endpoints.voicemail]\nkind = \"voicemail\"\n[endpoints.ivr]\nkind = \"ivr\"\n{ivr}"
+             [endpoints.voicemail]\nkind = \"voicemail\"\nowners = [\"a@b\"]\n\
+             [endpoints.lobby]\nkind = \"sound-device\"\n[endpoints.ivr]\nkind = \"ivr\"\n{ivr}"
         );
         match Config::from_toml_str(&text, Vec::new()) {
             Ok(_) => Vec::new(),
@@ -420,7 +421,7 @@ mod tests {
             "_1" = { action = "top" }
             "42" = { action = "back" }
             "_Q" = { action = "back" }
-            "3" = { action = "transfer", to = "voicemail" }
+            "3" = { action = "transfer", to = "lobby" }
             "4" = { action = "transfer", to = "nobody" }
             "5" = { action = "send_digits", to = "not a jid@@" }
             "6" = { action = "dance" }

@@ -55,7 +55,16 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// The sections the config accepts besides `[endpoints]`.
-pub(super) const SECTIONS: &[&str] = &["xmpp", "calls", "media", "storage", "log", "prompts"];
+pub(super) const SECTIONS: &[&str] = &[
+    "xmpp",
+    "calls",
+    "media",
+    "storage",
+    "log",
+    "prompts",
+    "voicemail",
+    "http",
+];
 
 impl Config {
     /// Parses and validates a config from TOML text, applying `GATEWAY_*` overrides from `env`.
@@ -81,6 +90,8 @@ impl Config {
             storage: section(&mut table, "storage", &mut errors),
             log: section(&mut table, "log", &mut errors),
             prompts: section(&mut table, "prompts", &mut errors),
+            voicemail: section(&mut table, "voicemail", &mut errors),
+            http: section(&mut table, "http", &mut errors),
             endpoints: endpoints(table.remove("endpoints"), &mut errors),
             origin: ConfigOrigin::Text,
         };
@@ -120,6 +131,16 @@ impl Config {
             .iter()
             .flat_map(|(name, endpoint)| match &endpoint.kind {
                 EndpointKind::Ivr(ivr) => ivr.prompts(&format!("endpoints.{name}")),
+                EndpointKind::Voicemail(mailbox) => {
+                    let key = format!("endpoints.{name}");
+                    let mut uses = mailbox.prompts(&key);
+                    uses.extend(
+                        crate::prompt::VOICEMAIL_PROMPTS
+                            .iter()
+                            .map(|spec| (key.clone(), spec.to_string())),
+                    );
+                    uses
+                }
                 _ => Vec::new(),
             })
             .collect()
@@ -294,6 +315,10 @@ fn endpoints(
             }
             EndpointKind::Ivr(_) => match typed(Value::Table(settings), &key, errors) {
                 Some(ivr) => EndpointKind::Ivr(Box::new(ivr)),
+                None => continue,
+            },
+            EndpointKind::Voicemail(_) => match typed(Value::Table(settings), &key, errors) {
+                Some(mailbox) => EndpointKind::Voicemail(Box::new(mailbox)),
                 None => continue,
             },
             // Kinds not built yet keep their settings unread; the gateway says so at start.

@@ -7,6 +7,7 @@ mod ivr;
 mod load;
 mod schema;
 mod validate;
+mod voicemail;
 
 pub use duration::ConfigDuration;
 pub use ivr::{ActionConfig, DtmfSourcesConfig, IvrConfig, MenuConfig};
@@ -16,6 +17,9 @@ pub use schema::{
     MediaConfig, PromptsConfig, StorageConfig, TurnServerConfig, XmppConfig,
 };
 pub use validate::parse_port_range;
+pub use voicemail::{
+    HttpConfig, MailboxConfig, RecordingFormat, VoicemailConfig, BEEP_PROMPT,
+};
 
 /// The example configuration shipped in `config/gateway.example.toml`, used when no `--config`
 /// is given: it works against an XMPP server on localhost:5347 with the component domain

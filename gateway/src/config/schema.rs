@@ -25,6 +25,10 @@ pub struct Config {
     pub log: LogConfig,
     /// `[prompts]`: where prompt files are and how much of them is kept.
     pub prompts: PromptsConfig,
+    /// `[voicemail]`: what all mailboxes share.
+    pub voicemail: crate::config::VoicemailConfig,
+    /// `[http]`: the gateway's own HTTP server (recordings).
+    pub http: crate::config::HttpConfig,
     /// `[endpoints.<name>]`: the virtual JIDs `<name>@<xmpp.domain>` and what answers them.
     pub endpoints: BTreeMap<String, EndpointConfig>,
     /// Where the config came from (relative paths start from its directory).
@@ -286,8 +290,8 @@ pub struct EndpointConfig {
 pub enum EndpointKind {
     /// `kind = "echo"`: the caller hears themselves.
     Echo,
-    /// `kind = "voicemail"`: greeting, recording, delivery to the owner. Not available yet.
-    Voicemail,
+    /// `kind = "voicemail"`: greeting, recording, delivery to the owners.
+    Voicemail(Box<crate::config::MailboxConfig>),
     /// `kind = "ivr"`: menus and prompts from config.
     Ivr(Box<crate::config::IvrConfig>),
     /// `kind = "sound-device"`: a bridge to this machine's speaker and microphone. Not available yet.
@@ -302,7 +306,7 @@ impl EndpointKind {
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "echo" => Some(Self::Echo),
-            "voicemail" => Some(Self::Voicemail),
+            "voicemail" => Some(Self::Voicemail(Box::default())),
             "ivr" => Some(Self::Ivr(Box::default())),
             "sound-device" => Some(Self::SoundDevice),
             _ => None,
@@ -313,7 +317,7 @@ impl EndpointKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Echo => "echo",
-            Self::Voicemail => "voicemail",
+            Self::Voicemail(_) => "voicemail",
             Self::Ivr(_) => "ivr",
             Self::SoundDevice => "sound-device",
         }
@@ -321,6 +325,6 @@ impl EndpointKind {
 
     /// Whether this gateway build can answer calls with this kind of endpoint yet.
     pub fn is_available(&self) -> bool {
-        matches!(self, Self::Echo | Self::Ivr(_))
+        matches!(self, Self::Echo | Self::Ivr(_) | Self::Voicemail(_))
     }
 }

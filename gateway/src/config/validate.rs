@@ -108,10 +108,26 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         .map(|(name, e)| (name.clone(), e.kind.is_available()))
         .collect();
     for (name, endpoint) in &config.endpoints {
-        if let crate::config::EndpointKind::Ivr(ivr) = &endpoint.kind {
-            errors.extend(ivr.validate(&format!("endpoints.{name}"), &availability));
+        let key = format!("endpoints.{name}");
+        match &endpoint.kind {
+            crate::config::EndpointKind::Ivr(ivr) => {
+                errors.extend(ivr.validate(&key, &availability));
+            }
+            crate::config::EndpointKind::Voicemail(mailbox) => {
+                errors.extend(mailbox.validate(&key));
+            }
+            _ => {}
         }
     }
+    let has_mailboxes = config
+        .endpoints
+        .values()
+        .any(|e| matches!(e.kind, crate::config::EndpointKind::Voicemail(_)));
+    errors.extend(super::voicemail::validate_delivery(
+        &config.voicemail,
+        &config.http,
+        has_mailboxes,
+    ));
     if config.prompts.max_length.0.is_zero() {
         errors.push(ConfigError::new(
             "prompts.max_length",

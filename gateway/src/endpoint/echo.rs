@@ -57,6 +57,7 @@ mod tests {
             let payload = Bytes::from(vec![n]);
             echo.on_audio(Incoming::Audio {
                 payload: &payload,
+                timestamp: u32::from(n) * 960,
                 duration: 960,
                 pcm: None,
             });

@@ -5,6 +5,8 @@
 
 mod echo;
 pub mod ivr;
+pub mod player;
+pub mod voicemail;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,9 +17,11 @@ pub use echo::Echo;
 
 use crate::config::{DtmfSourcesConfig, EndpointKind};
 use crate::jingle::negotiate::Codec;
+use crate::jingle::EndReason;
 use crate::media::codec::AudioFrame;
 use crate::media::dtmf::Digit;
 use crate::prompt::PromptLibrary;
+use crate::voicemail::Voicemail;
 
 /// Received audio, in order, one piece per call.
 #[derive(Debug)]
@@ -26,6 +30,8 @@ pub enum Incoming<'a> {
     Audio {
         /// The encoded payload, in the call's codec.
         payload: &'a Bytes,
+        /// Its RTP timestamp (in the codec's clock rate).
+        timestamp: u32,
         /// Its duration in samples at 48 kHz.
         duration: usize,
         /// The decoded samples (48 kHz mono), when the endpoint wants them.
@@ -56,6 +62,8 @@ pub enum Outgoing<'a> {
 pub enum EndpointEvent {
     /// End the call normally.
     HangUp,
+    /// End the call for this reason (after any prompt saying why).
+    Fail(EndReason),
     /// Send a key press to the caller as RFC 4733 `telephone-event`.
     SendDtmf(Digit),
     /// Hand the call to the endpoint of another virtual JID (its local part).
@@ -82,23 +90,44 @@ pub struct CallInfo {
 pub struct EndpointFactory {
     kinds: HashMap<String, EndpointKind>,
     prompts: Arc<PromptLibrary>,
+    voicemail: Arc<Voicemail>,
 }
 
 impl EndpointFactory {
-    /// Endpoints by virtual JID local part, playing prompts from `prompts`.
-    pub fn new(kinds: HashMap<String, EndpointKind>, prompts: Arc<PromptLibrary>) -> Self {
-        Self { kinds, prompts }
+    /// Endpoints by virtual JID local part, playing prompts from `prompts`; mailboxes store
+    /// messages in `voicemail`.
+    pub fn new(
+        kinds: HashMap<String, EndpointKind>,
+        prompts: Arc<PromptLibrary>,
+        voicemail: Arc<Voicemail>,
+    ) -> Self {
+        Self {
+            kinds,
+            prompts,
+            voicemail,
+        }
     }
 
-    /// A new endpoint for `callee`, if it exists and is available in this build.
-    pub fn create(&self, callee: &str) -> Option<Box<dyn Endpoint>> {
+    /// A new endpoint for a call from `peer` to `callee`, if `callee` exists and is available
+    /// in this build.
+    pub fn create(&self, callee: &str, peer: &str) -> Option<Box<dyn Endpoint>> {
         match self.kinds.get(callee)? {
             EndpointKind::Echo => Some(Box::new(Echo::default())),
             EndpointKind::Ivr(config) => Some(Box::new(ivr::Ivr::new(
                 &Arc::new((**config).clone()),
                 self.prompts.clone(),
             ))),
-            EndpointKind::Voicemail | EndpointKind::SoundDevice => None,
+            EndpointKind::Voicemail(_) => {
+                let mailbox = self.voicemail.mailbox(callee)?;
+                Some(Box::new(voicemail::VoicemailEndpoint::new(
+                    self.voicemail.clone(),
+                    callee,
+                    mailbox.config.clone(),
+                    self.prompts.clone(),
+                    peer,
+                )))
+            }
+            EndpointKind::SoundDevice => None,
         }
     }
 }

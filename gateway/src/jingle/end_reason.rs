@@ -47,6 +47,10 @@ pub enum EndReason {
     Shutdown,
     /// The caller's client refused a request of the session (an IQ error).
     PeerError,
+    /// The mailbox holds as many messages as it may.
+    MailboxFull,
+    /// The message could not be stored (a full disk); what was recorded is kept.
+    StorageFailed,
     /// A fault inside the gateway.
     Internal,
 }
@@ -71,7 +75,9 @@ impl EndReason {
             Self::ConsentLost => Reason::ConnectivityError,
             Self::MediaError => Reason::MediaError,
             Self::Shutdown => Reason::Gone,
-            Self::PeerError => Reason::FailedApplication,
+            Self::PeerError | Self::MailboxFull | Self::StorageFailed => {
+                Reason::FailedApplication
+            }
             Self::Internal => Reason::GeneralError,
         }
     }
@@ -86,6 +92,8 @@ impl EndReason {
             Self::NoRtcpMux => Some("rtcp-mux is required"),
             Self::MaxDuration => Some("maximum call duration reached"),
             Self::Shutdown => Some("the gateway is shutting down"),
+            Self::MailboxFull => Some("the mailbox is full"),
+            Self::StorageFailed => Some("voicemail storage failed; the message was kept up to here"),
             _ => None,
         }
     }
@@ -121,6 +129,8 @@ impl EndReason {
             Self::MediaError => "media_error",
             Self::Shutdown => "shutdown",
             Self::PeerError => "peer_error",
+            Self::MailboxFull => "mailbox_full",
+            Self::StorageFailed => "storage_failed",
             Self::Internal => "internal",
         }
     }

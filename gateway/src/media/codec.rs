@@ -37,6 +37,14 @@ impl Codec {
         self.clock_rate() / 50
     }
 
+    /// Appends the 8 kHz samples of a G.711 payload to `out` (nothing for Opus).
+    pub fn decode_g711(&self, payload: &[u8], out: &mut Vec<i16>) {
+        if *self != Codec::Opus {
+            let law = Law::of(*self);
+            out.extend(payload.iter().map(|b| law.decode(*b)));
+        }
+    }
+
     /// Duration of an encoded payload in samples at 48 kHz, if it can be told.
     pub fn payload_duration(&self, payload: &[u8]) -> Option<usize> {
         match self {

@@ -161,7 +161,7 @@ impl PromptLibrary {
 }
 
 /// Runs CPU-heavy work off the async worker when called from the runtime.
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
+pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(work)
@@ -190,8 +190,13 @@ fn load_one(source: &PromptSource, text: &str, max_seconds: u64) -> Result<Vec<i
     if let Some(samples) = spec.synthesize() {
         return Ok(samples);
     }
-    let PromptSpec::File(relative) = spec else {
-        return Err(format!("`{text}` is not a prompt"));
+    let relative = match spec {
+        PromptSpec::File(relative) => relative,
+        PromptSpec::Builtin(name) => {
+            let bytes = super::system::find(&name).ok_or_else(|| format!("`{text}` is unknown"))?;
+            return decode(bytes, Some("opus"), max_seconds).map_err(|e| format!("{text}: {e}"));
+        }
+        _ => return Err(format!("`{text}` is not a prompt")),
     };
     let extension = relative
         .extension()

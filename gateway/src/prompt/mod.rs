@@ -6,6 +6,8 @@
 pub mod decode;
 mod library;
 mod spec;
+pub mod system;
 
-pub use library::{EncodedPrompt, PromptLibrary, PromptSource};
+pub use library::{blocking, EncodedPrompt, PromptLibrary, PromptSource};
+pub use system::VOICEMAIL_PROMPTS;
 pub use spec::{PromptSpec, PromptSpecError};

@@ -1,5 +1,6 @@
 //! What a prompt is in the config: a file, `tone:FREQ[+FREQ]:DURATION[:OFF]` (a tone, or a
-//! repeating cadence with an off time, for ringback and beeps), or `silence:DURATION`.
+//! repeating cadence with an off time, for ringback and beeps), `silence:DURATION`, or
+//! `builtin:NAME` (a system prompt built into the gateway).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub enum PromptSpec {
     },
     /// Silence.
     Silence(Duration),
+    /// A system prompt built into the gateway, by name.
+    Builtin(String),
 }
 
 /// Why a prompt spec is unusable.
@@ -36,6 +39,15 @@ impl PromptSpec {
         let text = text.trim();
         if text.is_empty() {
             return Err(PromptSpecError("an empty prompt".into()));
+        }
+        if let Some(name) = text.strip_prefix("builtin:") {
+            return match super::system::find(name) {
+                Some(_) => Ok(Self::Builtin(name.to_string())),
+                None => Err(PromptSpecError(format!(
+                    "`{name}` is not a built-in prompt (built in: {})",
+                    super::system::names().join(", ")
+                ))),
+            };
         }
         if let Some(duration) = text.strip_prefix("silence:") {
             return Ok(Self::Silence(parse_duration(duration)?));
@@ -79,7 +91,7 @@ impl PromptSpec {
     pub fn synthesize(&self) -> Option<Vec<i16>> {
         let samples = |d: Duration| (d.as_secs_f64() * f64::from(SAMPLE_RATE)) as usize;
         match self {
-            Self::File(_) => None,
+            Self::File(_) | Self::Builtin(_) => None,
             Self::Silence(duration) => Some(vec![0; samples(*duration)]),
             Self::Tone {
                 frequencies,
@@ -154,6 +166,7 @@ mod tests {
             "tone:1+2+3:1s",
             "silence:forever",
             "tone:440:1s:1s:1s",
+            "builtin:nothing-like-this",
             "",
         ] {
             assert!(PromptSpec::parse(bad).is_err(), "{bad}");

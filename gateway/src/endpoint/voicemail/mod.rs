@@ -1,0 +1,97 @@
+//! `voicemail`: callers leave a message ([`LeaveMessage`]); the mailbox's owners calling it get
+//! their messages ([`OwnerMenu`]). Storage and delivery are in `crate::voicemail`.
+
+mod caller;
+mod owner;
+
+use std::sync::Arc;
+
+pub use caller::LeaveMessage;
+pub use owner::OwnerMenu;
+
+use super::player::Player;
+use super::{CallInfo, Endpoint, EndpointEvent, Incoming, Outgoing};
+use crate::config::{DtmfSourcesConfig, MailboxConfig};
+use crate::media::dtmf::Digit;
+use crate::prompt::PromptLibrary;
+use crate::voicemail::Voicemail;
+
+/// A call to a mailbox.
+pub struct VoicemailEndpoint {
+    role: Role,
+    dtmf: DtmfSourcesConfig,
+}
+
+enum Role {
+    Caller(LeaveMessage),
+    Owner(OwnerMenu),
+}
+
+impl VoicemailEndpoint {
+    /// A call from `peer` (a full or bare JID) to `mailbox`: its owners get their messages,
+    /// everyone else leaves one.
+    pub fn new(
+        voicemail: Arc<Voicemail>,
+        mailbox: &str,
+        config: Arc<MailboxConfig>,
+        prompts: Arc<PromptLibrary>,
+        peer: &str,
+    ) -> Self {
+        // The codec is known only at start; the player is remade then.
+        let player = Player::new(prompts, crate::jingle::negotiate::Codec::Opus);
+        let bare = peer.split('/').next().unwrap_or(peer);
+        let is_owner = config.owners.iter().any(|o| o.eq_ignore_ascii_case(bare));
+        let dtmf = config.dtmf;
+        let role = if is_owner {
+            Role::Owner(OwnerMenu::new(voicemail, mailbox.to_string(), player))
+        } else {
+            Role::Caller(LeaveMessage::new(
+                voicemail,
+                mailbox.to_string(),
+                config,
+                player,
+            ))
+        };
+        Self { role, dtmf }
+    }
+}
+
+impl Endpoint for VoicemailEndpoint {
+    fn dtmf_sources(&self) -> DtmfSourcesConfig {
+        self.dtmf
+    }
+
+    fn start(&mut self, call: &CallInfo) {
+        match &mut self.role {
+            Role::Caller(caller) => caller.start(call),
+            Role::Owner(owner) => owner.start(call),
+        }
+    }
+
+    fn on_audio(&mut self, audio: Incoming<'_>) {
+        if let Role::Caller(caller) = &mut self.role {
+            caller.on_audio(audio);
+        }
+    }
+
+    fn on_dtmf(&mut self, digit: Digit) {
+        match &mut self.role {
+            Role::Caller(caller) => caller.on_dtmf(digit),
+            Role::Owner(owner) => owner.on_dtmf(digit),
+        }
+    }
+
+    fn next_frame(&mut self) -> Outgoing<'_> {
+        match &mut self.role {
+            Role::Caller(caller) => caller.next_frame(),
+            Role::Owner(owner) => owner.next_frame(),
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<EndpointEvent> {
+        match &mut self.role {
+            Role::Caller(caller) => caller.poll_event(),
+            Role::Owner(owner) => owner.poll_event(),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Voicemail storage: the mailboxes' directories, recordings that survive crashes and full
+//! disks, and the queue of messages to hand to their owners. The endpoint that talks to callers
+//! is `endpoint::voicemail`; delivery over XMPP is [`delivery`].
+
+mod activity;
+mod ogg_opus;
+mod recorder;
+mod recording;
+pub mod store;
+pub mod time;
+mod wav;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+pub use recording::{Recording, StartError};
+pub use store::{Ending, MessageInfo};
+
+use crate::config::{Config, EndpointKind, MailboxConfig};
+use crate::jingle::negotiate::Codec;
+use store::MailboxDir;
+
+/// One mailbox.
+#[derive(Debug)]
+pub struct Mailbox {
+    /// Its settings.
+    pub config: Arc<MailboxConfig>,
+    directory: MailboxDir,
+}
+
+impl Mailbox {
+    /// Whether the mailbox holds `max_messages` already.
+    pub fn is_full(&self) -> bool {
+        self.directory.count() >= self.config.max_messages as usize
+    }
+}
+
+/// A mailbox directory that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("voicemail directory {path}: {source}")]
+pub struct OpenError {
+    /// The directory.
+    pub path: String,
+    /// Why.
+    pub source: io::Error,
+}
+
+/// Every mailbox of the config, shared by the calls, the delivery task and the HTTP server.
+#[derive(Debug)]
+pub struct Voicemail {
+    mailboxes: BTreeMap<String, Mailbox>,
+    /// Messages by the token of their URL on the gateway's own HTTP server.
+    tokens: Mutex<HashMap<String, (String, String)>>,
+    recorded: mpsc::UnboundedSender<MessageInfo>,
+}
+
+impl Voicemail {
+    /// Opens every mailbox of `config` (directories are created), finishes recordings a crash
+    /// cut short, and queues every message not yet delivered on the returned receiver, where
+    /// new messages follow as they are recorded.
+    pub fn open(
+        config: &Config,
+    ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<MessageInfo>), OpenError> {
+        let (recorded, queue) = mpsc::unbounded_channel();
+        let root = config.storage.data_dir.join(&config.voicemail.directory);
+        let mut mailboxes = BTreeMap::new();
+        let mut tokens = HashMap::new();
+        for (name, endpoint) in &config.endpoints {
+            let EndpointKind::Voicemail(mailbox) = &endpoint.kind else {
+                continue;
+            };
+            let path = mailbox
+                .directory
+                .clone()
+                .unwrap_or_else(|| root.join(name));
+            let directory = MailboxDir::open(path.clone()).map_err(|source| OpenError {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let recovered = directory.recover(name, mailbox.min_length.0);
+            for info in &recovered.finished {
+                tracing::info!(mailbox = %name, id = %info.id, caller = %info.caller,
+                    duration_ms = info.duration_ms, "recovered a message the last run did not finish");
+            }
+            for (id, why) in &recovered.dropped {
+                tracing::warn!(mailbox = %name, id = %id, why = %why, "dropped an unfinished recording");
+            }
+            for info in directory.messages() {
+                tokens.insert(info.token.clone(), (name.clone(), info.id.clone()));
+                if !info.delivered {
+                    let _ = recorded.send(info);
+                }
+            }
+            mailboxes.insert(
+                name.clone(),
+                Mailbox {
+                    config: Arc::new((**mailbox).clone()),
+                    directory,
+                },
+            );
+        }
+        let voicemail = Arc::new(Self {
+            mailboxes,
+            tokens: Mutex::new(tokens),
+            recorded,
+        });
+        Ok((voicemail, queue))
+    }
+
+    /// The mailbox named `name` (its virtual JID's local part).
+    pub fn mailbox(&self, name: &str) -> Option<&Mailbox> {
+        self.mailboxes.get(name)
+    }
+
+    /// Starts recording a message from `caller` into `mailbox`.
+    pub fn start_recording(
+        self: &Arc<Self>,
+        mailbox: &str,
+        caller: &str,
+        codec: Codec,
+    ) -> Result<Recording, StartError> {
+        let found = self
+            .mailboxes
+            .get(mailbox)
+            .ok_or_else(|| StartError::Storage(io::Error::other("no such mailbox")))?;
+        Recording::start(
+            self.clone(),
+            found.directory.clone(),
+            mailbox,
+            &found.config,
+            caller,
+            codec,
+        )
+    }
+
+    /// A message was recorded: it becomes reachable by its token and goes to delivery.
+    fn recorded(&self, info: MessageInfo) {
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.insert(info.token.clone(), (info.mailbox.clone(), info.id.clone()));
+        }
+        let _ = self.recorded.send(info);
+    }
+
+    /// The complete messages of `mailbox`, oldest first.
+    pub fn messages(&self, mailbox: &str) -> Vec<MessageInfo> {
+        self.mailboxes
+            .get(mailbox)
+            .map(|m| m.directory.messages())
+            .unwrap_or_default()
+    }
+
+    /// A message's recording file.
+    pub fn recording_path(&self, info: &MessageInfo) -> Option<PathBuf> {
+        self.mailboxes
+            .get(&info.mailbox)
+            .map(|m| m.directory.recording_path(info))
+    }
+
+    /// Stores changed metadata (heard, delivered, URL).
+    pub fn update(&self, info: &MessageInfo) -> io::Result<()> {
+        let mailbox = self
+            .mailboxes
+            .get(&info.mailbox)
+            .ok_or_else(|| io::Error::other("no such mailbox"))?;
+        mailbox.directory.save(info)
+    }
+
+    /// Deletes a message and its recording; its URL on the gateway stops working.
+    pub fn delete(&self, info: &MessageInfo) -> io::Result<()> {
+        let mailbox = self
+            .mailboxes
+            .get(&info.mailbox)
+            .ok_or_else(|| io::Error::other("no such mailbox"))?;
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.remove(&info.token);
+        }
+        mailbox.directory.delete(info)
+    }
+
+    /// The message whose gateway URL carries `token`, with its recording file.
+    pub fn find_by_token(&self, token: &str) -> Option<(MessageInfo, PathBuf)> {
+        let (mailbox, id) = self.tokens.lock().ok()?.get(token).cloned()?;
+        let found = self.mailboxes.get(&mailbox)?;
+        let info = found.directory.load(&id).ok()?;
+        let path = found.directory.recording_path(&info);
+        Some((info, path))
+    }
+
+    /// The directory of `mailbox`.
+    pub fn directory(&self, mailbox: &str) -> Option<&Path> {
+        self.mailboxes.get(mailbox).map(|m| m.directory.path())
+    }
+}

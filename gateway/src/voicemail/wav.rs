@@ -1,0 +1,198 @@
+//! WAV recordings (16-bit mono PCM) with hound, and the header repair after a crash.
+//!
+//! The header is brought up to date once a second (hound's `flush`), so a file cut short by a
+//! crash is valid up to the last second; [`repair`] makes its sizes match what the file holds.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+/// Samples between header updates: one second.
+const FLUSH_EVERY_SECONDS: u64 = 1;
+
+/// Writes one mono 16-bit WAV stream.
+pub struct WavRecorder<W: Write + Seek> {
+    writer: hound::WavWriter<W>,
+    rate: u32,
+    samples: u64,
+    unflushed: u64,
+}
+
+impl<W: Write + Seek> WavRecorder<W> {
+    /// Starts a file at `rate` samples per second.
+    pub fn new(out: W, rate: u32) -> io::Result<Self> {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let writer = hound::WavWriter::new(out, spec).map_err(into_io)?;
+        Ok(Self {
+            writer,
+            rate,
+            samples: 0,
+            unflushed: 0,
+        })
+    }
+
+    /// The sample rate.
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Appends samples.
+    pub fn samples(&mut self, samples: &[i16]) -> io::Result<()> {
+        for sample in samples {
+            self.writer.write_sample(*sample).map_err(into_io)?;
+        }
+        self.advance(samples.len() as u64)
+    }
+
+    /// Appends `count` samples of silence.
+    pub fn silence(&mut self, count: u64) -> io::Result<()> {
+        for _ in 0..count {
+            self.writer.write_sample(0i16).map_err(into_io)?;
+        }
+        self.advance(count)
+    }
+
+    /// Samples written so far.
+    pub fn written(&self) -> u64 {
+        self.samples
+    }
+
+    /// Brings the header up to date and flushes.
+    pub fn finish(self) -> io::Result<()> {
+        self.writer.finalize().map_err(into_io)
+    }
+
+    fn advance(&mut self, count: u64) -> io::Result<()> {
+        self.samples += count;
+        self.unflushed += count;
+        if self.unflushed >= u64::from(self.rate) * FLUSH_EVERY_SECONDS {
+            self.unflushed = 0;
+            self.writer.flush().map_err(into_io)?;
+        }
+        Ok(())
+    }
+}
+
+fn into_io(error: hound::Error) -> io::Error {
+    match error {
+        hound::Error::IoError(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// What a repaired WAV file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repaired {
+    /// Samples per second.
+    pub rate: u32,
+    /// Whole samples (per channel) in the data chunk.
+    pub samples: u64,
+}
+
+/// Makes a WAV file's sizes match what it holds: the data chunk runs to the end of the file,
+/// cut to whole sample frames. Fails when the header itself is incomplete.
+pub fn repair<F: Read + Write + Seek + SetLen>(file: &mut F) -> io::Result<Repaired> {
+    let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    let length = file.seek(SeekFrom::End(0))?;
+    file.seek(SeekFrom::Start(0))?;
+    let mut riff = [0u8; 12];
+    file.read_exact(&mut riff)
+        .map_err(|_| invalid("the recording ends before its header"))?;
+    if &riff[..4] != b"RIFF" || &riff[8..] != b"WAVE" {
+        return Err(invalid("not a WAV recording"));
+    }
+    let mut position = 12u64;
+    let mut format: Option<(u32, u16)> = None;
+    loop {
+        let mut chunk = [0u8; 8];
+        file.seek(SeekFrom::Start(position))?;
+        file.read_exact(&mut chunk)
+            .map_err(|_| invalid("the recording ends before its data"))?;
+        let size = u64::from(u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]));
+        let body = position + 8;
+        match &chunk[..4] {
+            b"fmt " => {
+                let mut fmt = [0u8; 16];
+                file.read_exact(&mut fmt)
+                    .map_err(|_| invalid("the recording ends in its format"))?;
+                let rate = u32::from_le_bytes([fmt[4], fmt[5], fmt[6], fmt[7]]);
+                let block_align = u16::from_le_bytes([fmt[12], fmt[13]]).max(1);
+                format = Some((rate, block_align));
+            }
+            b"data" => {
+                let (rate, block_align) = format.ok_or_else(|| invalid("data before format"))?;
+                let available = length.saturating_sub(body);
+                let data = available - available % u64::from(block_align);
+                let data32 = u32::try_from(data).map_err(|_| invalid("too long for WAV"))?;
+                file.set_len(body + data)?;
+                file.seek(SeekFrom::Start(4))?;
+                file.write_all(&((body + data - 8) as u32).to_le_bytes())?;
+                file.seek(SeekFrom::Start(position + 4))?;
+                file.write_all(&data32.to_le_bytes())?;
+                file.flush()?;
+                return Ok(Repaired {
+                    rate,
+                    samples: data / u64::from(block_align),
+                });
+            }
+            _ => {}
+        }
+        position = body + size + size % 2;
+        if position >= length {
+            return Err(invalid("the recording has no data"));
+        }
+    }
+}
+
+/// Files can be cut to a length (what [`repair`] needs besides reading and writing).
+pub trait SetLen {
+    /// Truncates or extends to `len` bytes.
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+}
+
+impl SetLen for std::fs::File {
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        std::fs::File::set_len(self, len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    impl SetLen for Cursor<Vec<u8>> {
+        fn set_len(&mut self, len: u64) -> io::Result<()> {
+            self.get_mut().truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_file_cut_mid_sample_is_repaired_to_what_it_holds() {
+        let mut out = Cursor::new(Vec::new());
+        let mut recorder = WavRecorder::new(&mut out, 8000).unwrap();
+        recorder.samples(&[1000; 11_001]).unwrap();
+        recorder.silence(1000).unwrap();
+        assert_eq!(recorder.written(), 12_001);
+        recorder.finish().unwrap();
+        let mut bytes = out.into_inner();
+        bytes.truncate(44 + 2 * 10_000 + 1);
+        // The header still says 12 001 samples; the file holds 10 000 and a half.
+        let mut file = Cursor::new(bytes);
+        let repaired = repair(&mut file).unwrap();
+        assert_eq!(repaired, Repaired { rate: 8000, samples: 10_000 });
+        let reader = hound::WavReader::new(Cursor::new(file.into_inner())).unwrap();
+        assert_eq!(reader.duration(), 10_000);
+        assert_eq!(reader.spec().sample_rate, 8000);
+    }
+
+    #[test]
+    fn a_file_without_its_header_is_not_a_recording() {
+        assert!(repair(&mut Cursor::new(b"RIFF\0\0\0\0WA".to_vec())).is_err());
+        assert!(repair(&mut Cursor::new(b"OggS not a wav file at all".to_vec())).is_err());
+    }
+}
