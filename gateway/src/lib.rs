@@ -44,6 +44,14 @@ pub enum RunError {
     /// The media engine could not start.
     #[error(transparent)]
     Media(#[from] MediaStartError),
+    /// The HTTP server cannot listen.
+    #[error("http.bind {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A mailbox directory cannot be used.
     #[error(transparent)]
     Voicemail(#[from] voicemail::OpenError),
@@ -99,7 +107,15 @@ pub async fn run(
     let prompts = config
         .load_prompts()
         .map_err(|errors| RunError::Config(errors.to_string()))?;
-    let (voicemail, _undelivered) = voicemail::Voicemail::open(&config)?;
+    let (mailboxes, undelivered) = voicemail::Voicemail::open(&config)?;
+    let http = match config.http.bind {
+        Some(addr) => Some(
+            voicemail::http::HttpServer::bind(addr, config.http.public_url.as_deref())
+                .await
+                .map_err(|source| RunError::Http { addr, source })?,
+        ),
+        None => None,
+    };
     let engine = Arc::new(MediaEngine::start(&config.media, stats).await?);
     let endpoints = Arc::new(EndpointFactory::new(
         config
@@ -108,7 +124,7 @@ pub async fn run(
             .map(|(name, endpoint)| (name.clone(), endpoint.kind.clone()))
             .collect(),
         Arc::new(prompts),
-        voicemail,
+        mailboxes.clone(),
     ));
     let core = Signalling::new(SignallingConfig {
         domain: domain.clone(),
@@ -127,6 +143,25 @@ pub async fn run(
         resource: "gateway".into(),
         iq_id_prefix: format!("gw{:x}-", rand::random::<u32>()),
     });
+
+    let services = CancellationToken::new();
+    let (xmpp, requests, online) = xmpp::requests::XmppHandle::new();
+    let delivery = voicemail::delivery::DeliveryConfig {
+        domain: domain.clone(),
+        upload: voicemail::upload::UploadSetting::from_config(&config.voicemail.upload, &domain),
+        base_url: http.as_ref().map(|server| server.base_url().to_string()),
+    };
+    let mut background = vec![tokio::spawn(voicemail::delivery::run(
+        mailboxes.clone(),
+        undelivered,
+        xmpp,
+        delivery,
+        services.clone(),
+    ))];
+    if let Some(server) = http {
+        tracing::info!(url = %server.base_url(), "serving recordings over HTTP");
+        background.push(tokio::spawn(server.serve(mailboxes, services.clone())));
+    }
 
     let link_config = LinkConfig {
         host: config.xmpp.host.clone(),
@@ -154,8 +189,14 @@ pub async fn run(
         core,
         subscribers,
         calls: call::Calls::new(engine.clone(), endpoints),
+        requests,
+        online,
     };
     Router::run(parts, event_rx, outbound_tx, shutdown).await;
+    services.cancel();
+    for task in background {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
     // The router dropped its sender: the link sends what is queued, then closes the stream.
     if tokio::time::timeout(Duration::from_secs(3), &mut link)
         .await

@@ -8,3 +8,4 @@ mod calls;
 mod faults;
 mod ivr;
 mod signalling;
+mod voicemail;

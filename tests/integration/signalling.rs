@@ -12,7 +12,9 @@ use xmpp_parsers::hashes::Algo;
 use crate::support::caller::{CallSetup, Exchange, TestCaller};
 use crate::support::client::{XmppClient, NS_CLIENT};
 use crate::support::servers::{stop_process, Kind, Server, COMPONENT};
-use crate::support::{gateway_config, gateway_config_with, wait_attached, within, Gateway, TempDir};
+use crate::support::{
+    gateway_config, gateway_config_with, wait_attached, within, Gateway, TempDir,
+};
 
 const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
@@ -335,6 +337,7 @@ async fn wrong_secret_is_reported_once() {
             .env("GATEWAY_STORAGE_DATA_DIR", data.path())
             .env("GATEWAY_MEDIA_PORT", "0")
             .env("GATEWAY_MEDIA_LOCAL_ADDRESS", "127.0.0.1")
+            .env("GATEWAY_HTTP_BIND", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -380,6 +383,7 @@ async fn sigterm_ends_calls_and_exits_cleanly() {
             .env("GATEWAY_MEDIA_BIND_ADDRESS", "127.0.0.1")
             .env("GATEWAY_MEDIA_LOCAL_ADDRESS", "127.0.0.1")
             .env("GATEWAY_MEDIA_ALLOW_LOOPBACK_CANDIDATES", "true")
+            .env("GATEWAY_HTTP_BIND", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -612,7 +612,8 @@ impl TestCaller {
 }
 
 /// The recorded speech fixture, 48 kHz mono.
-fn speech_fixture() -> Vec<i16> {
+/// The speech fixture, 48 kHz mono.
+pub fn speech_fixture() -> Vec<i16> {
     let bytes = include_bytes!("../fixtures/audio/speech-16k.flac");
     jingle_gateway::prompt::decode::decode(bytes, Some("flac"), 60).expect("speech fixture decodes")
 }

@@ -74,6 +74,17 @@ pub fn gateway_config_with(
     tables: &str,
     extra: &[(&str, &str)],
 ) -> Config {
+    let env = test_env(server, data, extra);
+    let text = format!("{EXAMPLE_CONFIG}\n{tables}");
+    match Config::from_toml_str(&text, env) {
+        Ok(config) => config,
+        Err(errors) => panic!("test config is not valid:\n{errors}"),
+    }
+}
+
+/// The `GATEWAY_*` overrides that point the example config at `server`, with loopback media,
+/// a private data directory and a free HTTP port, then `extra`.
+pub fn test_env(server: &Server, data: &TempDir, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = vec![
         ("GATEWAY_XMPP_HOST".into(), "127.0.0.1".into()),
         (
@@ -98,10 +109,78 @@ pub fn gateway_config_with(
         ),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let text = format!("{EXAMPLE_CONFIG}\n{tables}");
-    match Config::from_toml_str(&text, env) {
-        Ok(config) => config,
-        Err(errors) => panic!("test config is not valid:\n{errors}"),
+    env
+}
+
+/// The gateway binary running as its own process (for tests that kill it, or give it its own
+/// mounts).
+pub struct GatewayProcess {
+    child: std::process::Child,
+    /// Where its log goes.
+    pub log: PathBuf,
+}
+
+impl GatewayProcess {
+    /// Starts the binary with the example config plus `tables`, written to a file in `data`,
+    /// and the test overrides plus `extra`. `tmpfs` mounts a tmpfs of that size (e.g. "24k") on
+    /// the given directory in a mount namespace of the process's own (`unshare`), so a full
+    /// disk can be had without root and without leaving a mount behind.
+    pub fn start(
+        server: &Server,
+        data: &TempDir,
+        tables: &str,
+        extra: &[(&str, &str)],
+        tmpfs: Option<(&Path, &str)>,
+    ) -> GatewayProcess {
+        let config = data.path().join("gateway.toml");
+        std::fs::write(&config, format!("{EXAMPLE_CONFIG}\n{tables}")).expect("write config");
+        let log = data.path().join(format!("gateway-{}.log", free_port()));
+        let binary = env!("CARGO_BIN_EXE_jingle-gateway");
+        let mut command = match tmpfs {
+            None => std::process::Command::new(binary),
+            Some((directory, size)) => {
+                std::fs::create_dir_all(directory).expect("mount point");
+                let mut c = std::process::Command::new("unshare");
+                c.args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+                    .arg("mount -t tmpfs -o size=\"$1\" tmpfs \"$2\" && shift 2 && exec \"$@\"")
+                    .arg("sh")
+                    .arg(size)
+                    .arg(directory)
+                    .arg(binary);
+                c
+            }
+        };
+        command.arg("--config").arg(&config);
+        for (key, value) in test_env(server, data, extra) {
+            command.env(key, value);
+        }
+        let output = std::fs::File::create(&log).expect("log file");
+        let child = command
+            .env("RUST_LOG", "info,jingle_gateway=debug")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(output.try_clone().expect("log"))
+            .stderr(output)
+            .spawn()
+            .expect("start the gateway");
+        GatewayProcess { child, log }
+    }
+
+    /// Kills it with SIGKILL, as a crash or the OOM killer would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        servers::stop_process(&mut self.child, Duration::from_secs(5));
     }
 }
 

@@ -265,6 +265,9 @@ VirtualHost "localhost"
 
 Component "gw.localhost"
     component_secret = "secret"
+
+Component "upload.localhost" "http_file_share"
+    http_host = "127.0.0.1"
 "#;
 
 /// ejabberd for the tests.
@@ -307,6 +310,7 @@ listen:
     backlog: 128
     request_handlers:
       /xmpp-websocket: ejabberd_http_ws
+      /upload: mod_http_upload
 acl:
   local:
     user_regexp: ""
@@ -314,6 +318,8 @@ acl:
     ip:
       - 127.0.0.0/8
       - ::1/128
+  gateway:
+    server: gw.localhost
 access_rules:
   local:
     allow: local
@@ -323,6 +329,9 @@ access_rules:
     allow: all
   trusted_network:
     allow: loopback
+  upload:
+    - allow: local
+    - allow: gateway
 shaper_rules:
   max_user_sessions: 10
   c2s_shaper: none
@@ -333,6 +342,12 @@ modules:
   mod_register:
     access: register
     ip_access: trusted_network
+  mod_http_upload:
+    hosts: ["upload.localhost"]
+    access: upload
+    docroot: "{DATA_DIR}/upload"
+    put_url: "http://127.0.0.1:{HTTP_PORT}/upload"
+    get_url: "http://127.0.0.1:{HTTP_PORT}/upload"
 "#;
 
 /// A private coturn (STUN and TURN with static credentials) on loopback.

@@ -134,7 +134,10 @@ impl Calls {
         let call_id = start.call_id;
         let peer = start.peer.clone();
         let callee = start.callee.clone();
-        let task = match self.endpoints.create(&start.callee, &start.peer.to_string()) {
+        let task = match self
+            .endpoints
+            .create(&start.callee, &start.peer.to_string())
+        {
             Some(endpoint) => tokio::spawn(task::run_call(
                 self.engine.clone(),
                 self.endpoints.clone(),

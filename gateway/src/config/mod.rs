@@ -17,9 +17,7 @@ pub use schema::{
     MediaConfig, PromptsConfig, StorageConfig, TurnServerConfig, XmppConfig,
 };
 pub use validate::parse_port_range;
-pub use voicemail::{
-    HttpConfig, MailboxConfig, RecordingFormat, VoicemailConfig, BEEP_PROMPT,
-};
+pub use voicemail::{HttpConfig, MailboxConfig, RecordingFormat, VoicemailConfig, BEEP_PROMPT};
 
 /// The example configuration shipped in `config/gateway.example.toml`, used when no `--config`
 /// is given: it works against an XMPP server on localhost:5347 with the component domain

@@ -75,9 +75,7 @@ impl EndReason {
             Self::ConsentLost => Reason::ConnectivityError,
             Self::MediaError => Reason::MediaError,
             Self::Shutdown => Reason::Gone,
-            Self::PeerError | Self::MailboxFull | Self::StorageFailed => {
-                Reason::FailedApplication
-            }
+            Self::PeerError | Self::MailboxFull | Self::StorageFailed => Reason::FailedApplication,
             Self::Internal => Reason::GeneralError,
         }
     }
@@ -93,7 +91,9 @@ impl EndReason {
             Self::MaxDuration => Some("maximum call duration reached"),
             Self::Shutdown => Some("the gateway is shutting down"),
             Self::MailboxFull => Some("the mailbox is full"),
-            Self::StorageFailed => Some("voicemail storage failed; the message was kept up to here"),
+            Self::StorageFailed => {
+                Some("voicemail storage failed; the message was kept up to here")
+            }
             _ => None,
         }
     }

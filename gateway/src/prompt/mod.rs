@@ -9,5 +9,5 @@ mod spec;
 pub mod system;
 
 pub use library::{blocking, EncodedPrompt, PromptLibrary, PromptSource};
-pub use system::VOICEMAIL_PROMPTS;
 pub use spec::{PromptSpec, PromptSpecError};
+pub use system::VOICEMAIL_PROMPTS;

@@ -34,22 +34,30 @@ impl Router {
                 id,
                 payload,
             } => (from, to, id, payload, true),
-            Iq::Result { from, id, .. } => {
-                let answered =
-                    from.is_some_and(|from| self.core.handle_iq_response(now(), &from, &id, None));
+            Iq::Result {
+                from, id, payload, ..
+            } => {
+                let answered = from
+                    .as_ref()
+                    .is_some_and(|from| self.core.handle_iq_response(now(), from, &id, None));
                 if answered {
                     self.process_outputs();
+                } else {
+                    self.pending.answer(from.as_ref(), &id, Ok(payload));
                 }
                 return;
             }
             Iq::Error {
                 from, id, error, ..
             } => {
-                let condition = Some(error.defined_condition);
+                let condition = Some(error.defined_condition.clone());
                 let answered = from
-                    .is_some_and(|from| self.core.handle_iq_response(now(), &from, &id, condition));
+                    .as_ref()
+                    .is_some_and(|from| self.core.handle_iq_response(now(), from, &id, condition));
                 if answered {
                     self.process_outputs();
+                } else {
+                    self.pending.answer(from.as_ref(), &id, Err(error));
                 }
                 return;
             }

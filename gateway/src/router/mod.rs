@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use jid::{BareJid, Jid};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_xmpp::Stanza;
 
@@ -19,6 +19,7 @@ use crate::call::{CallHandle, Calls};
 use crate::jingle::{CallId, Output, Signalling};
 use crate::xmpp::disco::CalleeInfo;
 use crate::xmpp::link::LinkEvent;
+use crate::xmpp::requests::{PendingRequests, Request};
 use crate::xmpp::subscribers::Subscribers;
 
 /// Everything the router is built from.
@@ -35,6 +36,10 @@ pub struct RouterParts {
     pub subscribers: Subscribers,
     /// Starts and stops call tasks.
     pub calls: Calls,
+    /// Stanzas other tasks ask the router to send.
+    pub requests: mpsc::UnboundedReceiver<Request>,
+    /// Whether the component is connected, for those tasks.
+    pub online: watch::Sender<bool>,
 }
 
 /// The router's state.
@@ -50,6 +55,8 @@ pub struct Router {
     stopping: Vec<CallHandle>,
     outbound: mpsc::Sender<Stanza>,
     call_events: CallEvents,
+    pending: PendingRequests,
+    online: watch::Sender<bool>,
 }
 
 /// How long shutdown waits for the last stanzas to leave and calls to close.
@@ -65,6 +72,7 @@ impl Router {
         shutdown: CancellationToken,
     ) {
         let (call_events, mut call_event_rx) = mpsc::unbounded_channel();
+        let mut requests = parts.requests;
         let mut router = Router {
             domain: parts.domain,
             name: parts.name,
@@ -76,6 +84,8 @@ impl Router {
             outbound,
             stopping: Vec::new(),
             call_events,
+            pending: PendingRequests::default(),
+            online: parts.online,
         };
         loop {
             let deadline = router.core.poll_timeout();
@@ -92,6 +102,10 @@ impl Router {
                     None => break,
                 },
                 Some((call_id, event)) = call_event_rx.recv() => router.handle_call_event(call_id, event),
+                Some(request) = requests.recv() => {
+                    let stanza = router.pending.stanza(request);
+                    router.send(stanza);
+                }
                 _ = timer => {
                     router.core.handle_timeout(now());
                     router.process_outputs();
@@ -127,8 +141,13 @@ impl Router {
 
     fn handle_link_event(&mut self, event: LinkEvent) {
         match event {
-            LinkEvent::Connected => self.announce_presence(),
-            LinkEvent::Disconnected => {}
+            LinkEvent::Connected => {
+                self.online.send_replace(true);
+                self.announce_presence();
+            }
+            LinkEvent::Disconnected => {
+                self.online.send_replace(false);
+            }
             LinkEvent::Stanza(stanza) => match *stanza {
                 Stanza::Iq(iq) => self.handle_iq(iq),
                 Stanza::Message(message) => self.handle_message(message),
@@ -210,6 +229,7 @@ impl Router {
 
     async fn shut_down(mut self) {
         tracing::info!(calls = self.active.len(), "shutting down: ending calls");
+        self.online.send_replace(false);
         self.core.shutdown();
         self.process_outputs();
         self.say_goodbye();

@@ -66,12 +66,7 @@ mod tests {
     }
 
     /// A tone, its level swinging by `swing` (0 steady, 0.5 down to half) three times a second.
-    fn tone(
-        seconds: usize,
-        hz: f64,
-        amplitude: f64,
-        swing: f64,
-    ) -> impl Iterator<Item = Vec<i16>> {
+    fn tone(seconds: usize, hz: f64, amplitude: f64, swing: f64) -> impl Iterator<Item = Vec<i16>> {
         (0..seconds * 50).map(move |i| {
             (0..960)
                 .map(|n| {
@@ -147,7 +142,11 @@ mod tests {
             None
         );
         assert_eq!(opus_voice_activity(&[]), None);
-        assert_eq!(opus_voice_activity(&[0x0B]), None, "code 3 without a frame count");
+        assert_eq!(
+            opus_voice_activity(&[0x0B]),
+            None,
+            "code 3 without a frame count"
+        );
         assert_eq!(opus_voice_activity(&[0x0B, 0]), None, "no frames");
     }
 

@@ -3,11 +3,14 @@
 //! is `endpoint::voicemail`; delivery over XMPP is [`delivery`].
 
 mod activity;
+pub mod delivery;
+pub mod http;
 mod ogg_opus;
 mod recorder;
 mod recording;
 pub mod store;
-pub mod time;
+mod time;
+pub mod upload;
 mod wav;
 
 use std::collections::{BTreeMap, HashMap};
@@ -73,10 +76,7 @@ impl Voicemail {
             let EndpointKind::Voicemail(mailbox) = &endpoint.kind else {
                 continue;
             };
-            let path = mailbox
-                .directory
-                .clone()
-                .unwrap_or_else(|| root.join(name));
+            let path = mailbox.directory.clone().unwrap_or_else(|| root.join(name));
             let directory = MailboxDir::open(path.clone()).map_err(|source| OpenError {
                 path: path.display().to_string(),
                 source,

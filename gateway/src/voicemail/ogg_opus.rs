@@ -180,12 +180,8 @@ pub fn complete_pages<R: Read + Seek>(input: R) -> io::Result<Complete> {
         length: 0,
         samples: 0,
     };
-    loop {
-        let packet = match reader.read_packet() {
-            Ok(Some(packet)) => packet,
-            // The end, or the first damaged or incomplete page: keep what came before.
-            Ok(None) | Err(_) => break,
-        };
+    // Up to the end, or the first damaged or incomplete page: what came before is kept.
+    while let Ok(Some(packet)) = reader.read_packet() {
         if packets == 0 {
             if packet.data.len() < 19 || &packet.data[..8] != b"OpusHead" {
                 return Err(io::Error::new(
@@ -259,7 +255,10 @@ mod tests {
         assert_eq!(samples.len(), 3 * 48_000 + 960);
         assert!(crate::media::codec::tests::tone_share(&samples[24_000..72_000], 440.0) > 0.8);
         let quiet = &samples[2 * 48_000 + 2000..3 * 48_000];
-        assert!(quiet.iter().all(|s| s.abs() < 50), "the silence packet is silent");
+        assert!(
+            quiet.iter().all(|s| s.abs() < 50),
+            "the silence packet is silent"
+        );
     }
 
     #[test]
@@ -271,7 +270,10 @@ mod tests {
             writer.packet(&packet, 960).unwrap();
         }
         writer.packet(&SILENCE_20MS, 960).unwrap();
-        assert!(writer.committed() > headers + 1000, "one second is one page");
+        assert!(
+            writer.committed() > headers + 1000,
+            "one second is one page"
+        );
         assert_eq!(writer.committed(), writer.out.len() as u64);
     }
 

@@ -152,11 +152,7 @@ impl<W: Write + Seek> Recorder<W> {
     /// Records a packet the caller sent with RTP `timestamp`; returns whether it holds voice.
     pub fn packet(&mut self, timestamp: u32, payload: &[u8]) -> io::Result<bool> {
         let clock = u64::from(self.codec.clock_rate());
-        let duration48 = self
-            .codec
-            .payload_duration(payload)
-            .unwrap_or(960)
-            .max(1) as u64;
+        let duration48 = self.codec.payload_duration(payload).unwrap_or(960).max(1) as u64;
         let gap48 = self.place(timestamp, duration48, clock);
         if gap48 > 0 {
             self.silence(gap48)?;
@@ -252,9 +248,9 @@ impl<W: Write + Seek> Recorder<W> {
                 match decoder.decode(payload, &mut self.scratch, false) {
                     Ok(n) => {
                         writer.samples(&self.scratch[..n])?;
-                        if flagged.is_none() {
-                            return Ok(level_dbfs(&self.scratch[..n]) > self.silence_threshold);
-                        }
+                        // Decoded anyway: the level counts too.
+                        let loud = level_dbfs(&self.scratch[..n]) > self.silence_threshold;
+                        return Ok(flagged == Some(true) || loud);
                     }
                     Err(_) => writer.silence(duration48 / 3)?,
                 }
@@ -357,9 +353,10 @@ mod tests {
     fn opus_packets_are_copied_and_losses_keep_the_timing() {
         let frames = frames(2, 1);
         // Every tenth packet lost, and a whole 200 ms burst.
-        let (file, duration, voiced) = record(RecordingFormat::OggOpus, Codec::Opus, &frames, |i| {
-            i % 10 == 3 || (60..70).contains(&i)
-        });
+        let (file, duration, voiced) =
+            record(RecordingFormat::OggOpus, Codec::Opus, &frames, |i| {
+                i % 10 == 3 || (60..70).contains(&i)
+            });
         assert_eq!(duration, Duration::from_secs(3));
         let samples = decoded(&file, "ogg");
         assert_eq!(samples.len(), 3 * 48_000);

@@ -357,7 +357,7 @@ mod tests {
         .unwrap();
         wav.samples(&[500; 12_000]).unwrap();
         std::mem::forget(wav); // killed: no final header update
-        // A too-short Ogg part without metadata, and garbage.
+                               // A too-short Ogg part without metadata, and garbage.
         fs::write(dir.join("20260101-000000-aaaaaa.ogg.part"), b"OggS").unwrap();
         fs::write(dir.join("20260101-000000-bbbbbb.wav.part"), b"").unwrap();
         let recovered = store.recover("vm", Duration::from_secs(1));
@@ -373,7 +373,10 @@ mod tests {
         assert!(!store.part_path(finished).exists());
         assert_eq!(store.messages().len(), 1);
         let reader = hound::WavReader::open(store.recording_path(finished)).unwrap();
-        assert_eq!(u64::from(reader.duration()) * 1000 / 8000, finished.duration_ms);
+        assert_eq!(
+            u64::from(reader.duration()) * 1000 / 8000,
+            finished.duration_ms
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 }

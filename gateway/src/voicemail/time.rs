@@ -88,12 +88,18 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(Utc::from_unix(0).rfc3339(), "1970-01-01T00:00:00Z");
-        assert_eq!(Utc::from_unix(951_782_400).rfc3339(), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            Utc::from_unix(951_782_400).rfc3339(),
+            "2000-02-29T00:00:00Z"
+        );
         let t = Utc::from_unix(1_795_529_592);
         assert_eq!(t.rfc3339(), "2026-11-24T14:13:12Z");
         assert_eq!(t.compact(), "20261124-141312");
         assert_eq!(t.human(), "2026-11-24 14:13 UTC");
-        assert_eq!(Utc::from_unix(4_102_444_799).rfc3339(), "2099-12-31T23:59:59Z");
+        assert_eq!(
+            Utc::from_unix(4_102_444_799).rfc3339(),
+            "2099-12-31T23:59:59Z"
+        );
     }
 
     #[test]

@@ -184,7 +184,13 @@ mod tests {
         // The header still says 12 001 samples; the file holds 10 000 and a half.
         let mut file = Cursor::new(bytes);
         let repaired = repair(&mut file).unwrap();
-        assert_eq!(repaired, Repaired { rate: 8000, samples: 10_000 });
+        assert_eq!(
+            repaired,
+            Repaired {
+                rate: 8000,
+                samples: 10_000
+            }
+        );
         let reader = hound::WavReader::new(Cursor::new(file.into_inner())).unwrap();
         assert_eq!(reader.duration(), 10_000);
         assert_eq!(reader.spec().sample_rate, 8000);

@@ -6,4 +6,5 @@ mod backoff;
 pub mod disco;
 pub mod iq_error;
 pub mod link;
+pub mod requests;
 pub mod subscribers;

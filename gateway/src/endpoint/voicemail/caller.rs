@@ -22,7 +22,7 @@ enum State {
     Greeting,
     Beep,
     Recording {
-        recording: Recording,
+        recording: Box<Recording>,
         /// Packet times since recording started.
         ticks: u32,
         /// Packet times since the caller last made a sound.
@@ -76,7 +76,10 @@ impl LeaveMessage {
             .is_some_and(|m| m.is_full());
         if full {
             tracing::info!(mailbox = %self.mailbox, "mailbox full: no message taken");
-            self.close("builtin:vm-full", EndpointEvent::Fail(EndReason::MailboxFull));
+            self.close(
+                "builtin:vm-full",
+                EndpointEvent::Fail(EndReason::MailboxFull),
+            );
             return;
         }
         self.player.play(&self.config.greeting);
@@ -176,13 +179,16 @@ impl LeaveMessage {
             Ok(recording) => {
                 tracing::info!(mailbox = %self.mailbox, "recording");
                 self.state = State::Recording {
-                    recording,
+                    recording: Box::new(recording),
                     ticks: 0,
                     quiet_ticks: 0,
                 };
             }
             Err(StartError::Full) => {
-                self.close("builtin:vm-full", EndpointEvent::Fail(EndReason::MailboxFull));
+                self.close(
+                    "builtin:vm-full",
+                    EndpointEvent::Fail(EndReason::MailboxFull),
+                );
             }
             Err(StartError::Storage(e)) => {
                 tracing::warn!(mailbox = %self.mailbox, error = %e, "cannot start a recording");

@@ -23,8 +23,8 @@ pub struct VoicemailEndpoint {
 }
 
 enum Role {
-    Caller(LeaveMessage),
-    Owner(OwnerMenu),
+    Caller(Box<LeaveMessage>),
+    Owner(Box<OwnerMenu>),
 }
 
 impl VoicemailEndpoint {
@@ -43,14 +43,18 @@ impl VoicemailEndpoint {
         let is_owner = config.owners.iter().any(|o| o.eq_ignore_ascii_case(bare));
         let dtmf = config.dtmf;
         let role = if is_owner {
-            Role::Owner(OwnerMenu::new(voicemail, mailbox.to_string(), player))
+            Role::Owner(Box::new(OwnerMenu::new(
+                voicemail,
+                mailbox.to_string(),
+                player,
+            )))
         } else {
-            Role::Caller(LeaveMessage::new(
+            Role::Caller(Box::new(LeaveMessage::new(
                 voicemail,
                 mailbox.to_string(),
                 config,
                 player,
-            ))
+            )))
         };
         Self { role, dtmf }
     }

@@ -1,0 +1,596 @@
+//! Voicemail through real servers: a caller leaves a message, the owner's client gets the chat
+//! message with the recording's URL (the server's HTTP upload, or the gateway's own HTTP
+//! server), fetches it, and it matches what was sent (length, and dominant frequency or the
+//! speech's envelope). Then every way a message ends, a crash mid-message, and a full disk.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use minidom::Element;
+
+use crate::support::audio::{dominant_frequency, tones_heard};
+use crate::support::caller::{speech_fixture, CallSetup, Exchange, Press, TestCaller};
+use crate::support::client::XmppClient;
+use crate::support::servers::{Kind, Server};
+use crate::support::{
+    gateway_config_with, wait_attached, within, Gateway, GatewayProcess, TempDir,
+};
+
+const NS_OOB: &str = "jabber:x:oob";
+const NS_CLIENT: &str = "jabber:client";
+
+/// Mailboxes for the tests; bob owns them all.
+const MAILBOXES: &str = r###"
+[endpoints.box]
+kind = "voicemail"
+owners = ["bob@localhost"]
+greeting = "silence:20ms"
+beep = false
+max_length = "20s"
+
+[endpoints.short]
+kind = "voicemail"
+owners = ["bob@localhost"]
+greeting = "silence:20ms"
+beep = false
+max_length = "2s"
+
+[endpoints.quiet]
+kind = "voicemail"
+owners = ["bob@localhost"]
+greeting = "silence:20ms"
+beep = false
+silence_timeout = "2s"
+
+[endpoints.greeted]
+kind = "voicemail"
+owners = ["bob@localhost"]
+greeting = "tone:500:2s"
+beep = true
+"###;
+
+/// What the owner's client got for one message.
+struct Delivered {
+    text: String,
+    url: String,
+}
+
+/// Logs in the owner, bob.
+async fn owner(server: &Server) -> XmppClient {
+    XmppClient::login(server.c2s_port, "bob", "phone").await
+}
+
+/// Waits for the two messages of a voicemail from `mailbox`: the text, then the attachment.
+async fn delivered(bob: &mut XmppClient, mailbox: &str, timeout: Duration) -> Delivered {
+    let from = format!("{mailbox}@gw.localhost");
+    let is_from = |s: &Element, attachment: bool| {
+        s.name() == "message"
+            && s.attr("from") == Some(from.as_str())
+            && s.has_child("body", NS_CLIENT)
+            && s.has_child("x", NS_OOB) == attachment
+    };
+    let text = bob
+        .expect("voicemail text", timeout, |s| is_from(s, false))
+        .await;
+    let attachment = bob
+        .expect("voicemail attachment", Duration::from_secs(5), |s| {
+            is_from(s, true)
+        })
+        .await;
+    let body = |s: &Element| s.get_child("body", NS_CLIENT).map(|b| b.text());
+    let oob = attachment
+        .get_child("x", NS_OOB)
+        .and_then(|x| x.get_child("url", NS_OOB))
+        .map(|u| u.text())
+        .expect("oob url");
+    assert_eq!(
+        body(&attachment).as_deref(),
+        Some(oob.as_str()),
+        "clients show an attachment when the body is its URL"
+    );
+    Delivered {
+        text: body(&text).unwrap_or_default(),
+        url: oob,
+    }
+}
+
+/// Fetches `url` over HTTP (GET, or HEAD) with optional headers; returns status, headers and body.
+async fn fetch(
+    url: &str,
+    head: bool,
+    range: Option<&str>,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let url = url.to_string();
+    let range = range.map(str::to_string);
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let response = if head {
+            agent.head(&url).call()
+        } else {
+            let mut request = agent.get(&url);
+            if let Some(range) = &range {
+                request = request.header("Range", range);
+            }
+            request.call()
+        }
+        .expect("HTTP request");
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        let body = if head {
+            Vec::new()
+        } else {
+            response.into_body().read_to_vec().expect("body")
+        };
+        (status, headers, body)
+    })
+    .await
+    .expect("fetch task")
+}
+
+/// The messages (recording, metadata) stored in a mailbox directory.
+fn stored(data: &TempDir, mailbox: &str) -> Vec<(PathBuf, serde_json::Value)> {
+    stored_in(&data.path().join("voicemail").join(mailbox))
+}
+
+fn stored_in(dir: &Path) -> Vec<(PathBuf, serde_json::Value)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) == Some("json") {
+            let meta: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).expect("metadata")).expect("json");
+            let recording = dir
+                .join(meta["id"].as_str().unwrap_or_default())
+                .with_extension(if meta["format"] == "wav" {
+                    "wav"
+                } else {
+                    "ogg"
+                });
+            found.push((recording, meta));
+        }
+    }
+    found
+}
+
+/// Decodes a recording to 48 kHz mono.
+fn decode(bytes: &[u8], extension: &str) -> Vec<i16> {
+    jingle_gateway::prompt::decode::decode(bytes, Some(extension), 600).expect("recording decodes")
+}
+
+fn seconds(samples: &[i16]) -> f64 {
+    samples.len() as f64 / 48_000.0
+}
+
+/// RMS per 20 ms frame.
+fn envelope(samples: &[i16]) -> Vec<f64> {
+    samples
+        .chunks_exact(960)
+        .map(|c| (c.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / 960.0).sqrt())
+        .collect()
+}
+
+/// The best Pearson correlation of `recorded`'s envelope against `sent`'s, over lags up to 1 s.
+fn envelope_match(sent: &[i16], recorded: &[i16]) -> f64 {
+    let (a, b) = (envelope(sent), envelope(recorded));
+    let mut best: f64 = -1.0;
+    for lag in 0..50 {
+        let n = b.len().min(a.len().saturating_sub(lag));
+        if n < 50 {
+            break;
+        }
+        let x = &a[lag..lag + n];
+        let y = &b[..n];
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (mx, my) = (mean(x), mean(y));
+        let cov: f64 = x.iter().zip(y).map(|(p, q)| (p - mx) * (q - my)).sum();
+        let vx: f64 = x.iter().map(|p| (p - mx).powi(2)).sum();
+        let vy: f64 = y.iter().map(|q| (q - my).powi(2)).sum();
+        best = best.max(cov / (vx * vy).sqrt());
+    }
+    best
+}
+
+/// One message end to end: `codec`, `format`, by upload or the gateway's own server.
+async fn message_reaches_the_owner(kind: Kind, codec: &'static str, format: &str, upload: bool) {
+    let server = Server::start(kind);
+    let data = TempDir::new("gw");
+    let extra = [(
+        "GATEWAY_VOICEMAIL_UPLOAD",
+        if upload { "auto" } else { "off" },
+    )];
+    let tables = MAILBOXES.replace(
+        "[endpoints.box]\n",
+        &format!("[endpoints.box]\nformat = \"{format}\"\n"),
+    );
+    let gateway = Gateway::start(gateway_config_with(&server, &data, &tables, &extra));
+    let mut bob = owner(&server).await;
+    let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+    wait_attached(&mut alice.client).await;
+    let speech = codec == "opus" && format == "ogg-opus";
+    let what = format!("{kind:?} {codec} {format} upload={upload}");
+    let mut call = alice
+        .call("box@gw.localhost", &CallSetup::only(codec))
+        .await
+        .expect("call");
+    let sent = Duration::from_secs(5);
+    let plan = Exchange {
+        speech,
+        ..Exchange::tone(sent.as_secs(), 440.0)
+    };
+    let received = alice.exchange(&mut call, &plan).await;
+    assert!(received.terminated.is_none(), "{what}: {received:?}");
+    alice.hang_up(call).await;
+
+    let message = delivered(&mut bob, "box", Duration::from_secs(20)).await;
+    assert!(
+        message
+            .text
+            .starts_with("Voicemail from alice@localhost, 0:05,"),
+        "{what}: {}",
+        message.text
+    );
+    let http_port = server.http_port.to_string();
+    assert_eq!(
+        message.url.contains(&format!("127.0.0.1:{http_port}/")),
+        upload,
+        "{what}: {} (server's HTTP port {http_port})",
+        message.url
+    );
+    let stored = stored(&data, "box");
+    assert_eq!(stored.len(), 1, "{what}");
+    let (path, meta) = &stored[0];
+    assert_eq!(meta["delivered"], true, "{what}");
+    assert_eq!(
+        meta["caller"]
+            .as_str()
+            .map(|c| c.starts_with("alice@localhost/")),
+        Some(true)
+    );
+    let file = std::fs::read(path).expect("recording");
+    let (status, _, body) = fetch(&message.url, false, None).await;
+    assert_eq!(status, 200, "{what}");
+    assert!(body == file, "{what}: the owner fetches the stored file");
+
+    let extension = if format == "wav" { "wav" } else { "ogg" };
+    let audio = decode(&file, extension);
+    let length = seconds(&audio);
+    assert!(
+        (length - sent.as_secs_f64()).abs() <= 0.2,
+        "{what}: recorded {length:.3} s of {sent:?} sent"
+    );
+    eprintln!(
+        "MEASURE {what}: recorded {length:.3} s, url {}",
+        message.url
+    );
+    let metadata_length = meta["duration_ms"].as_f64().unwrap_or_default() / 1000.0;
+    assert!((metadata_length - length).abs() < 0.05, "{what}: {meta}");
+    if speech {
+        let matched = envelope_match(&speech_fixture(), &audio);
+        eprintln!("MEASURE {what}: envelope correlation {matched:.3}");
+        assert!(
+            matched > 0.8,
+            "{what}: speech envelope correlation {matched:.2}"
+        );
+    } else {
+        let (hz, share) = dominant_frequency(&audio[..audio.len() - 24_000], 3.0);
+        assert!(
+            (hz - 440.0).abs() <= 10.0 && share > 0.5,
+            "{what}: {hz} Hz ({share:.2})"
+        );
+    }
+    if !upload {
+        // The gateway's own server: HEAD gives the size, a range gives part of the file.
+        let (status, headers, _) = fetch(&message.url, true, None).await;
+        assert_eq!(status, 200);
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(header("content-length"), Some(file.len().to_string()));
+        let (status, _, part) = fetch(&message.url, false, Some("bytes=10-19")).await;
+        assert_eq!((status, &part[..]), (206, &file[10..20]));
+        let wrong = message.url.replace("/voicemail/", "/voicemail/0");
+        assert_eq!(fetch(&wrong, false, None).await.0, 404);
+    }
+    gateway.stop().await;
+    alice.close().await;
+    bob.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opus_speech_by_upload_on_prosody() {
+    within(
+        90,
+        message_reaches_the_owner(Kind::Prosody, "opus", "ogg-opus", true),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcmu_tone_served_by_the_gateway_on_prosody() {
+    within(
+        90,
+        message_reaches_the_owner(Kind::Prosody, "PCMU", "ogg-opus", false),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pcmu_wav_by_upload_on_ejabberd() {
+    within(
+        90,
+        message_reaches_the_owner(Kind::Ejabberd, "PCMU", "wav", true),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opus_wav_served_by_the_gateway_on_ejabberd() {
+    within(
+        90,
+        message_reaches_the_owner(Kind::Ejabberd, "opus", "wav", false),
+    )
+    .await;
+}
+
+/// `#`, max length, silence, too short, a hang-up during the greeting, and greeting + beep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_way_a_message_ends() {
+    within(150, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let gateway = Gateway::start(gateway_config_with(&server, &data, MAILBOXES, &[]));
+        let mut bob = owner(&server).await;
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let pcmu = CallSetup::only("PCMU");
+
+        // `#` ends the message; the gateway says so and hangs up.
+        let mut call = alice.call("box@gw.localhost", &pcmu).await.expect("call");
+        let plan = Exchange {
+            script: vec![(Duration::from_millis(2500), Press::Rfc4733('#'))],
+            ..Exchange::tone(8, 440.0)
+        };
+        let received = alice.exchange(&mut call, &plan).await;
+        assert_eq!(received.terminated.as_deref(), Some("success"), "#");
+        alice.vanish(call).await;
+        let message = delivered(&mut bob, "box", Duration::from_secs(10)).await;
+        assert!(
+            message.text.contains(", 0:02,") || message.text.contains(", 0:03,"),
+            "{}",
+            message.text
+        );
+        let (_, meta) = &stored(&data, "box")[0];
+        assert_eq!(meta["ending"], "key");
+        let length = meta["duration_ms"].as_f64().unwrap() / 1000.0;
+        assert!((length - 2.5).abs() < 0.3, "# at 2.5 s, recorded {length}");
+
+        // max_length (2 s): recording stops, the caller is told and the call ends.
+        let mut call = alice.call("short@gw.localhost", &pcmu).await.expect("call");
+        let received = alice.exchange(&mut call, &Exchange::tone(10, 440.0)).await;
+        assert_eq!(
+            received.terminated.as_deref(),
+            Some("success"),
+            "max length"
+        );
+        alice.vanish(call).await;
+        delivered(&mut bob, "short", Duration::from_secs(10)).await;
+        let (_, meta) = &stored(&data, "short")[0];
+        assert_eq!(meta["ending"], "max-length");
+        let length = meta["duration_ms"].as_f64().unwrap() / 1000.0;
+        assert!((length - 2.0).abs() < 0.1, "max 2 s, recorded {length}");
+
+        // Silence (2 s) after speech ends the message.
+        let mut call = alice
+            .call("quiet@gw.localhost", &CallSetup::only("opus"))
+            .await
+            .expect("call");
+        let plan = Exchange {
+            speech: true,
+            ..Exchange::tone(3, 440.0)
+        };
+        let received = alice.exchange(&mut call, &plan).await;
+        assert!(received.terminated.is_none());
+        let reason = alice
+            .wait_terminate(&call.sid, Duration::from_secs(10))
+            .await;
+        assert_eq!(reason.as_deref(), Some("success"), "silence");
+        alice.vanish(call).await;
+        delivered(&mut bob, "quiet", Duration::from_secs(10)).await;
+        let (_, meta) = &stored(&data, "quiet")[0];
+        assert_eq!(meta["ending"], "silence");
+
+        // Shorter than min_length (1 s): nothing kept, nothing sent.
+        let mut call = alice.call("box@gw.localhost", &pcmu).await.expect("call");
+        let plan = Exchange {
+            duration: Duration::from_millis(500),
+            tone_hz: 440.0,
+            ..Exchange::default()
+        };
+        alice.exchange(&mut call, &plan).await;
+        alice.hang_up(call).await;
+
+        // Hanging up during the greeting leaves nothing either; the greeting was heard.
+        let mut call = alice
+            .call("greeted@gw.localhost", &pcmu)
+            .await
+            .expect("call");
+        let received = alice.exchange(&mut call, &Exchange::tone(1, 300.0)).await;
+        assert_eq!(tones_heard(&received.pcm, &[500.0, 1000.0]), [500.0]);
+        alice.hang_up(call).await;
+
+        // Greeting, beep, then the message.
+        let mut call = alice
+            .call("greeted@gw.localhost", &pcmu)
+            .await
+            .expect("call");
+        let received = alice.exchange(&mut call, &Exchange::tone(5, 300.0)).await;
+        assert_eq!(
+            tones_heard(&received.pcm, &[500.0, 1000.0]),
+            [500.0, 1000.0],
+            "greeting, then beep"
+        );
+        alice.hang_up(call).await;
+        delivered(&mut bob, "greeted", Duration::from_secs(10)).await;
+        let greeted = stored(&data, "greeted");
+        assert_eq!(
+            greeted.len(),
+            1,
+            "only the call that got past the beep left a message"
+        );
+        let length = greeted[0].1["duration_ms"].as_f64().unwrap() / 1000.0;
+        assert!(
+            (length - 2.75).abs() < 0.3,
+            "5 s call, 2.25 s greeting and beep: {length}"
+        );
+
+        assert_eq!(
+            stored(&data, "box").len(),
+            1,
+            "the too-short message was not kept"
+        );
+        let extra = bob
+            .try_expect(Duration::from_secs(1), |s| s.name() == "message")
+            .await;
+        assert!(extra.is_none(), "unexpected: {extra:?}");
+        gateway.stop().await;
+        alice.close().await;
+        bob.close().await;
+    })
+    .await;
+}
+
+/// Killed with SIGKILL mid-message: the next start finishes the recording and delivers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_cut_by_a_crash_is_recovered_and_delivered() {
+    within(120, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let extra = [("GATEWAY_VOICEMAIL_UPLOAD", "off")];
+        let mut gateway = GatewayProcess::start(&server, &data, MAILBOXES, &extra, None);
+        let mut bob = owner(&server).await;
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let mut call = alice
+            .call("box@gw.localhost", &CallSetup::only("opus"))
+            .await
+            .expect("call");
+        alice.exchange(&mut call, &Exchange::tone(4, 440.0)).await;
+        gateway.kill();
+        alice.vanish(call).await;
+        let parts: Vec<_> = std::fs::read_dir(data.path().join("voicemail/box"))
+            .expect("mailbox")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".ogg.part"))
+            .collect();
+        assert_eq!(parts.len(), 1, "the crash left the recording unfinished");
+
+        let restarted = GatewayProcess::start(&server, &data, MAILBOXES, &extra, None);
+        let message = delivered(&mut bob, "box", Duration::from_secs(20)).await;
+        assert!(
+            message
+                .text
+                .ends_with("Recovered after the gateway restarted."),
+            "{}\n{}",
+            message.text,
+            restarted.log()
+        );
+        let (status, _, body) = fetch(&message.url, false, None).await;
+        assert_eq!(status, 200);
+        let audio = decode(&body, "ogg");
+        // Pages are written once a second: at most the last second is lost.
+        let length = seconds(&audio);
+        eprintln!("MEASURE crash: recovered {length:.3} s of 4 s");
+        assert!(
+            (2.9..=4.1).contains(&length),
+            "recovered {length:.2} s of 4 s"
+        );
+        let (hz, _) = dominant_frequency(&audio, 1.5);
+        assert!((hz - 440.0).abs() <= 10.0, "{hz}");
+        let (_, meta) = &stored(&data, "box")[0];
+        assert_eq!(meta["ending"], "interrupted");
+        drop(restarted);
+        alice.close().await;
+        bob.close().await;
+    })
+    .await;
+}
+
+/// A full disk mid-message: that recording ends cleanly (the caller is told why, the file is
+/// valid and delivered), while another call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_ends_one_recording_and_spares_other_calls() {
+    within(120, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let tiny = data.path().join("tiny");
+        let tables = format!(
+            "{MAILBOXES}\n[endpoints.tiny]\nkind = \"voicemail\"\nowners = [\"bob@localhost\"]\n\
+             greeting = \"silence:20ms\"\nbeep = false\ndirectory = \"{}\"\n",
+            tiny.display()
+        );
+        let extra = [("GATEWAY_VOICEMAIL_UPLOAD", "off")];
+        let gateway = GatewayProcess::start(&server, &data, &tables, &extra, Some((&tiny, "24k")));
+        let mut bob = owner(&server).await;
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        let mut carol = TestCaller::new(server.c2s_port, "carol").await;
+        wait_attached(&mut alice.client).await;
+        let mut message_call = alice
+            .call("tiny@gw.localhost", &CallSetup::only("opus"))
+            .await
+            .expect("call");
+        let mut echo_call = carol
+            .call("echo@gw.localhost", &CallSetup::only("opus"))
+            .await
+            .expect("echo call");
+        let (long, shorter) = (Exchange::tone(20, 440.0), Exchange::tone(14, 660.0));
+        let (recorded, echoed) = tokio::join!(
+            alice.exchange(&mut message_call, &long),
+            carol.exchange(&mut echo_call, &shorter),
+        );
+        assert_eq!(
+            recorded.terminated.as_deref(),
+            Some("failed-application"),
+            "the caller is told: {}",
+            gateway.log()
+        );
+        assert!(echoed.terminated.is_none(), "the echo call goes on");
+        let (hz, _) = dominant_frequency(&echoed.pcm, 1.0);
+        assert!(
+            (hz - 660.0).abs() <= 10.0,
+            "echo still heard at the end: {hz}"
+        );
+        assert!(echoed.packets > 600, "echo packets: {}", echoed.packets);
+        alice.vanish(message_call).await;
+        carol.hang_up(echo_call).await;
+
+        let message = delivered(&mut bob, "tiny", Duration::from_secs(10)).await;
+        assert!(message.text.contains("storage is full"), "{}", message.text);
+        let (status, _, body) = fetch(&message.url, false, None).await;
+        assert_eq!(status, 200);
+        let audio = decode(&body, "ogg");
+        eprintln!(
+            "MEASURE full disk: kept {:.3} s; echo call got {} packets",
+            seconds(&audio),
+            echoed.packets
+        );
+        assert!(seconds(&audio) > 2.0, "kept {:.2} s", seconds(&audio));
+        let (hz, _) = dominant_frequency(&audio, 1.0);
+        assert!((hz - 440.0).abs() <= 10.0, "{hz}");
+        drop(gateway);
+        alice.close().await;
+        carol.close().await;
+        bob.close().await;
+    })
+    .await;
+}
