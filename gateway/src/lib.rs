@@ -101,7 +101,11 @@ pub async fn run(
             );
         }
         let display = endpoint.name.clone().unwrap_or_else(|| name.clone());
-        callees.insert(name.clone(), CalleeInfo::new(jid, display, available));
+        let mut info = CalleeInfo::new(jid, display, available);
+        if matches!(endpoint.kind, config::EndpointKind::Voicemail(_)) {
+            info = info.with_feature(protocol::adhoc::NS_COMMANDS);
+        }
+        callees.insert(name.clone(), info);
     }
 
     let prompts = config
@@ -160,7 +164,9 @@ pub async fn run(
     ))];
     if let Some(server) = http {
         tracing::info!(url = %server.base_url(), "serving recordings over HTTP");
-        background.push(tokio::spawn(server.serve(mailboxes, services.clone())));
+        background.push(tokio::spawn(
+            server.serve(mailboxes.clone(), services.clone()),
+        ));
     }
 
     let link_config = LinkConfig {
@@ -189,6 +195,7 @@ pub async fn run(
         core,
         subscribers,
         calls: call::Calls::new(engine.clone(), endpoints),
+        voicemail: mailboxes.clone(),
         requests,
         online,
     };

@@ -594,3 +594,246 @@ async fn a_full_disk_ends_one_recording_and_spares_other_calls() {
     })
     .await;
 }
+
+/// An ad-hoc command: `execute`, or `complete` with the messages picked.
+fn command(node: &str, session: Option<&str>, picked: &[&str]) -> Element {
+    let action = if picked.is_empty() {
+        "execute"
+    } else {
+        "complete"
+    };
+    let mut command = Element::builder("command", NS_COMMANDS)
+        .attr(minidom::rxml::xml_ncname!("node").to_owned(), node)
+        .attr(minidom::rxml::xml_ncname!("action").to_owned(), action);
+    if let Some(session) = session {
+        command = command.attr(minidom::rxml::xml_ncname!("sessionid").to_owned(), session);
+    }
+    let mut command = command.build();
+    if !picked.is_empty() {
+        let mut field = Element::builder("field", NS_DATA)
+            .attr(minidom::rxml::xml_ncname!("var").to_owned(), "messages")
+            .build();
+        for id in picked {
+            field.append_child(Element::builder("value", NS_DATA).append(*id).build());
+        }
+        command.append_child(
+            Element::builder("x", NS_DATA)
+                .attr(minidom::rxml::xml_ncname!("type").to_owned(), "submit")
+                .append(field)
+                .build(),
+        );
+    }
+    command
+}
+
+const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
+const NS_DATA: &str = "jabber:x:data";
+
+/// The rows of a `list` result: one `(var, value)` list per message.
+fn listed(answer: &Element) -> Vec<Vec<(String, String)>> {
+    answer
+        .get_child("command", NS_COMMANDS)
+        .and_then(|c| c.get_child("x", NS_DATA))
+        .map(|x| {
+            x.children()
+                .filter(|i| i.is("item", NS_DATA))
+                .map(|item| {
+                    item.children()
+                        .map(|f| {
+                            let value = f
+                                .get_child("value", NS_DATA)
+                                .map(|v| v.text())
+                                .unwrap_or_default();
+                            (f.attr("var").unwrap_or_default().to_string(), value)
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The owner calls the mailbox (plays, deletes with keys) and manages it with ad-hoc commands;
+/// others see no commands and are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_listens_lists_and_deletes() {
+    within(150, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let gateway = Gateway::start(gateway_config_with(&server, &data, MAILBOXES, &[]));
+        let mut bob = TestCaller::new(server.c2s_port, "bob").await;
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        for hz in [440.0, 660.0] {
+            let mut call = alice
+                .call("box@gw.localhost", &CallSetup::only("PCMU"))
+                .await
+                .expect("call");
+            alice.exchange(&mut call, &Exchange::tone(2, hz)).await;
+            alice.hang_up(call).await;
+            delivered(&mut bob.client, "box", Duration::from_secs(10)).await;
+        }
+
+        // Commands: bob sees two, alice none and is refused.
+        let items_query = Element::builder("query", "http://jabber.org/protocol/disco#items")
+            .attr(minidom::rxml::xml_ncname!("node").to_owned(), NS_COMMANDS)
+            .build();
+        let items = bob
+            .client
+            .iq("box@gw.localhost", "get", items_query.clone())
+            .await;
+        let nodes: Vec<String> = items
+            .get_child("query", "http://jabber.org/protocol/disco#items")
+            .map(|q| {
+                q.children()
+                    .filter_map(|i| i.attr("node"))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(nodes, ["list", "delete"]);
+        let items = alice
+            .client
+            .iq("box@gw.localhost", "get", items_query)
+            .await;
+        assert!(
+            !String::from(&items).contains("node=\"list\""),
+            "{}",
+            String::from(&items)
+        );
+        let refused = alice
+            .client
+            .iq("box@gw.localhost", "set", command("list", None, &[]))
+            .await;
+        assert_eq!(refused.attr("type"), Some("error"));
+        assert!(String::from(&refused).contains("forbidden"));
+
+        let list = bob
+            .client
+            .iq("box@gw.localhost", "set", command("list", None, &[]))
+            .await;
+        let rows = listed(&list);
+        assert_eq!(rows.len(), 2, "{}", String::from(&list));
+        assert!(String::from(&list).contains("2 messages, 2 new."));
+
+        // Bob calls his mailbox: 1 plays the first message, 7 deletes it (the next one plays),
+        // # says goodbye.
+        let mut call = bob
+            .call("box@gw.localhost", &CallSetup::only("PCMU"))
+            .await
+            .expect("owner's call");
+        let plan = Exchange {
+            script: vec![
+                (Duration::from_millis(1000), Press::Rfc4733('1')),
+                (Duration::from_millis(5000), Press::Rfc4733('7')),
+                (Duration::from_millis(10_500), Press::Rfc4733('#')),
+            ],
+            ..Exchange::tone(14, 300.0)
+        };
+        let received = bob.exchange(&mut call, &plan).await;
+        assert_eq!(
+            tones_heard(&received.pcm, &[440.0, 660.0]),
+            [440.0, 660.0],
+            "the first message, then (after deleting it) the second"
+        );
+        assert_eq!(received.terminated.as_deref(), Some("success"), "goodbye");
+        bob.vanish(call).await;
+
+        let list = bob
+            .client
+            .iq("box@gw.localhost", "set", command("list", None, &[]))
+            .await;
+        let rows = listed(&list);
+        assert_eq!(rows.len(), 1, "{}", String::from(&list));
+        assert!(
+            rows[0].contains(&("heard".to_string(), "yes".to_string())),
+            "{rows:?}"
+        );
+
+        // Delete the rest with the command: a form, then the submitted choice.
+        let form = bob
+            .client
+            .iq("box@gw.localhost", "set", command("delete", None, &[]))
+            .await;
+        let command_element = form.get_child("command", NS_COMMANDS).expect("command");
+        assert_eq!(command_element.attr("status"), Some("executing"));
+        let session = command_element
+            .attr("sessionid")
+            .expect("session")
+            .to_string();
+        let option = command_element
+            .get_child("x", NS_DATA)
+            .and_then(|x| x.get_child("field", NS_DATA))
+            .and_then(|f| f.get_child("option", NS_DATA))
+            .and_then(|o| o.get_child("value", NS_DATA))
+            .map(|v| v.text())
+            .expect("an option");
+        let done = bob
+            .client
+            .iq(
+                "box@gw.localhost",
+                "set",
+                command("delete", Some(&session), &[&option]),
+            )
+            .await;
+        assert!(
+            String::from(&done).contains("Deleted 1 message."),
+            "{}",
+            String::from(&done)
+        );
+        assert!(stored(&data, "box").is_empty());
+        let files = std::fs::read_dir(data.path().join("voicemail/box"))
+            .expect("dir")
+            .count();
+        assert_eq!(files, 0, "recordings are gone too");
+        gateway.stop().await;
+        alice.close().await;
+        bob.close().await;
+    })
+    .await;
+}
+
+/// An IVR entry hands the caller to a mailbox without redialling; the message is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ivr_hands_the_caller_to_a_mailbox() {
+    within(90, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let menu = r###"
+[endpoints.front]
+kind = "ivr"
+[endpoints.front.menus.main]
+greeting = "tone:700:3s"
+[endpoints.front.menus.main.entries]
+"9" = { action = "transfer", to = "box" }
+"###;
+        let tables = format!("{MAILBOXES}{menu}");
+        let gateway = Gateway::start(gateway_config_with(&server, &data, &tables, &[]));
+        let mut bob = owner(&server).await;
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let mut call = alice
+            .call("front@gw.localhost", &CallSetup::only("PCMU"))
+            .await
+            .expect("call");
+        let plan = Exchange {
+            script: vec![(Duration::from_millis(1000), Press::Rfc4733('9'))],
+            ..Exchange::tone(5, 440.0)
+        };
+        let received = alice.exchange(&mut call, &plan).await;
+        assert_eq!(tones_heard(&received.pcm, &[700.0]), [700.0], "the menu");
+        alice.hang_up(call).await;
+        let message = delivered(&mut bob, "box", Duration::from_secs(10)).await;
+        assert!(message.text.starts_with("Voicemail from alice@localhost"));
+        let (_, meta) = &stored(&data, "box")[0];
+        let length = meta["duration_ms"].as_f64().unwrap_or_default() / 1000.0;
+        assert!(
+            (3.5..=4.2).contains(&length),
+            "recorded after the hand-over: {length}"
+        );
+        gateway.stop().await;
+        alice.close().await;
+        bob.close().await;
+    })
+    .await;
+}

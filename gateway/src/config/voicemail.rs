@@ -155,6 +155,12 @@ impl HttpConfig {
 }
 
 impl MailboxConfig {
+    /// Whether `jid` (a bare or full JID) is one of the owners.
+    pub fn is_owner(&self, jid: &str) -> bool {
+        let bare = jid.split('/').next().unwrap_or(jid);
+        self.owners.iter().any(|o| o.eq_ignore_ascii_case(bare))
+    }
+
     /// Problems in one mailbox's settings.
     pub fn validate(&self, key: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();

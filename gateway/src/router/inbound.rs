@@ -5,7 +5,7 @@
 use jid::Jid;
 use minidom::Element;
 use tokio_xmpp::Stanza;
-use xmpp_parsers::disco::DiscoInfoResult;
+use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Item};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::ns;
@@ -13,8 +13,11 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use xmpp_parsers::version::VersionResult;
 
 use super::{now, Router};
+use crate::protocol::adhoc::{Command, NS_COMMANDS};
 use crate::protocol::jingle::{Jingle, NS_JINGLE};
 use crate::protocol::jmi::Jmi;
+use crate::voicemail;
+use crate::voicemail::commands::CommandError;
 use crate::xmpp::disco;
 use crate::xmpp::iq_error::IqError;
 use crate::xmpp::link::InvalidStanza;
@@ -105,9 +108,17 @@ impl Router {
         match (payload.name(), payload.ns().as_str(), is_set) {
             ("query", ns::DISCO_INFO, false) => {
                 let node = payload.attr("node").map(str::to_string);
-                let info = match callee {
-                    Some(callee) => callee.info_for(node),
-                    None => DiscoInfoResult {
+                let is_mailbox = to
+                    .node()
+                    .is_some_and(|n| self.voicemail.mailbox(n.as_str()).is_some());
+                let command = node
+                    .as_deref()
+                    .filter(|_| is_mailbox)
+                    .and_then(voicemail::commands::info);
+                let info = match (callee, command) {
+                    (Some(_), Some(command)) => command,
+                    (Some(callee), None) => callee.info_for(node),
+                    (None, _) => DiscoInfoResult {
                         node,
                         ..disco::domain_info(&self.name)
                     },
@@ -116,10 +127,42 @@ impl Router {
             }
             ("query", ns::DISCO_ITEMS, false) => {
                 let items = match callee {
+                    Some(callee) if payload.attr("node") == Some(NS_COMMANDS) => {
+                        let mailbox = to.node().map(|n| n.as_str()).unwrap_or_default();
+                        let commands = voicemail::commands::items(
+                            &self.voicemail,
+                            mailbox,
+                            &from.to_bare().to_string(),
+                        );
+                        DiscoItemsResult {
+                            node: Some(NS_COMMANDS.into()),
+                            items: commands
+                                .into_iter()
+                                .map(|(node, name)| Item {
+                                    jid: callee.jid.clone(),
+                                    node: Some(node.into()),
+                                    name: Some(name.into()),
+                                })
+                                .collect(),
+                            rsm: None,
+                        }
+                    }
                     Some(_) => disco::domain_items(std::iter::empty()),
                     None => disco::domain_items(self.callees.values()),
                 };
                 Ok(Some(items.into()))
+            }
+            ("command", NS_COMMANDS, true) => {
+                let mailbox = to.node().map(|n| n.as_str()).unwrap_or_default();
+                let command = Command::parse(&payload).map_err(IqError::BadRequest)?;
+                let requester = from.to_bare().to_string();
+                voicemail::commands::execute(&self.voicemail, mailbox, &requester, &command)
+                    .map(|response| Some(response.to_element()))
+                    .map_err(|e| match e {
+                        CommandError::Forbidden => IqError::Forbidden(e.to_string()),
+                        CommandError::Unknown => IqError::NotFound(e.to_string()),
+                        CommandError::BadRequest(text) => IqError::BadRequest(text),
+                    })
             }
             ("ping", ns::PING, false) => Ok(None),
             ("query", ns::VERSION, false) => Ok(Some(

@@ -7,6 +7,7 @@ mod outbound;
 mod presence;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jid::{BareJid, Jid};
@@ -17,6 +18,7 @@ use tokio_xmpp::Stanza;
 use crate::call::{CallEvent, CallEvents};
 use crate::call::{CallHandle, Calls};
 use crate::jingle::{CallId, Output, Signalling};
+use crate::voicemail::Voicemail;
 use crate::xmpp::disco::CalleeInfo;
 use crate::xmpp::link::LinkEvent;
 use crate::xmpp::requests::{PendingRequests, Request};
@@ -36,6 +38,8 @@ pub struct RouterParts {
     pub subscribers: Subscribers,
     /// Starts and stops call tasks.
     pub calls: Calls,
+    /// The mailboxes (for their ad-hoc commands).
+    pub voicemail: Arc<Voicemail>,
     /// Stanzas other tasks ask the router to send.
     pub requests: mpsc::UnboundedReceiver<Request>,
     /// Whether the component is connected, for those tasks.
@@ -57,6 +61,7 @@ pub struct Router {
     call_events: CallEvents,
     pending: PendingRequests,
     online: watch::Sender<bool>,
+    voicemail: Arc<Voicemail>,
 }
 
 /// How long shutdown waits for the last stanzas to leave and calls to close.
@@ -86,6 +91,7 @@ impl Router {
             call_events,
             pending: PendingRequests::default(),
             online: parts.online,
+            voicemail: parts.voicemail,
         };
         loop {
             let deadline = router.core.poll_timeout();

@@ -3,6 +3,7 @@
 //! is `endpoint::voicemail`; delivery over XMPP is [`delivery`].
 
 mod activity;
+pub mod commands;
 pub mod delivery;
 pub mod http;
 mod ogg_opus;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::ogg_opus::complete_pages;
-use super::time::{unix_now, Utc};
+use super::time::{unix_now_millis, Utc};
 use super::wav;
 use crate::config::RecordingFormat;
 
@@ -38,7 +38,8 @@ pub enum Ending {
 /// A message's metadata, stored beside its recording as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageInfo {
-    /// The message's name in its mailbox (`20261124-141312-3fa9c1`).
+    /// The message's name in its mailbox (`20261124-141312-5073fa9`: time, milliseconds,
+    /// random).
     pub id: String,
     /// The mailbox (its virtual JID's local part).
     pub mailbox: String,
@@ -69,11 +70,14 @@ pub struct MessageInfo {
 impl MessageInfo {
     /// A new message's metadata.
     pub fn new(mailbox: &str, caller: &str, format: RecordingFormat, codec: &str) -> Self {
-        let received = unix_now();
+        let now = unix_now_millis();
+        let received = now / 1000;
+        // Milliseconds, then randomness: ids sort in the order messages came.
         let id = format!(
-            "{}-{:06x}",
+            "{}-{:03}{:04x}",
             Utc::from_unix(received).compact(),
-            rand::random::<u32>() & 0xff_ffff
+            now % 1000,
+            rand::random::<u16>()
         );
         Self {
             id,

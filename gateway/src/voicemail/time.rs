@@ -63,12 +63,12 @@ impl Utc {
     }
 }
 
-/// Seconds since 1970 now.
-pub fn unix_now() -> u64 {
+/// Milliseconds since 1970 now.
+pub fn unix_now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
-        .as_secs()
+        .as_millis() as u64
 }
 
 /// `0:42`, `12:05`, `1:02:03`.

@@ -80,6 +80,13 @@ impl CalleeInfo {
         }
     }
 
+    /// Adds a feature (and updates the caps).
+    pub fn with_feature(mut self, feature: &str) -> Self {
+        self.info.features.insert(feature.to_string());
+        self.caps = caps_for(&self.info);
+        self
+    }
+
     /// disco#info, answering a query for `node` (a caps node query gets the same features).
     pub fn info_for(&self, node: Option<String>) -> DiscoInfoResult {
         DiscoInfoResult {

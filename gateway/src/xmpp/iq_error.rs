@@ -20,6 +20,12 @@ pub enum IqError {
     /// The payload is not one the gateway answers.
     #[error("unsupported request")]
     Unsupported,
+    /// The requester may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The thing asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
 }
 
 impl IqError {
@@ -66,6 +72,22 @@ impl IqError {
                 return StanzaError::new(
                     ErrorType::Modify,
                     DefinedCondition::BadRequest,
+                    "en",
+                    text.as_str(),
+                )
+            }
+            Self::Forbidden(text) => {
+                return StanzaError::new(
+                    ErrorType::Auth,
+                    DefinedCondition::Forbidden,
+                    "en",
+                    text.as_str(),
+                )
+            }
+            Self::NotFound(text) => {
+                return StanzaError::new(
+                    ErrorType::Cancel,
+                    DefinedCondition::ItemNotFound,
                     "en",
                     text.as_str(),
                 )

@@ -3,6 +3,8 @@
 
 mod caller;
 mod owner;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -39,8 +41,7 @@ impl VoicemailEndpoint {
     ) -> Self {
         // The codec is known only at start; the player is remade then.
         let player = Player::new(prompts, crate::jingle::negotiate::Codec::Opus);
-        let bare = peer.split('/').next().unwrap_or(peer);
-        let is_owner = config.owners.iter().any(|o| o.eq_ignore_ascii_case(bare));
+        let is_owner = config.is_owner(peer);
         let dtmf = config.dtmf;
         let role = if is_owner {
             Role::Owner(Box::new(OwnerMenu::new(

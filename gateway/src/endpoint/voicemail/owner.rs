@@ -30,6 +30,8 @@ enum Menu {
     Message(usize),
     /// Saying goodbye.
     Closing,
+    /// Hung up.
+    Done,
 }
 
 /// The owner's side of a mailbox.
@@ -105,7 +107,7 @@ impl OwnerMenu {
         self.idle_ticks = 0;
         self.repeats = 0;
         match (self.menu, key) {
-            (Menu::Closing, _) => {}
+            (Menu::Closing | Menu::Done, _) => {}
             (_, '#') => {
                 self.player.stop();
                 self.goodbye();
@@ -128,10 +130,10 @@ impl OwnerMenu {
         if !self.player.is_busy() {
             match self.menu {
                 Menu::Closing => {
-                    if self.events.is_empty() {
-                        self.events.push_back(EndpointEvent::HangUp);
-                    }
+                    self.events.push_back(EndpointEvent::HangUp);
+                    self.menu = Menu::Done;
                 }
+                Menu::Done => {}
                 menu => {
                     self.idle_ticks += 1;
                     if TICK * self.idle_ticks >= KEY_TIMEOUT {
