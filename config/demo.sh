@@ -80,6 +80,8 @@ cat <<TEXT
     server    127.0.0.1, port 5222, no TLS (allow plain-text login), or the WebSocket
               ws://127.0.0.1:5280/xmpp-websocket for a browser client
   then call  echo@gw.localhost  (you hear yourself). Add it as a contact to see it online.
+  As bob, call voicemail@gw.localhost and leave a message: alice gets it in her chat (served
+  from http://127.0.0.1:8088). As alice, call it to listen; ivr@gw.localhost is a menu.
 
   Ctrl-C stops the gateway and Prosody.
 
