@@ -135,9 +135,9 @@ impl Config {
                     let key = format!("endpoints.{name}");
                     let mut uses = mailbox.prompts(&key);
                     uses.extend(
-                        crate::prompt::VOICEMAIL_PROMPTS
-                            .iter()
-                            .map(|spec| (key.clone(), spec.to_string())),
+                        crate::prompt::system::specs()
+                            .into_iter()
+                            .map(|spec| (key.clone(), spec)),
                     );
                     uses
                 }

@@ -10,4 +10,3 @@ pub mod system;
 
 pub use library::{blocking, EncodedPrompt, PromptLibrary, PromptSource};
 pub use spec::{PromptSpec, PromptSpecError};
-pub use system::VOICEMAIL_PROMPTS;

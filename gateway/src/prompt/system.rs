@@ -53,51 +53,6 @@ const SYSTEM: &[(&str, &[u8])] = system_prompts!(
     "num-many",
 );
 
-/// The prompts voicemail plays besides each mailbox's greeting; loaded whenever a mailbox is
-/// configured.
-pub const VOICEMAIL_PROMPTS: &[&str] = &[
-    "builtin:vm-saved",
-    "builtin:vm-too-short",
-    "builtin:vm-full",
-    "builtin:vm-storage-error",
-    "builtin:vm-you-have",
-    "builtin:vm-new-messages",
-    "builtin:vm-new-message",
-    "builtin:vm-and",
-    "builtin:vm-saved-messages",
-    "builtin:vm-saved-message",
-    "builtin:vm-main-menu",
-    "builtin:vm-message",
-    "builtin:vm-after-message",
-    "builtin:vm-deleted",
-    "builtin:vm-no-more",
-    "builtin:vm-first",
-    "builtin:vm-no-messages",
-    "builtin:vm-goodbye",
-    "builtin:num-0",
-    "builtin:num-1",
-    "builtin:num-2",
-    "builtin:num-3",
-    "builtin:num-4",
-    "builtin:num-5",
-    "builtin:num-6",
-    "builtin:num-7",
-    "builtin:num-8",
-    "builtin:num-9",
-    "builtin:num-10",
-    "builtin:num-11",
-    "builtin:num-12",
-    "builtin:num-13",
-    "builtin:num-14",
-    "builtin:num-15",
-    "builtin:num-16",
-    "builtin:num-17",
-    "builtin:num-18",
-    "builtin:num-19",
-    "builtin:num-20",
-    "builtin:num-many",
-];
-
 /// The Ogg Opus bytes of the system prompt `name`.
 pub fn find(name: &str) -> Option<&'static [u8]> {
     SYSTEM.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
@@ -108,32 +63,21 @@ pub fn names() -> Vec<&'static str> {
     SYSTEM.iter().map(|(n, _)| *n).collect()
 }
 
+/// Every system prompt as a spec (`builtin:NAME`); loaded whenever a mailbox is configured.
+pub fn specs() -> Vec<String> {
+    SYSTEM
+        .iter()
+        .map(|(name, _)| format!("builtin:{name}"))
+        .collect()
+}
+
 /// The prompt that says `n` ("no" for 0, "more than twenty" above 20).
-pub fn number(n: usize) -> &'static str {
-    const NUMBERS: [&str; 21] = [
-        "builtin:num-0",
-        "builtin:num-1",
-        "builtin:num-2",
-        "builtin:num-3",
-        "builtin:num-4",
-        "builtin:num-5",
-        "builtin:num-6",
-        "builtin:num-7",
-        "builtin:num-8",
-        "builtin:num-9",
-        "builtin:num-10",
-        "builtin:num-11",
-        "builtin:num-12",
-        "builtin:num-13",
-        "builtin:num-14",
-        "builtin:num-15",
-        "builtin:num-16",
-        "builtin:num-17",
-        "builtin:num-18",
-        "builtin:num-19",
-        "builtin:num-20",
-    ];
-    NUMBERS.get(n).copied().unwrap_or("builtin:num-many")
+pub fn number(n: usize) -> String {
+    if n <= 20 {
+        format!("builtin:num-{n}")
+    } else {
+        "builtin:num-many".into()
+    }
 }
 
 #[cfg(test)]
@@ -141,13 +85,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_voicemail_prompt_is_built_in() {
-        for spec in VOICEMAIL_PROMPTS {
-            let name = spec.strip_prefix("builtin:").unwrap();
-            assert!(find(name).is_some(), "{spec}");
-        }
+    fn every_number_is_built_in() {
         for n in 0..25 {
-            assert!(VOICEMAIL_PROMPTS.contains(&number(n)), "{n}");
+            let spec = number(n);
+            assert!(
+                find(spec.strip_prefix("builtin:").unwrap()).is_some(),
+                "{n}"
+            );
         }
+        assert_eq!(specs().len(), names().len());
     }
 }

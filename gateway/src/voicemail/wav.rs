@@ -126,10 +126,12 @@ pub fn repair<F: Read + Write + Seek + SetLen>(file: &mut F) -> io::Result<Repai
                 let (rate, block_align) = format.ok_or_else(|| invalid("data before format"))?;
                 let available = length.saturating_sub(body);
                 let data = available - available % u64::from(block_align);
-                let data32 = u32::try_from(data).map_err(|_| invalid("too long for WAV"))?;
+                let too_long = |_| invalid("too long for WAV");
+                let data32 = u32::try_from(data).map_err(too_long)?;
+                let riff32 = u32::try_from(body + data - 8).map_err(too_long)?;
                 file.set_len(body + data)?;
                 file.seek(SeekFrom::Start(4))?;
-                file.write_all(&((body + data - 8) as u32).to_le_bytes())?;
+                file.write_all(&riff32.to_le_bytes())?;
                 file.seek(SeekFrom::Start(position + 4))?;
                 file.write_all(&data32.to_le_bytes())?;
                 file.flush()?;

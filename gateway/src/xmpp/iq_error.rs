@@ -68,30 +68,24 @@ impl IqError {
                 "the gateway is shutting down",
                 None,
             ),
-            Self::BadRequest(text) => {
-                return StanzaError::new(
-                    ErrorType::Modify,
-                    DefinedCondition::BadRequest,
-                    "en",
-                    text.as_str(),
-                )
-            }
-            Self::Forbidden(text) => {
-                return StanzaError::new(
-                    ErrorType::Auth,
-                    DefinedCondition::Forbidden,
-                    "en",
-                    text.as_str(),
-                )
-            }
-            Self::NotFound(text) => {
-                return StanzaError::new(
-                    ErrorType::Cancel,
-                    DefinedCondition::ItemNotFound,
-                    "en",
-                    text.as_str(),
-                )
-            }
+            Self::BadRequest(text) => (
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+                text.as_str(),
+                None,
+            ),
+            Self::Forbidden(text) => (
+                ErrorType::Auth,
+                DefinedCondition::Forbidden,
+                text.as_str(),
+                None,
+            ),
+            Self::NotFound(text) => (
+                ErrorType::Cancel,
+                DefinedCondition::ItemNotFound,
+                text.as_str(),
+                None,
+            ),
             Self::Unsupported => (
                 ErrorType::Cancel,
                 DefinedCondition::ServiceUnavailable,

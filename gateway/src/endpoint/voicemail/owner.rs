@@ -81,7 +81,7 @@ impl OwnerMenu {
             return;
         }
         self.player.queue("builtin:vm-you-have");
-        self.player.queue(number(fresh));
+        self.player.queue(&number(fresh));
         self.player.queue(if fresh == 1 {
             "builtin:vm-new-message"
         } else {
@@ -89,7 +89,7 @@ impl OwnerMenu {
         });
         if saved > 0 {
             self.player.queue("builtin:vm-and");
-            self.player.queue(number(saved));
+            self.player.queue(&number(saved));
             self.player.queue(if saved == 1 {
                 "builtin:vm-saved-message"
             } else {
@@ -170,7 +170,7 @@ impl OwnerMenu {
         };
         self.menu = Menu::Message(index);
         self.player.queue("builtin:vm-message");
-        self.player.queue(number(index + 1));
+        self.player.queue(&number(index + 1));
         match load_audio(&self.voicemail, message) {
             Some(samples) => self.player.queue_samples(samples),
             None => tracing::warn!(id = %message.id, "cannot play a message"),
