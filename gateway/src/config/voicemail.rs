@@ -269,3 +269,78 @@ pub fn validate_delivery(
     }
     errors
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn mailbox(settings: &str, extra: &str) -> Result<Config, Vec<(String, String)>> {
+        let text = format!(
+            "[xmpp]\ndomain = \"gw.test\"\nsecret = \"s\"\n{extra}\n[prompts]\ndirectory = \"{}/../tests/fixtures/audio\"\n\
+             [endpoints.vm]\nkind = \"voicemail\"\n{settings}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        Config::from_toml_str(&text, Vec::new())
+            .map_err(|e| e.0.into_iter().map(|e| (e.key, e.message)).collect())
+    }
+
+    #[test]
+    fn mailbox_mistakes_name_their_key() {
+        let errors = mailbox(
+            "owners = [\"not a jid\", \"gw.test\"]\nmin_length = \"5m\"\nsilence_threshold = 3.0\n\
+             max_messages = 0\nformat = \"mp3\"\n",
+            "[voicemail]\nupload = \"off\"\n[http]\npublic_url = \"ftp://x\"\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+        for key in [
+            "endpoints.vm.owners[0]",
+            "endpoints.vm.owners[1]",
+            "endpoints.vm.min_length",
+            "endpoints.vm.silence_threshold",
+            "endpoints.vm.max_messages",
+            "endpoints.vm.format",
+            "http.public_url",
+            "http.bind",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {errors:?}");
+        }
+        let errors = mailbox("", "").unwrap_err();
+        assert_eq!(errors[0].0, "endpoints.vm.owners");
+    }
+
+    #[test]
+    fn a_broken_missing_or_escaping_greeting_is_named() {
+        for (greeting, says) in [
+            ("missing.wav", "missing.wav"),
+            ("not-audio.wav", "not a WAV"),
+            ("../../Cargo.toml", "outside the prompt directory"),
+            ("builtin:nope", "not a built-in prompt"),
+        ] {
+            let settings = format!("owners = [\"a@b\"]\ngreeting = \"{greeting}\"\n");
+            let problems = match mailbox(&settings, "") {
+                Ok(config) => config
+                    .load_prompts()
+                    .unwrap_err()
+                    .0
+                    .into_iter()
+                    .map(|e| (e.key, e.message))
+                    .collect(),
+                Err(problems) => problems,
+            };
+            assert_eq!(problems.len(), 1, "{greeting}: {problems:?}");
+            assert_eq!(problems[0].0, "endpoints.vm.greeting", "{greeting}");
+            assert!(
+                problems[0].1.contains(says),
+                "{greeting}: {}",
+                problems[0].1
+            );
+        }
+        let good = mailbox(
+            "owners = [\"a@b\"]\ngreeting = \"tone440-8k-mono.wav\"\n",
+            "",
+        )
+        .unwrap();
+        assert!(good.load_prompts().is_ok());
+    }
+}
