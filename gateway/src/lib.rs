@@ -6,8 +6,10 @@
 pub mod call;
 pub mod config;
 pub mod endpoint;
+pub mod http;
 pub mod jingle;
 pub mod media;
+pub mod metrics;
 pub mod prompt;
 pub mod protocol;
 mod router;
@@ -44,9 +46,11 @@ pub enum RunError {
     /// The media engine could not start.
     #[error(transparent)]
     Media(#[from] MediaStartError),
-    /// The HTTP server cannot listen.
-    #[error("http.bind {addr}: {source}")]
+    /// An HTTP server cannot listen.
+    #[error("{key} {addr}: {source}")]
     Http {
+        /// The config key.
+        key: &'static str,
         /// The address.
         addr: std::net::SocketAddr,
         /// Why.
@@ -108,17 +112,27 @@ pub async fn run(
         callees.insert(name.clone(), info);
     }
 
-    let prompts = config
-        .load_prompts()
-        .map_err(|errors| RunError::Config(errors.to_string()))?;
-    let (mailboxes, undelivered) = voicemail::Voicemail::open(&config)?;
-    let http = match config.http.bind {
-        Some(addr) => Some(
-            voicemail::http::HttpServer::bind(addr, config.http.public_url.as_deref())
-                .await
-                .map_err(|source| RunError::Http { addr, source })?,
-        ),
-        None => None,
+    let prompts = Arc::new(
+        config
+            .load_prompts()
+            .map_err(|errors| RunError::Config(errors.to_string()))?,
+    );
+    let metrics = Arc::new(
+        metrics::Metrics::new()
+            .with_media(stats.clone())
+            .with_prompts(prompts.clone()),
+    );
+    let (mailboxes, undelivered) = voicemail::Voicemail::open(&config, metrics.clone())?;
+    let recordings_server = bind_http(
+        "http.bind",
+        config.http.bind,
+        config.http.public_url.as_deref(),
+    )
+    .await?;
+    let metrics_shares = config.metrics.bind.is_some() && config.metrics.bind == config.http.bind;
+    let metrics_server = match metrics_shares {
+        true => None,
+        false => bind_http("metrics.bind", config.metrics.bind, None).await?,
     };
     let engine = Arc::new(MediaEngine::start(&config.media, stats).await?);
     let endpoints = Arc::new(EndpointFactory::new(
@@ -127,7 +141,7 @@ pub async fn run(
             .iter()
             .map(|(name, endpoint)| (name.clone(), endpoint.kind.clone()))
             .collect(),
-        Arc::new(prompts),
+        prompts,
         mailboxes.clone(),
     ));
     let core = Signalling::new(SignallingConfig {
@@ -153,7 +167,9 @@ pub async fn run(
     let delivery = voicemail::delivery::DeliveryConfig {
         domain: domain.clone(),
         upload: voicemail::upload::UploadSetting::from_config(&config.voicemail.upload, &domain),
-        base_url: http.as_ref().map(|server| server.base_url().to_string()),
+        base_url: recordings_server
+            .as_ref()
+            .map(|server| server.base_url().to_string()),
     };
     let mut background = vec![tokio::spawn(voicemail::delivery::run(
         mailboxes.clone(),
@@ -162,11 +178,21 @@ pub async fn run(
         delivery,
         services.clone(),
     ))];
-    if let Some(server) = http {
-        tracing::info!(url = %server.base_url(), "serving recordings over HTTP");
-        background.push(tokio::spawn(
-            server.serve(mailboxes.clone(), services.clone()),
-        ));
+    if let Some(server) = recordings_server {
+        tracing::info!(url = %server.base_url(), metrics = metrics_shares, "serving recordings over HTTP");
+        let site = http::Site {
+            recordings: Some(mailboxes.clone()),
+            metrics: metrics_shares.then(|| metrics.clone()),
+        };
+        background.push(tokio::spawn(server.serve(site, services.clone())));
+    }
+    if let Some(server) = metrics_server {
+        tracing::info!(url = %server.base_url(), "serving /metrics and /health");
+        let site = http::Site {
+            recordings: None,
+            metrics: Some(metrics.clone()),
+        };
+        background.push(tokio::spawn(server.serve(site, services.clone())));
     }
 
     let link_config = LinkConfig {
@@ -194,8 +220,9 @@ pub async fn run(
         callees,
         core,
         subscribers,
-        calls: call::Calls::new(engine.clone(), endpoints),
+        calls: call::Calls::new(engine.clone(), endpoints, metrics.clone()),
         voicemail: mailboxes.clone(),
+        metrics,
         requests,
         online,
     };
@@ -215,4 +242,19 @@ pub async fn run(
     engine.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds the HTTP server configured at `key`, if there is one.
+async fn bind_http(
+    key: &'static str,
+    bind: Option<std::net::SocketAddr>,
+    public_url: Option<&str>,
+) -> Result<Option<http::HttpServer>, RunError> {
+    let Some(addr) = bind else {
+        return Ok(None);
+    };
+    http::HttpServer::bind(addr, public_url)
+        .await
+        .map(Some)
+        .map_err(|source| RunError::Http { key, addr, source })
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use jingle_gateway::config::{Config, ConfigErrors, ConfigOrigin, EXAMPLE_CONFIG};
+use jingle_gateway::config::{Config, ConfigErrors, ConfigOrigin, LogFormat, EXAMPLE_CONFIG};
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "\
@@ -108,7 +108,14 @@ fn main() -> ExitCode {
 fn serve(config: Config) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    match config.log.format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter(filter)
+            .init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -7,5 +7,6 @@ mod support;
 mod calls;
 mod faults;
 mod ivr;
+mod operations;
 mod signalling;
 mod voicemail;

@@ -103,6 +103,7 @@ pub fn test_env(server: &Server, data: &TempDir, extra: &[(&str, &str)]) -> Vec<
             "true".into(),
         ),
         ("GATEWAY_HTTP_BIND".into(), "127.0.0.1:0".into()),
+        ("GATEWAY_METRICS_BIND".into(), "127.0.0.1:0".into()),
         (
             "GATEWAY_PROMPTS_DIRECTORY".into(),
             concat!(env!("CARGO_MANIFEST_DIR"), "/../config/prompts").into(),

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::endpoint::EndpointFactory;
 use crate::jingle::{CallId, CallStart, EndReason, MediaEvent};
 use crate::media::engine::MediaEngine;
+use crate::metrics::Metrics;
 use crate::protocol::ice_udp::Candidate;
 
 /// A command from the router to a call task.
@@ -120,12 +121,21 @@ impl CallHandle {
 pub struct Calls {
     engine: Arc<MediaEngine>,
     endpoints: Arc<EndpointFactory>,
+    metrics: Arc<Metrics>,
 }
 
 impl Calls {
-    /// Call tasks on `engine`, with endpoints from `endpoints`.
-    pub fn new(engine: Arc<MediaEngine>, endpoints: Arc<EndpointFactory>) -> Self {
-        Self { engine, endpoints }
+    /// Call tasks on `engine`, with endpoints from `endpoints`, counted in `metrics`.
+    pub fn new(
+        engine: Arc<MediaEngine>,
+        endpoints: Arc<EndpointFactory>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            engine,
+            endpoints,
+            metrics,
+        }
     }
 
     /// Starts the media leg and endpoint of a call.
@@ -141,6 +151,7 @@ impl Calls {
             Some(endpoint) => tokio::spawn(task::run_call(
                 self.engine.clone(),
                 self.endpoints.clone(),
+                self.metrics.clone(),
                 endpoint,
                 start,
                 command_rx,

@@ -17,11 +17,13 @@ use crate::jingle::negotiate::LocalTransport;
 use crate::jingle::{CallStart, EndReason, MediaEvent};
 use crate::media::engine::MediaEngine;
 use crate::media::leg::{IceRole, LegEvent, MediaLeg};
+use crate::metrics::Metrics;
 
 /// Runs one call until the router stops it or the media or endpoint ends it.
 pub(super) async fn run_call(
     engine: Arc<MediaEngine>,
     endpoints: Arc<EndpointFactory>,
+    metrics: Arc<Metrics>,
     mut endpoint: Box<dyn Endpoint>,
     start: CallStart,
     mut commands: mpsc::UnboundedReceiver<CallCommand>,
@@ -61,6 +63,7 @@ pub(super) async fn run_call(
             &start,
             &mut commands,
             &events,
+            &metrics,
         )
         .await;
         leg.close().await;
@@ -77,6 +80,7 @@ pub(super) async fn run_call(
             unknown_payload_types = summary.unknown_payload_types,
             "media of the call"
         );
+        metrics.call_media(summary.concealed, summary.late, summary.jitter_ms);
         if let Some(reason) = ended {
             let _ = events.send((call_id, CallEvent::Media(MediaEvent::Ended(reason))));
         }
@@ -101,6 +105,7 @@ async fn drive(
     start: &CallStart,
     commands: &mut mpsc::UnboundedReceiver<CallCommand>,
     events: &CallEvents,
+    metrics: &Metrics,
 ) -> Option<EndReason> {
     let call_id = start.call_id;
     let report = |event| events.send((call_id, CallEvent::Media(event))).is_ok();
@@ -120,6 +125,8 @@ async fn drive(
         return None;
     }
     leg.add_remote_candidates(&start.offer.candidates);
+    // The session-accept goes out as soon as the router has our transport.
+    let mut accepted_at = Some(Instant::now());
     loop {
         let tick = audio.next_tick();
         let rtcp = audio.next_report();
@@ -152,7 +159,12 @@ async fn drive(
                     endpoint.start(&info);
                     audio.start(Instant::now());
                 }
-                LegEvent::Rtp(packet) => audio.receive_rtp(&packet, Instant::now(), endpoint.as_mut()),
+                LegEvent::Rtp(packet) => {
+                    if let Some(accepted) = accepted_at.take() {
+                        metrics.first_media(accepted.elapsed());
+                    }
+                    audio.receive_rtp(&packet, Instant::now(), endpoint.as_mut());
+                }
                 LegEvent::Rtcp(packet) => audio.receive_rtcp(&packet, Instant::now()),
                 LegEvent::Failed(reason) => return Some(reason),
             },

@@ -73,6 +73,7 @@ fn default_of(section: &str, key: &str) -> Option<Value> {
         "prompts" => Value::try_from(PromptsConfig::default()),
         "voicemail" => Value::try_from(crate::config::VoicemailConfig::default()),
         "http" => Value::try_from(crate::config::HttpConfig::default()),
+        "metrics" => Value::try_from(crate::config::MetricsConfig::default()),
         _ => return None,
     };
     defaults.ok()?.get(key).cloned()

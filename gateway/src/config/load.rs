@@ -64,6 +64,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "prompts",
     "voicemail",
     "http",
+    "metrics",
 ];
 
 impl Config {
@@ -92,6 +93,7 @@ impl Config {
             prompts: section(&mut table, "prompts", &mut errors),
             voicemail: section(&mut table, "voicemail", &mut errors),
             http: section(&mut table, "http", &mut errors),
+            metrics: section(&mut table, "metrics", &mut errors),
             endpoints: endpoints(table.remove("endpoints"), &mut errors),
             origin: ConfigOrigin::Text,
         };

@@ -14,10 +14,12 @@ pub use ivr::{ActionConfig, DtmfSourcesConfig, IvrConfig, MenuConfig};
 pub use load::{ConfigError, ConfigErrors};
 pub use schema::{
     CallsConfig, Config, ConfigOrigin, DtlsRoleConfig, EndpointConfig, EndpointKind, LogConfig,
-    MediaConfig, PromptsConfig, StorageConfig, TurnServerConfig, XmppConfig,
+    LogFormat, MediaConfig, PromptsConfig, StorageConfig, TurnServerConfig, XmppConfig,
 };
 pub use validate::parse_port_range;
-pub use voicemail::{HttpConfig, MailboxConfig, RecordingFormat, VoicemailConfig, BEEP_PROMPT};
+pub use voicemail::{
+    HttpConfig, MailboxConfig, MetricsConfig, RecordingFormat, VoicemailConfig, BEEP_PROMPT,
+};
 
 /// The example configuration shipped in `config/gateway.example.toml`, used when no `--config`
 /// is given: it works against an XMPP server on localhost:5347 with the component domain

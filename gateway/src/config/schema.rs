@@ -29,6 +29,8 @@ pub struct Config {
     pub voicemail: crate::config::VoicemailConfig,
     /// `[http]`: the gateway's own HTTP server (recordings).
     pub http: crate::config::HttpConfig,
+    /// `[metrics]`: Prometheus metrics and the health check.
+    pub metrics: crate::config::MetricsConfig,
     /// `[endpoints.<name>]`: the virtual JIDs `<name>@<xmpp.domain>` and what answers them.
     pub endpoints: BTreeMap<String, EndpointConfig>,
     /// Where the config came from (relative paths start from its directory).
@@ -266,12 +268,26 @@ pub struct LogConfig {
     /// Log filter in `tracing` syntax: `info`, `debug`, or per module such as
     /// `info,jingle_gateway::media=debug`. The `RUST_LOG` environment variable wins when set.
     pub level: String,
+    /// `text` (for people) or `json` (one JSON object per line, for log collectors).
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// JSON lines.
+    Json,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }

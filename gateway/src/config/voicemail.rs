@@ -131,6 +131,16 @@ impl Default for VoicemailConfig {
     }
 }
 
+/// `[metrics]`: where Prometheus scrapes the gateway.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address and port serving `/metrics` (OpenMetrics text) and `/health` (200 while the
+    /// component is connected, 503 otherwise), e.g. `"127.0.0.1:9464"`; unset: none. May be
+    /// the same as `http.bind`. Keep it private: it is not authenticated.
+    pub bind: Option<SocketAddr>,
+}
+
 /// `[http]`: the gateway's own small HTTP server, which serves recordings under unguessable
 /// URLs when the XMPP server offers no upload.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

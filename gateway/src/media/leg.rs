@@ -436,6 +436,7 @@ impl MediaLeg {
         let packet = srtp.protect_rtp(&self.buf[..end], header)?;
         if conn.send(&packet).await.is_ok() {
             MediaStats::bump(&self.engine.stats.rtp_out);
+            MediaStats::add(&self.engine.stats.rtp_bytes_out, packet.len() as u64);
         }
         Some(packet)
     }
@@ -545,11 +546,12 @@ fn classify(
             };
             match result {
                 Ok(event) => {
-                    MediaStats::bump(if is_rtcp {
-                        &stats.rtcp_in
+                    if is_rtcp {
+                        MediaStats::bump(&stats.rtcp_in);
                     } else {
-                        &stats.rtp_in
-                    });
+                        MediaStats::bump(&stats.rtp_in);
+                        MediaStats::add(&stats.rtp_bytes_in, packet.len() as u64);
+                    }
                     Some(event)
                 }
                 Err(Dropped::Replay) => {

@@ -15,6 +15,10 @@ pub struct MediaStats {
     pub rtp_in: AtomicU64,
     /// RTP packets sent.
     pub rtp_out: AtomicU64,
+    /// Bytes of RTP packets received and authenticated (as they came, SRTP included).
+    pub rtp_bytes_in: AtomicU64,
+    /// Bytes of RTP packets sent (SRTP included).
+    pub rtp_bytes_out: AtomicU64,
     /// RTCP packets received and authenticated.
     pub rtcp_in: AtomicU64,
     /// Packets dropped because SRTP/SRTCP authentication failed.
@@ -31,6 +35,11 @@ impl MediaStats {
     /// Adds one to `counter`.
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `amount` to `counter`.
+    pub fn add(counter: &AtomicU64, amount: u64) {
+        counter.fetch_add(amount, Ordering::Relaxed);
     }
 
     /// Reads `counter`.

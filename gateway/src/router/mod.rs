@@ -18,6 +18,7 @@ use tokio_xmpp::Stanza;
 use crate::call::{CallEvent, CallEvents};
 use crate::call::{CallHandle, Calls};
 use crate::jingle::{CallId, Output, Signalling};
+use crate::metrics::Metrics;
 use crate::voicemail::Voicemail;
 use crate::xmpp::disco::CalleeInfo;
 use crate::xmpp::link::LinkEvent;
@@ -40,6 +41,8 @@ pub struct RouterParts {
     pub calls: Calls,
     /// The mailboxes (for their ad-hoc commands).
     pub voicemail: Arc<Voicemail>,
+    /// Where calls and the link are counted.
+    pub metrics: Arc<Metrics>,
     /// Stanzas other tasks ask the router to send.
     pub requests: mpsc::UnboundedReceiver<Request>,
     /// Whether the component is connected, for those tasks.
@@ -62,6 +65,9 @@ pub struct Router {
     pending: PendingRequests,
     online: watch::Sender<bool>,
     voicemail: Arc<Voicemail>,
+    metrics: Arc<Metrics>,
+    /// Calls whose session-accept has not gone out yet, by sid: the call, and when it started.
+    accepting: HashMap<String, (CallId, std::time::Instant)>,
 }
 
 /// How long shutdown waits for the last stanzas to leave and calls to close.
@@ -92,6 +98,8 @@ impl Router {
             pending: PendingRequests::default(),
             online: parts.online,
             voicemail: parts.voicemail,
+            metrics: parts.metrics,
+            accepting: HashMap::new(),
         };
         loop {
             let deadline = router.core.poll_timeout();
@@ -149,10 +157,12 @@ impl Router {
         match event {
             LinkEvent::Connected => {
                 self.online.send_replace(true);
+                self.metrics.set_connected(true);
                 self.announce_presence();
             }
             LinkEvent::Disconnected => {
                 self.online.send_replace(false);
+                self.metrics.set_connected(false);
             }
             LinkEvent::Stanza(stanza) => match *stanza {
                 Stanza::Iq(iq) => self.handle_iq(iq),
@@ -172,6 +182,9 @@ impl Router {
                         call_id = %start.call_id, callee = %start.callee, peer = %start.peer,
                         sid = %start.sid, codec = start.offer.codec.name(), "call started"
                     );
+                    self.metrics.call_started(&start.callee);
+                    self.accepting
+                        .insert(start.sid.to_string(), (start.call_id, now()));
                     let handle = self.calls.start(start, self.call_events.clone());
                     self.active.insert(handle.call_id(), handle);
                 }
@@ -196,6 +209,9 @@ impl Router {
                 Output::StopCall { call_id, reason } => {
                     tracing::info!(call_id = %call_id, reason = %reason, "call ended");
                     if let Some(call) = self.active.remove(&call_id) {
+                        self.metrics
+                            .call_ended(call.callee(), reason.as_str(), true);
+                        self.accepting.retain(|_, (id, _)| *id != call_id);
                         call.stop();
                         // Kept until its task has released everything (shutdown waits for it).
                         self.stopping.retain(|call| !call.is_finished());
@@ -208,12 +224,25 @@ impl Router {
                     reason,
                 } => {
                     tracing::info!(callee = %callee, peer = %peer, reason = %reason, "call not started");
+                    self.metrics.call_ended(&callee, reason.as_str(), false);
                 }
                 other => {
+                    if let Output::JingleIq { jingle, .. } = &other {
+                        self.note_accept(jingle);
+                    }
                     if let Some(stanza) = outbound::stanza_for(other) {
                         self.send(stanza);
                     }
                 }
+            }
+        }
+    }
+
+    /// Times a call's setup when its session-accept goes out.
+    fn note_accept(&mut self, jingle: &crate::protocol::jingle::Jingle) {
+        if jingle.action == crate::protocol::jingle::Action::SessionAccept {
+            if let Some((_, started)) = self.accepting.remove(&jingle.sid.0) {
+                self.metrics.setup(now().saturating_duration_since(started));
             }
         }
     }

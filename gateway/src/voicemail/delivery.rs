@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 use xmpp_parsers::message::{Id, Lang, Message, MessageType};
 use xmpp_parsers::oob::Oob;
 
-use super::http::recording_url;
 use super::store::Ending;
 use super::time::{clock_duration, Utc};
 use super::upload::{UploadSetting, Uploader};
 use super::{MessageInfo, Voicemail};
+use crate::http::recording_url;
 use crate::xmpp::requests::XmppHandle;
 
 /// XEP-0334 hints: keep the messages in the owners' archives.
@@ -140,6 +140,13 @@ async fn deliver(
         xmpp.send_message(chat(&from, &to, url.clone(), vec![attachment.into()]))?;
     }
     info.delivered = true;
+    let own = config
+        .base_url
+        .as_ref()
+        .is_some_and(|base| url.starts_with(base.as_str()));
+    voicemail
+        .metrics()
+        .recording_delivered(if own { "gateway" } else { "upload" });
     if let Err(e) = voicemail.update(&info) {
         tracing::warn!(id = %info.id, error = %e, "cannot mark the message delivered");
     }

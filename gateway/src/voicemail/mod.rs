@@ -5,7 +5,6 @@
 mod activity;
 pub mod commands;
 pub mod delivery;
-pub mod http;
 mod ogg_opus;
 mod recorder;
 mod recording;
@@ -26,6 +25,7 @@ pub use store::{Ending, MessageInfo};
 
 use crate::config::{Config, EndpointKind, MailboxConfig};
 use crate::jingle::negotiate::Codec;
+use crate::metrics::Metrics;
 use store::MailboxDir;
 
 /// One mailbox.
@@ -60,6 +60,7 @@ pub struct Voicemail {
     /// Messages by the token of their URL on the gateway's own HTTP server.
     tokens: Mutex<HashMap<String, (String, String)>>,
     recorded: mpsc::UnboundedSender<MessageInfo>,
+    metrics: Arc<Metrics>,
 }
 
 impl Voicemail {
@@ -68,6 +69,7 @@ impl Voicemail {
     /// new messages follow as they are recorded.
     pub fn open(
         config: &Config,
+        metrics: Arc<Metrics>,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<MessageInfo>), OpenError> {
         let (recorded, queue) = mpsc::unbounded_channel();
         let root = config.storage.data_dir.join(&config.voicemail.directory);
@@ -108,6 +110,7 @@ impl Voicemail {
             mailboxes,
             tokens: Mutex::new(tokens),
             recorded,
+            metrics,
         });
         Ok((voicemail, queue))
     }
@@ -140,6 +143,7 @@ impl Voicemail {
 
     /// A message was recorded: it becomes reachable by its token and goes to delivery.
     fn recorded(&self, info: MessageInfo) {
+        self.metrics.recording_written();
         if let Ok(mut tokens) = self.tokens.lock() {
             tokens.insert(info.token.clone(), (info.mailbox.clone(), info.id.clone()));
         }
@@ -189,6 +193,11 @@ impl Voicemail {
         let info = found.directory.load(&id).ok()?;
         let path = found.directory.recording_path(&info);
         Some((info, path))
+    }
+
+    /// Where recordings and deliveries are counted.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The directory of `mailbox`.

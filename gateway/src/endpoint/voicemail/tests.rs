@@ -36,7 +36,8 @@ fn setup(mailbox: &str) -> Setup {
         dir.display()
     );
     let config = Config::from_toml_str(&text, Vec::new()).unwrap();
-    let (voicemail, _queue) = Voicemail::open(&config).unwrap();
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let (voicemail, _queue) = Voicemail::open(&config, metrics).unwrap();
     let prompts = Arc::new(config.load_prompts().unwrap());
     Setup {
         voicemail,
