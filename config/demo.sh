@@ -55,11 +55,8 @@ storage = "internal"
 
 VirtualHost "localhost"
 
--- The gateway: the same Component section you add to your own Prosody.
-component_ports = { 5347 }
-component_interfaces = { "127.0.0.1" }
-Component "gw.localhost"
-    component_secret = "secret"
+-- The gateway: the same file you add to your own Prosody.
+Include "$here/config/prosody/jingle-gateway.cfg.lua"
 LUA
 
 echo "Building the gateway..."

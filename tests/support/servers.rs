@@ -59,6 +59,17 @@ impl Server {
         server
     }
 
+    /// A documented snippet with its component port (5347) replaced by this server's.
+    fn on_our_ports(&self, snippet: &str) -> String {
+        let ours = snippet.replace("5347", &self.component_port.to_string());
+        assert_ne!(ours, snippet, "the snippet has no component port 5347");
+        ours
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join(name), text).expect("write server config");
+    }
+
     /// Where the server keeps its files.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -80,10 +91,26 @@ impl Server {
                     fill(PROSODY_CONFIG),
                 )
                 .expect("write prosody config");
+                // The snippets users paste, on this server's ports.
+                let component = self.on_our_ports(PROSODY_COMPONENT);
+                // The upload's URLs point at 127.0.0.1 (http_external_url): route that host.
+                let upload = PROSODY_UPLOAD.replace(
+                    "\"http_file_share\"\n",
+                    "\"http_file_share\"\n    http_host = \"127.0.0.1\"\n",
+                );
+                assert_ne!(upload, PROSODY_UPLOAD, "the upload snippet changed shape");
+                self.write("jingle-gateway.cfg.lua", &component);
+                self.write("jingle-gateway-upload.cfg.lua", &upload);
             }
             Kind::Ejabberd => {
                 std::fs::write(self.dir.path().join("ejabberd.yml"), fill(EJABBERD_CONFIG))
                     .expect("write ejabberd config");
+                let component = self.on_our_ports(EJABBERD_COMPONENT);
+                let put_url = format!("http://127.0.0.1:{}/upload", self.http_port);
+                let upload = EJABBERD_UPLOAD.replace("https://@HOST@:5443/upload", &put_url);
+                assert_ne!(upload, EJABBERD_UPLOAD, "the upload snippet changed shape");
+                self.write("jingle-gateway.yml", &component);
+                self.write("jingle-gateway-upload.yml", &upload);
                 std::fs::write(
                     self.dir.path().join("inetrc"),
                     "{lookup,[file]}.\n{host,{127,0,0,1},[\"localhost\"]}.\n",
@@ -246,8 +273,6 @@ c2s_ports = { {C2S_PORT} }
 c2s_interfaces = { "127.0.0.1" }
 c2s_direct_tls_ports = {}
 s2s_ports = {}
-component_ports = { {COMPONENT_PORT} }
-component_interfaces = { "127.0.0.1" }
 http_ports = { {HTTP_PORT} }
 http_interfaces = { "127.0.0.1" }
 https_ports = {}
@@ -263,12 +288,15 @@ storage = "internal"
 
 VirtualHost "localhost"
 
-Component "gw.localhost"
-    component_secret = "secret"
-
-Component "upload.localhost" "http_file_share"
-    http_host = "127.0.0.1"
+Include "{DATA_DIR}/jingle-gateway.cfg.lua"
+Include "{DATA_DIR}/jingle-gateway-upload.cfg.lua"
 "#;
+
+/// The snippets of `config/prosody` and `config/ejabberd`, as users paste them.
+const PROSODY_COMPONENT: &str = include_str!("../../config/prosody/jingle-gateway.cfg.lua");
+const PROSODY_UPLOAD: &str = include_str!("../../config/prosody/jingle-gateway-upload.cfg.lua");
+const EJABBERD_COMPONENT: &str = include_str!("../../config/ejabberd/jingle-gateway.yml");
+const EJABBERD_UPLOAD: &str = include_str!("../../config/ejabberd/jingle-gateway-upload.yml");
 
 /// ejabberd for the tests.
 const EJABBERD_CONFIG: &str = r#"
@@ -285,6 +313,9 @@ registration_timeout: infinity
 auth_method: internal
 auth_password_format: plain
 disable_sasl_mechanisms: ["digest-md5", "x-oauth2"]
+include_config_file:
+  - "{DATA_DIR}/jingle-gateway.yml"
+  - "{DATA_DIR}/jingle-gateway-upload.yml"
 listen:
   -
     port: {C2S_PORT}
@@ -294,14 +325,6 @@ listen:
     starttls_required: false
     access: c2s
     backlog: 128
-  -
-    port: {COMPONENT_PORT}
-    ip: "127.0.0.1"
-    module: ejabberd_service
-    backlog: 128
-    hosts:
-      gw.localhost:
-        password: "secret"
   -
     port: {HTTP_PORT}
     ip: "127.0.0.1"
@@ -318,8 +341,6 @@ acl:
     ip:
       - 127.0.0.0/8
       - ::1/128
-  gateway:
-    server: gw.localhost
 access_rules:
   local:
     allow: local
@@ -329,9 +350,6 @@ access_rules:
     allow: all
   trusted_network:
     allow: loopback
-  upload:
-    - allow: local
-    - allow: gateway
 shaper_rules:
   max_user_sessions: 10
   c2s_shaper: none
@@ -342,12 +360,6 @@ modules:
   mod_register:
     access: register
     ip_access: trusted_network
-  mod_http_upload:
-    hosts: ["upload.localhost"]
-    access: upload
-    docroot: "{DATA_DIR}/upload"
-    put_url: "http://127.0.0.1:{HTTP_PORT}/upload"
-    get_url: "http://127.0.0.1:{HTTP_PORT}/upload"
 "#;
 
 /// A private coturn (STUN and TURN with static credentials) on loopback.
