@@ -189,3 +189,176 @@ fn gateway_log_check(gateway: &GatewayProcess) {
     assert_eq!(ended.len(), 1, "{log}");
     assert!(ended[0].starts_with("peer_hung_up"), "{ended:?}");
 }
+
+/// What the final stage of `docker/Dockerfile` sets up, read from the file.
+#[derive(Debug, Default)]
+struct Image {
+    /// (source in the build context, destination in the image).
+    copies: Vec<(String, String)>,
+    /// The binary copied from the build stage, by its destination.
+    binary: Option<String>,
+    env: Vec<(String, String)>,
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+}
+
+fn read_dockerfile(text: &str) -> Image {
+    // Continuation lines joined; only the last stage counts.
+    let joined = text.replace("\\\n", " ");
+    let last_stage = joined
+        .rsplit_once("\nFROM ")
+        .map(|(_, stage)| stage)
+        .expect("a final stage");
+    let mut image = Image::default();
+    let json =
+        |rest: &str| -> Vec<String> { serde_json::from_str(rest.trim()).expect("exec form") };
+    for line in last_stage.lines().map(str::trim) {
+        let (instruction, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match instruction {
+            "COPY" if rest.starts_with("--from=") => {
+                image.binary = rest.split_whitespace().last().map(str::to_string);
+            }
+            "COPY" => {
+                let parts: Vec<&str> = rest.split_whitespace().collect();
+                image
+                    .copies
+                    .push((parts[0].to_string(), parts[1].to_string()));
+            }
+            "ENV" => {
+                for pair in rest.split_whitespace() {
+                    let (key, value) = pair.split_once('=').expect("ENV key=value");
+                    image.env.push((key.to_string(), value.to_string()));
+                }
+            }
+            "ENTRYPOINT" => image.entrypoint = json(rest),
+            "CMD" => image.cmd = json(rest),
+            _ => {}
+        }
+    }
+    image
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(from, to).expect("copy");
+    }
+}
+
+/// The image's entry command, config path and environment, run outside Docker: the files are
+/// laid out as its COPY lines say (under a temporary root), and the gateway attaches with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docker_image_command_runs_outside_docker() {
+    within(60, async {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let image = read_dockerfile(
+            &std::fs::read_to_string(repo.join("docker/Dockerfile")).expect("Dockerfile"),
+        );
+        let root = TempDir::new("image");
+        let in_image = |path: &str| root.path().join(path.trim_start_matches('/'));
+        for (source, destination) in &image.copies {
+            copy_tree(&repo.join(source), &in_image(destination));
+        }
+        let binary = image.binary.as_deref().expect("the binary is copied in");
+        assert_eq!(
+            std::path::Path::new(binary)
+                .file_name()
+                .and_then(|n| n.to_str()),
+            Some(image.entrypoint[0].as_str()),
+            "ENTRYPOINT names the binary copied in"
+        );
+        assert!(binary.starts_with("/usr/local/bin/"), "on the image's PATH");
+        let args: Vec<String> = image
+            .entrypoint
+            .iter()
+            .skip(1)
+            .chain(&image.cmd)
+            .map(|a| {
+                if a.starts_with('/') {
+                    in_image(a).display().to_string()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let config = args
+            .iter()
+            .find(|a| a.ends_with(".toml"))
+            .expect("a config path");
+        assert!(
+            std::path::Path::new(config).is_file(),
+            "CMD's config is copied in: {config}"
+        );
+
+        let server = Server::start(Kind::Prosody);
+        let data_dir = image
+            .env
+            .iter()
+            .find(|(k, _)| k == "GATEWAY_STORAGE_DATA_DIR")
+            .map(|(_, v)| in_image(v))
+            .expect("the image sets the data directory");
+        std::fs::create_dir_all(&data_dir).expect("volume");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_jingle-gateway"));
+        command.args(&args);
+        for (key, value) in &image.env {
+            command.env(key, value);
+        }
+        // The image's defaults, but on this test's server and free ports.
+        command
+            .env("GATEWAY_STORAGE_DATA_DIR", &data_dir)
+            .env("GATEWAY_XMPP_HOST", "127.0.0.1")
+            .env("GATEWAY_XMPP_PORT", server.component_port.to_string())
+            .env("GATEWAY_MEDIA_PORT", "0")
+            .env("GATEWAY_HTTP_BIND", "127.0.0.1:0")
+            .env("GATEWAY_METRICS_BIND", "127.0.0.1:0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = command.spawn().expect("start the image's command");
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        assert!(
+            data_dir.join("voicemail/voicemail").is_dir(),
+            "state goes to the volume"
+        );
+        crate::support::servers::stop_process(&mut child, Duration::from_secs(5));
+        alice.close().await;
+    })
+    .await;
+}
+
+/// The systemd unit passes `systemd-analyze verify` (with the binary where ExecStart says).
+#[test]
+fn the_systemd_unit_verifies() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let unit = std::fs::read_to_string(repo.join("config/systemd/jingle-gateway.service"))
+        .expect("unit file");
+    assert!(unit.contains(
+        "ExecStart=/usr/local/bin/jingle-gateway --config /etc/jingle-gateway/gateway.toml"
+    ));
+    assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    let dir = TempDir::new("unit");
+    let path = dir.path().join("jingle-gateway.service");
+    std::fs::write(
+        &path,
+        unit.replace(
+            "/usr/local/bin/jingle-gateway",
+            env!("CARGO_BIN_EXE_jingle-gateway"),
+        ),
+    )
+    .expect("write unit");
+    let output = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (package systemd, see tests/install-deps.sh)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stderr.trim().is_empty(),
+        "{stderr}"
+    );
+}
