@@ -12,6 +12,7 @@ pub mod media;
 pub mod metrics;
 pub mod prompt;
 pub mod protocol;
+pub mod reload;
 mod router;
 pub mod voicemail;
 pub mod xmpp;
@@ -19,10 +20,10 @@ pub mod xmpp;
 #[cfg(test)]
 mod testing;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use jid::{BareJid, Jid};
+use jid::BareJid;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +34,6 @@ use media::engine::{MediaEngine, MediaStartError};
 use media::stats::MediaStats;
 use router::{Router, RouterParts};
 use std::sync::Arc;
-use xmpp::disco::CalleeInfo;
 use xmpp::link::{run_link, LinkConfig};
 use xmpp::subscribers::Subscribers;
 
@@ -76,6 +76,17 @@ pub async fn run(
     shutdown: CancellationToken,
     stats: Arc<MediaStats>,
 ) -> Result<(), RunError> {
+    run_with_reloads(config, shutdown, stats, mpsc::unbounded_channel().1).await
+}
+
+/// [`run`], taking each config from `reloads` (validated, as `Config::load` gives it) for new
+/// calls: virtual JIDs, mailboxes, menus and prompts.
+pub async fn run_with_reloads(
+    config: Config,
+    shutdown: CancellationToken,
+    stats: Arc<MediaStats>,
+    reloads: mpsc::UnboundedReceiver<Config>,
+) -> Result<(), RunError> {
     let (Some(domain), Some(secret)) = (config.xmpp.domain.clone(), config.xmpp.secret.clone())
     else {
         return Err(RunError::Config(
@@ -92,36 +103,15 @@ pub async fn run(
     std::fs::create_dir_all(&data_dir).map_err(data_dir_error)?;
     let subscribers = Subscribers::load(&data_dir.join("subscribers")).map_err(data_dir_error)?;
 
-    let mut callees = BTreeMap::new();
-    for (name, endpoint) in &config.endpoints {
-        let jid = Jid::new(&format!("{name}@{domain}"))
-            .map_err(|e| RunError::Config(format!("endpoints.{name}: {e}")))?;
-        let available = endpoint.kind.is_available();
-        if !available {
-            tracing::warn!(
-                jid = %jid,
-                kind = endpoint.kind.name(),
-                "endpoint kind not available in this version yet: calls to this JID are refused"
-            );
-        }
-        let display = endpoint.name.clone().unwrap_or_else(|| name.clone());
-        let mut info = CalleeInfo::new(jid, display, available);
-        if matches!(endpoint.kind, config::EndpointKind::Voicemail(_)) {
-            info = info.with_feature(protocol::adhoc::NS_COMMANDS);
-        }
-        callees.insert(name.clone(), info);
-    }
+    let callees = reload::callees_of(&config, &domain).map_err(RunError::Config)?;
 
     let prompts = Arc::new(
         config
             .load_prompts()
             .map_err(|errors| RunError::Config(errors.to_string()))?,
     );
-    let metrics = Arc::new(
-        metrics::Metrics::new()
-            .with_media(stats.clone())
-            .with_prompts(prompts.clone()),
-    );
+    let metrics = Arc::new(metrics::Metrics::new().with_media(stats.clone()));
+    metrics.set_prompts(prompts.clone());
     let (mailboxes, undelivered) = voicemail::Voicemail::open(&config, metrics.clone())?;
     let recordings_server = bind_http(
         "http.bind",
@@ -136,11 +126,7 @@ pub async fn run(
     };
     let engine = Arc::new(MediaEngine::start(&config.media, stats).await?);
     let endpoints = Arc::new(EndpointFactory::new(
-        config
-            .endpoints
-            .iter()
-            .map(|(name, endpoint)| (name.clone(), endpoint.kind.clone()))
-            .collect(),
+        reload::endpoint_kinds(&config),
         prompts,
         mailboxes.clone(),
     ));
@@ -171,13 +157,25 @@ pub async fn run(
             .as_ref()
             .map(|server| server.base_url().to_string()),
     };
-    let mut background = vec![tokio::spawn(voicemail::delivery::run(
-        mailboxes.clone(),
-        undelivered,
-        xmpp,
-        delivery,
-        services.clone(),
-    ))];
+    let (reloaded, reloaded_rx) = mpsc::unbounded_channel();
+    let mut background = vec![
+        tokio::spawn(voicemail::delivery::run(
+            mailboxes.clone(),
+            undelivered,
+            xmpp,
+            delivery,
+            services.clone(),
+        )),
+        tokio::spawn(reload::run(
+            config.clone(),
+            domain.clone(),
+            mailboxes.clone(),
+            metrics.clone(),
+            reloads,
+            reloaded,
+            services.clone(),
+        )),
+    ];
     if let Some(server) = recordings_server {
         tracing::info!(url = %server.base_url(), metrics = metrics_shares, "serving recordings over HTTP");
         let site = http::Site {
@@ -225,6 +223,7 @@ pub async fn run(
         metrics,
         requests,
         online,
+        reloads: reloaded_rx,
     };
     Router::run(parts, event_rx, outbound_tx, shutdown).await;
     services.cancel();

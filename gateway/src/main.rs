@@ -1,5 +1,5 @@
 //! The `jingle-gateway` binary: parses the command line, loads and validates the config, sets up
-//! logging and runs the gateway until SIGTERM or Ctrl-C.
+//! logging and runs the gateway until SIGTERM or Ctrl-C; SIGHUP reads the config file again.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,7 +94,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match serve(config) {
+            match serve(config, path) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
     match config.log.format {
@@ -123,9 +123,51 @@ fn serve(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        jingle_gateway::run(config, shutdown, Default::default()).await
+        let (reloads, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(reload_on_sighup(path, reloads));
+        jingle_gateway::run_with_reloads(config, shutdown, Default::default(), reload_rx).await
     })?;
     Ok(())
+}
+
+/// Reads the config file again on each SIGHUP and hands it to the gateway; a config with
+/// problems is refused (each one logged with its key) and the running one kept.
+async fn reload_on_sighup(
+    path: Option<PathBuf>,
+    reloads: tokio::sync::mpsc::UnboundedSender<Config>,
+) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGHUP: config reload is off");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            let Some(path) = &path else {
+                tracing::warn!("SIGHUP: running the built-in config; there is no file to reload");
+                continue;
+            };
+            tracing::info!(path = %path.display(), "SIGHUP: reading the config again");
+            match Config::load(path) {
+                Ok(config) => {
+                    if reloads.send(config).is_err() {
+                        return;
+                    }
+                }
+                Err(errors) => {
+                    for error in &errors.0 {
+                        tracing::error!(problem = %error, "config reload refused; the running config is kept");
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, reloads);
 }
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C.

@@ -3,7 +3,7 @@
 //! live elsewhere (the media engine's, the prompt cache's size) are read at each scrape.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -49,6 +49,7 @@ pub struct Metrics {
     connected: Gauge,
     connected_flag: AtomicBool,
     connections: Counter,
+    prompts: Arc<RwLock<Option<Arc<PromptLibrary>>>>,
 }
 
 impl Default for Metrics {
@@ -76,7 +77,10 @@ impl Metrics {
             connected: Gauge::default(),
             connected_flag: AtomicBool::new(false),
             connections: Counter::default(),
+            prompts: Arc::default(),
         };
+        let prompts = PromptCollector(metrics.prompts.clone());
+        metrics.registry.register_collector(Box::new(prompts));
         let r = &mut metrics.registry;
         r.register(
             "calls_active",
@@ -143,11 +147,9 @@ impl Metrics {
         self
     }
 
-    /// Also reports the size of the prompt cache.
-    pub fn with_prompts(mut self, prompts: Arc<PromptLibrary>) -> Self {
-        self.registry
-            .register_collector(Box::new(PromptCollector(prompts)));
-        self
+    /// Reports the size of this prompt library's cache (the one new calls use).
+    pub fn set_prompts(&self, prompts: Arc<PromptLibrary>) {
+        *self.prompts.write().unwrap_or_else(|e| e.into_inner()) = Some(prompts);
     }
 
     /// A call to `endpoint` started.
@@ -303,11 +305,13 @@ impl Collector for MediaCollector {
 
 /// The prompt cache's size, read at each scrape.
 #[derive(Debug)]
-struct PromptCollector(Arc<PromptLibrary>);
+struct PromptCollector(Arc<RwLock<Option<Arc<PromptLibrary>>>>);
 
 impl Collector for PromptCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let size = ConstGauge::new(self.0.cached_bytes() as i64);
+        let library = self.0.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let bytes = library.map(|l| l.cached_bytes()).unwrap_or(0);
+        let size = ConstGauge::new(bytes as i64);
         let metric = encoder.encode_descriptor(
             "prompt_cache_bytes",
             "Bytes of prompts encoded in the codecs in use",

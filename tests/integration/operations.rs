@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::support::audio::tones_heard;
 use crate::support::caller::{CallSetup, Exchange, TestCaller};
 use crate::support::servers::{Kind, Server};
 use crate::support::{
@@ -361,4 +362,81 @@ fn the_systemd_unit_verifies() {
         output.status.success() && stderr.trim().is_empty(),
         "{stderr}"
     );
+}
+
+/// A menu whose greeting is a tone, repeated after each short timeout.
+fn menu(greeting_hz: u32, extra: &str) -> String {
+    format!(
+        "[endpoints.menu]\nkind = \"ivr\"\n[endpoints.menu.menus.main]\n\
+         greeting = \"tone:{greeting_hz}:600ms\"\ntimeout = \"400ms\"\nmax_timeouts = 50\n{extra}"
+    )
+}
+
+/// SIGHUP: a changed menu and a new virtual JID take effect for new calls while a call in
+/// progress keeps its menu; a broken config is refused and the last good one kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_for_new_calls_only() {
+    within(120, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let gateway = GatewayProcess::start(&server, &data, &menu(500, ""), &[], None);
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        let mut bob = TestCaller::new(server.c2s_port, "bob").await;
+        wait_attached(&mut alice.client).await;
+        let refused = bob.call("extra@gw.localhost", &CallSetup::only("PCMU")).await;
+        assert_eq!(refused.err().as_deref(), Some("item-not-found"));
+
+        let mut before = alice
+            .call("menu@gw.localhost", &CallSetup::only("PCMU"))
+            .await
+            .expect("call before the reload");
+        alice.exchange(&mut before, &Exchange::tone(1, 300.0)).await;
+
+        gateway.rewrite_config(&menu(700, "[endpoints.extra]\nkind = \"echo\"\n"));
+        gateway.signal("HUP");
+        assert!(
+            gateway.wait_log("config reloaded", 1, Duration::from_secs(10)).await,
+            "{}",
+            gateway.log()
+        );
+        let old_call = alice.exchange(&mut before, &Exchange::tone(2, 300.0)).await;
+        assert_eq!(tones_heard(&old_call.pcm, &[500.0, 700.0]), [500.0], "the call in progress keeps its menu");
+        alice.hang_up(before).await;
+
+        let mut after = bob
+            .call("menu@gw.localhost", &CallSetup::only("PCMU"))
+            .await
+            .expect("call after the reload");
+        let new_call = bob.exchange(&mut after, &Exchange::tone(2, 300.0)).await;
+        assert_eq!(tones_heard(&new_call.pcm, &[500.0, 700.0]), [700.0], "a new call gets the new menu");
+        bob.hang_up(after).await;
+        let mut echo = bob
+            .call("extra@gw.localhost", &CallSetup::only("PCMU"))
+            .await
+            .expect("the new virtual JID answers");
+        let echoed = bob.exchange(&mut echo, &Exchange::tone(2, 440.0)).await;
+        assert_eq!(tones_heard(&echoed.pcm, &[440.0]), [440.0]);
+        bob.hang_up(echo).await;
+
+        // A broken config (a prompt that does not exist) is refused; the last good one stays.
+        let broken = "[endpoints.menu]\nkind = \"ivr\"\n[endpoints.menu.menus.main]\ngreeting = \"missing.wav\"\n";
+        gateway.rewrite_config(broken);
+        gateway.signal("HUP");
+        assert!(
+            gateway.wait_log("config reload refused", 1, Duration::from_secs(10)).await,
+            "{}",
+            gateway.log()
+        );
+        assert!(gateway.log().contains("endpoints.menu.menus.main.greeting"), "the key is named");
+        let mut kept = bob
+            .call("menu@gw.localhost", &CallSetup::only("PCMU"))
+            .await
+            .expect("call after the refused reload");
+        let kept_call = bob.exchange(&mut kept, &Exchange::tone(2, 300.0)).await;
+        assert_eq!(tones_heard(&kept_call.pcm, &[500.0, 700.0]), [700.0]);
+        bob.hang_up(kept).await;
+        alice.close().await;
+        bob.close().await;
+    })
+    .await;
 }

@@ -119,6 +119,8 @@ pub struct GatewayProcess {
     child: std::process::Child,
     /// Where its log goes.
     pub log: PathBuf,
+    /// Its config file.
+    pub config: PathBuf,
 }
 
 impl GatewayProcess {
@@ -164,7 +166,27 @@ impl GatewayProcess {
             .stderr(output)
             .spawn()
             .expect("start the gateway");
-        GatewayProcess { child, log }
+        GatewayProcess { child, log, config }
+    }
+
+    /// Rewrites its config file: the example config plus `tables`.
+    pub fn rewrite_config(&self, tables: &str) {
+        std::fs::write(&self.config, format!("{EXAMPLE_CONFIG}\n{tables}")).expect("write config");
+    }
+
+    /// Sends it a signal (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Waits up to `timeout` until its log has `count` lines containing `text`.
+    pub async fn wait_log(&self, text: &str, count: usize, timeout: Duration) -> bool {
+        eventually(timeout, || self.log().matches(text).count() >= count).await
     }
 
     /// Kills it with SIGKILL, as a crash or the OOM killer would, and reaps it.

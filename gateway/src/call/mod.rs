@@ -138,6 +138,11 @@ impl Calls {
         }
     }
 
+    /// Endpoints for calls started from now on (calls in progress keep theirs).
+    pub fn set_endpoints(&mut self, endpoints: Arc<EndpointFactory>) {
+        self.endpoints = endpoints;
+    }
+
     /// Starts the media leg and endpoint of a call.
     pub fn start(&self, start: CallStart, events: CallEvents) -> CallHandle {
         let (commands, command_rx) = mpsc::unbounded_channel();

@@ -19,6 +19,7 @@ use crate::call::{CallEvent, CallEvents};
 use crate::call::{CallHandle, Calls};
 use crate::jingle::{CallId, Output, Signalling};
 use crate::metrics::Metrics;
+use crate::reload::Reloaded;
 use crate::voicemail::Voicemail;
 use crate::xmpp::disco::CalleeInfo;
 use crate::xmpp::link::LinkEvent;
@@ -47,6 +48,8 @@ pub struct RouterParts {
     pub requests: mpsc::UnboundedReceiver<Request>,
     /// Whether the component is connected, for those tasks.
     pub online: watch::Sender<bool>,
+    /// Reloaded configs' virtual JIDs and endpoints.
+    pub reloads: mpsc::UnboundedReceiver<Reloaded>,
 }
 
 /// The router's state.
@@ -84,6 +87,7 @@ impl Router {
     ) {
         let (call_events, mut call_event_rx) = mpsc::unbounded_channel();
         let mut requests = parts.requests;
+        let mut reloads = parts.reloads;
         let mut router = Router {
             domain: parts.domain,
             name: parts.name,
@@ -120,6 +124,7 @@ impl Router {
                     let stanza = router.pending.stanza(request);
                     router.send(stanza);
                 }
+                Some(reloaded) = reloads.recv() => router.apply(reloaded),
                 _ = timer => {
                     router.core.handle_timeout(now());
                     router.process_outputs();
@@ -236,6 +241,45 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// Takes a reloaded config's virtual JIDs and endpoints for new calls. Virtual JIDs that
+    /// are gone say goodbye to their subscribers; the others announce themselves again (their
+    /// name or features may have changed).
+    fn apply(&mut self, reloaded: Reloaded) {
+        let gone: Vec<(String, Jid)> = self
+            .callees
+            .iter()
+            .filter(|(name, _)| !reloaded.callees.contains_key(*name))
+            .map(|(name, info)| (name.clone(), info.jid.clone()))
+            .collect();
+        for (name, jid) in gone {
+            tracing::info!(%jid, "virtual JID removed");
+            let subscribers: Vec<_> = self
+                .subscribers
+                .all()
+                .filter(|(callee, _)| **callee == name)
+                .map(|(_, subscriber)| subscriber.clone())
+                .collect();
+            for subscriber in subscribers {
+                let goodbye = xmpp_parsers::presence::Presence::new(
+                    xmpp_parsers::presence::Type::Unavailable,
+                )
+                .with_from(jid.clone())
+                .with_to(Jid::from(subscriber));
+                self.send(Stanza::Presence(goodbye));
+            }
+        }
+        self.core.set_callees(
+            reloaded
+                .callees
+                .iter()
+                .map(|(name, info)| (name.clone(), info.available))
+                .collect(),
+        );
+        self.callees = reloaded.callees;
+        self.calls.set_endpoints(reloaded.endpoints);
+        self.announce_presence();
     }
 
     /// Times a call's setup when its session-accept goes out.

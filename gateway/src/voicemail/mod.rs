@@ -15,8 +15,8 @@ mod wav;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::mpsc;
 
@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use store::MailboxDir;
 
 /// One mailbox.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Mailbox {
     /// Its settings.
     pub config: Arc<MailboxConfig>,
@@ -54,9 +54,10 @@ pub struct OpenError {
 }
 
 /// Every mailbox of the config, shared by the calls, the delivery task and the HTTP server.
+/// A reload replaces the mailboxes for new calls; calls in progress keep theirs.
 #[derive(Debug)]
 pub struct Voicemail {
-    mailboxes: BTreeMap<String, Mailbox>,
+    mailboxes: RwLock<BTreeMap<String, Mailbox>>,
     /// Messages by the token of their URL on the gateway's own HTTP server.
     tokens: Mutex<HashMap<String, (String, String)>>,
     recorded: mpsc::UnboundedSender<MessageInfo>,
@@ -72,9 +73,28 @@ impl Voicemail {
         metrics: Arc<Metrics>,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<MessageInfo>), OpenError> {
         let (recorded, queue) = mpsc::unbounded_channel();
+        let voicemail = Arc::new(Self {
+            mailboxes: RwLock::new(BTreeMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+            recorded,
+            metrics,
+        });
+        voicemail.reload(config)?;
+        Ok((voicemail, queue))
+    }
+
+    /// Takes the mailboxes of `config`: new directories are opened and recovered as at start;
+    /// directories already open are left as they are (their recordings may be in progress).
+    /// Nothing changes when a directory cannot be opened.
+    pub fn reload(&self, config: &Config) -> Result<(), OpenError> {
         let root = config.storage.data_dir.join(&config.voicemail.directory);
+        let open: Vec<PathBuf> = self
+            .read()
+            .values()
+            .map(|m| m.directory.path().to_path_buf())
+            .collect();
         let mut mailboxes = BTreeMap::new();
-        let mut tokens = HashMap::new();
+        let mut fresh = Vec::new();
         for (name, endpoint) in &config.endpoints {
             let EndpointKind::Voicemail(mailbox) = &endpoint.kind else {
                 continue;
@@ -84,40 +104,45 @@ impl Voicemail {
                 path: path.display().to_string(),
                 source,
             })?;
-            let recovered = directory.recover(name, mailbox.min_length.0);
-            for info in &recovered.finished {
-                tracing::info!(mailbox = %name, id = %info.id, caller = %info.caller,
-                    duration_ms = info.duration_ms, "recovered a message the last run did not finish");
+            if !open.contains(&path) {
+                fresh.push((name.clone(), directory.clone(), mailbox.min_length.0));
             }
-            for (id, why) in &recovered.dropped {
-                tracing::warn!(mailbox = %name, id = %id, why = %why, "dropped an unfinished recording");
-            }
-            for info in directory.messages() {
-                tokens.insert(info.token.clone(), (name.clone(), info.id.clone()));
-                if !info.delivered {
-                    let _ = recorded.send(info);
-                }
-            }
-            mailboxes.insert(
-                name.clone(),
-                Mailbox {
-                    config: Arc::new((**mailbox).clone()),
-                    directory,
-                },
-            );
+            let config = Arc::new((**mailbox).clone());
+            mailboxes.insert(name.clone(), Mailbox { config, directory });
         }
-        let voicemail = Arc::new(Self {
-            mailboxes,
-            tokens: Mutex::new(tokens),
-            recorded,
-            metrics,
-        });
-        Ok((voicemail, queue))
+        for (name, directory, min_length) in fresh {
+            self.open_directory(&name, &directory, min_length);
+        }
+        *self.mailboxes.write().unwrap_or_else(|e| e.into_inner()) = mailboxes;
+        Ok(())
+    }
+
+    /// Recovers a directory not open before, indexes its messages and queues the undelivered.
+    fn open_directory(&self, name: &str, directory: &MailboxDir, min_length: std::time::Duration) {
+        let recovered = directory.recover(name, min_length);
+        for info in &recovered.finished {
+            tracing::info!(mailbox = %name, id = %info.id, caller = %info.caller,
+                duration_ms = info.duration_ms, "recovered a message the last run did not finish");
+        }
+        for (id, why) in &recovered.dropped {
+            tracing::warn!(mailbox = %name, id = %id, why = %why, "dropped an unfinished recording");
+        }
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        for info in directory.messages() {
+            tokens.insert(info.token.clone(), (name.to_string(), info.id.clone()));
+            if !info.delivered {
+                let _ = self.recorded.send(info);
+            }
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Mailbox>> {
+        self.mailboxes.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The mailbox named `name` (its virtual JID's local part).
-    pub fn mailbox(&self, name: &str) -> Option<&Mailbox> {
-        self.mailboxes.get(name)
+    pub fn mailbox(&self, name: &str) -> Option<Mailbox> {
+        self.read().get(name).cloned()
     }
 
     /// Starts recording a message from `caller` into `mailbox`.
@@ -128,8 +153,7 @@ impl Voicemail {
         codec: Codec,
     ) -> Result<Recording, StartError> {
         let found = self
-            .mailboxes
-            .get(mailbox)
+            .mailbox(mailbox)
             .ok_or_else(|| StartError::Storage(io::Error::other("no such mailbox")))?;
         Recording::start(
             self.clone(),
@@ -152,24 +176,21 @@ impl Voicemail {
 
     /// The complete messages of `mailbox`, oldest first.
     pub fn messages(&self, mailbox: &str) -> Vec<MessageInfo> {
-        self.mailboxes
-            .get(mailbox)
+        self.mailbox(mailbox)
             .map(|m| m.directory.messages())
             .unwrap_or_default()
     }
 
     /// A message's recording file.
     pub fn recording_path(&self, info: &MessageInfo) -> Option<PathBuf> {
-        self.mailboxes
-            .get(&info.mailbox)
+        self.mailbox(&info.mailbox)
             .map(|m| m.directory.recording_path(info))
     }
 
     /// Stores changed metadata (heard, delivered, URL).
     pub fn update(&self, info: &MessageInfo) -> io::Result<()> {
         let mailbox = self
-            .mailboxes
-            .get(&info.mailbox)
+            .mailbox(&info.mailbox)
             .ok_or_else(|| io::Error::other("no such mailbox"))?;
         mailbox.directory.save(info)
     }
@@ -177,8 +198,7 @@ impl Voicemail {
     /// Deletes a message and its recording; its URL on the gateway stops working.
     pub fn delete(&self, info: &MessageInfo) -> io::Result<()> {
         let mailbox = self
-            .mailboxes
-            .get(&info.mailbox)
+            .mailbox(&info.mailbox)
             .ok_or_else(|| io::Error::other("no such mailbox"))?;
         if let Ok(mut tokens) = self.tokens.lock() {
             tokens.remove(&info.token);
@@ -189,7 +209,7 @@ impl Voicemail {
     /// The message whose gateway URL carries `token`, with its recording file.
     pub fn find_by_token(&self, token: &str) -> Option<(MessageInfo, PathBuf)> {
         let (mailbox, id) = self.tokens.lock().ok()?.get(token).cloned()?;
-        let found = self.mailboxes.get(&mailbox)?;
+        let found = self.mailbox(&mailbox)?;
         let info = found.directory.load(&id).ok()?;
         let path = found.directory.recording_path(&info);
         Some((info, path))
@@ -198,10 +218,5 @@ impl Voicemail {
     /// Where recordings and deliveries are counted.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
-    }
-
-    /// The directory of `mailbox`.
-    pub fn directory(&self, mailbox: &str) -> Option<&Path> {
-        self.mailboxes.get(mailbox).map(|m| m.directory.path())
     }
 }

@@ -214,6 +214,11 @@ impl Signalling {
         }
     }
 
+    /// The virtual JIDs (local part, and whether their endpoint is available) for new calls.
+    pub fn set_callees(&mut self, callees: HashMap<String, bool>) {
+        self.config.callees = callees;
+    }
+
     /// Sessions in progress.
     pub fn active_calls(&self) -> usize {
         self.sessions.len()

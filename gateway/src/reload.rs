@@ -1,0 +1,179 @@
+//! Config reload (SIGHUP): a new config's virtual JIDs, mailboxes, menus and prompts take effect
+//! for new calls; calls in progress keep what they started with (their endpoint holds its own
+//! settings and prompts). A config whose prompts or mailbox directories fail is refused and
+//! the running one kept. Sections that need a restart (the XMPP link, media, servers, storage,
+//! logging) are named in a warning and keep their running values.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, EndpointKind};
+use crate::endpoint::EndpointFactory;
+use crate::metrics::Metrics;
+use crate::voicemail::Voicemail;
+use crate::xmpp::disco::CalleeInfo;
+
+/// What the router swaps in for new calls.
+pub struct Reloaded {
+    /// The virtual JIDs.
+    pub callees: BTreeMap<String, CalleeInfo>,
+    /// Their endpoints.
+    pub endpoints: Arc<EndpointFactory>,
+}
+
+/// Why a config was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// A value that validation should have caught, or a prompt that does not load.
+    #[error("{0}")]
+    Config(String),
+    /// A mailbox directory cannot be used.
+    #[error(transparent)]
+    Voicemail(#[from] crate::voicemail::OpenError),
+}
+
+/// The virtual JIDs of `config` on `domain`, as disco and presence show them.
+pub fn callees_of(config: &Config, domain: &str) -> Result<BTreeMap<String, CalleeInfo>, String> {
+    let mut callees = BTreeMap::new();
+    for (name, endpoint) in &config.endpoints {
+        let jid = jid::Jid::new(&format!("{name}@{domain}"))
+            .map_err(|e| format!("endpoints.{name}: {e}"))?;
+        let available = endpoint.kind.is_available();
+        if !available {
+            tracing::warn!(
+                jid = %jid,
+                kind = endpoint.kind.name(),
+                "endpoint kind not available in this version yet: calls to this JID are refused"
+            );
+        }
+        let display = endpoint.name.clone().unwrap_or_else(|| name.clone());
+        let mut info = CalleeInfo::new(jid, display, available);
+        if matches!(endpoint.kind, EndpointKind::Voicemail(_)) {
+            info = info.with_feature(crate::protocol::adhoc::NS_COMMANDS);
+        }
+        callees.insert(name.clone(), info);
+    }
+    Ok(callees)
+}
+
+/// Each virtual JID's endpoint kind.
+pub fn endpoint_kinds(config: &Config) -> HashMap<String, EndpointKind> {
+    config
+        .endpoints
+        .iter()
+        .map(|(name, endpoint)| (name.clone(), endpoint.kind.clone()))
+        .collect()
+}
+
+/// Applies configs from `configs` until `shutdown`, handing each one's parts to the router.
+pub async fn run(
+    mut running: Config,
+    domain: String,
+    voicemail: Arc<Voicemail>,
+    metrics: Arc<Metrics>,
+    mut configs: mpsc::UnboundedReceiver<Config>,
+    router: mpsc::UnboundedSender<Reloaded>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let new = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            new = configs.recv() => match new {
+                Some(new) => new,
+                None => return,
+            },
+        };
+        match prepare(&running, &new, &domain, &voicemail, &metrics).await {
+            Ok(reloaded) => {
+                tracing::info!(
+                    virtual_jids = reloaded.callees.len(),
+                    "config reloaded: new calls use it, calls in progress keep theirs"
+                );
+                if router.send(reloaded).is_err() {
+                    return;
+                }
+                running = new;
+            }
+            Err(e) => {
+                for line in e.to_string().lines() {
+                    tracing::error!(problem = %line, "config reload refused; the running config is kept");
+                }
+            }
+        }
+    }
+}
+
+async fn prepare(
+    running: &Config,
+    new: &Config,
+    domain: &str,
+    voicemail: &Arc<Voicemail>,
+    metrics: &Metrics,
+) -> Result<Reloaded, ReloadError> {
+    let restart = needs_restart(running, new);
+    if !restart.is_empty() {
+        tracing::warn!(
+            sections = %restart.join(", "),
+            "these settings changed but take effect only after a restart"
+        );
+    }
+    let loading = new.clone();
+    let prompts = tokio::task::spawn_blocking(move || loading.load_prompts())
+        .await
+        .map_err(|e| ReloadError::Config(format!("loading prompts failed: {e}")))?
+        .map_err(|errors| ReloadError::Config(errors.to_string()))?;
+    let prompts = Arc::new(prompts);
+    let callees = callees_of(new, domain).map_err(ReloadError::Config)?;
+    // The last step that can fail: once mailboxes are swapped, the rest is swapped too.
+    voicemail.reload(new)?;
+    metrics.set_prompts(prompts.clone());
+    let endpoints = Arc::new(EndpointFactory::new(
+        endpoint_kinds(new),
+        prompts,
+        voicemail.clone(),
+    ));
+    Ok(Reloaded { callees, endpoints })
+}
+
+/// The sections whose changes a reload does not apply.
+fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
+    let mut sections = Vec::new();
+    let mut check = |name, changed: bool| {
+        if changed {
+            sections.push(name);
+        }
+    };
+    check("xmpp", running.xmpp != new.xmpp);
+    check("calls", running.calls != new.calls);
+    check("media", running.media != new.media);
+    check("storage", running.storage != new.storage);
+    check("log", running.log != new.log);
+    check("voicemail", running.voicemail != new.voicemail);
+    check("http", running.http != new.http);
+    check("metrics", running.metrics != new.metrics);
+    sections
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_that_need_a_restart_are_named() {
+        let base =
+            "[xmpp]\ndomain = \"gw.test\"\nsecret = \"s\"\n[endpoints.echo]\nkind = \"echo\"\n";
+        let running = Config::from_toml_str(base, Vec::new()).unwrap();
+        let new = Config::from_toml_str(
+            &format!("{base}[endpoints.other]\nkind = \"echo\"\n[media]\nport = 10001\n"),
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(needs_restart(&running, &new), ["media"]);
+        assert!(needs_restart(&running, &running).is_empty());
+        let callees = callees_of(&new, "gw.test").unwrap();
+        assert_eq!(callees.keys().collect::<Vec<_>>(), ["echo", "other"]);
+    }
+}
