@@ -440,3 +440,84 @@ async fn sighup_reloads_for_new_calls_only() {
     })
     .await;
 }
+
+/// Waits until `/health` on `port` says the component is connected.
+async fn wait_healthy(port: u16) {
+    for _ in 0..200 {
+        if get(&format!("http://127.0.0.1:{port}/health")).await.0 == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the instance on metrics port {port} never connected");
+}
+
+/// Two instances under one component domain behind ejabberd's `domain_balancing` (by the
+/// sender's full JID): calls from several users, some rung with XEP-0353 first, each complete
+/// on one instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_calls_behind_ejabberd() {
+    within(150, async {
+        let balancing = include_str!("../../config/ejabberd/jingle-gateway-balancing.yml");
+        let server = Server::start_with(Kind::Ejabberd, balancing);
+        let mut instances = Vec::new();
+        let mut data_dirs = Vec::new();
+        for name in ["a", "b"] {
+            let data = TempDir::new(&format!("gw-{name}"));
+            let metrics = free_port();
+            let bind = format!("127.0.0.1:{metrics}");
+            let config = gateway_config(&server, &data, &[("GATEWAY_METRICS_BIND", &bind)]);
+            instances.push((Gateway::start(config), metrics));
+            data_dirs.push(data);
+        }
+        for (_, metrics) in &instances {
+            wait_healthy(*metrics).await;
+        }
+        const USERS: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "frank"];
+        let mut calls = Vec::new();
+        for (i, user) in USERS.iter().enumerate() {
+            let port = server.c2s_port;
+            calls.push(tokio::spawn(async move {
+                let mut caller = TestCaller::new(port, user).await;
+                let setup = CallSetup {
+                    jmi: i % 2 == 0,
+                    ..CallSetup::browser()
+                };
+                let mut call = caller
+                    .call("echo@gw.localhost", &setup)
+                    .await
+                    .unwrap_or_else(|e| panic!("{user}: {e}"));
+                let hz = 400.0 + 50.0 * i as f32;
+                let received = caller.exchange(&mut call, &Exchange::tone(2, hz)).await;
+                caller.hang_up(call).await;
+                caller.close().await;
+                (user, hz, received)
+            }));
+        }
+        for call in calls {
+            let (user, hz, received) = call.await.expect("call task");
+            assert!(
+                received.terminated.is_none(),
+                "{user}: {:?}",
+                received.terminated
+            );
+            crate::calls::assert_tone(&received, f64::from(hz), user);
+        }
+        let legs: Vec<u64> = instances
+            .iter()
+            .map(|(gateway, _)| {
+                jingle_gateway::media::stats::MediaStats::get(&gateway.stats.legs_started)
+            })
+            .collect();
+        eprintln!("MEASURE balancing: calls per instance {legs:?}");
+        assert_eq!(
+            legs.iter().sum::<u64>(),
+            USERS.len() as u64,
+            "each call had one media leg, on one instance: {legs:?}"
+        );
+        for (gateway, _) in instances {
+            gateway.stop().await;
+        }
+    })
+    .await;
+}

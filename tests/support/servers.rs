@@ -42,6 +42,11 @@ pub struct Server {
 impl Server {
     /// Starts a server of `kind` and waits until its ports accept connections.
     pub fn start(kind: Kind) -> Server {
+        Self::start_with(kind, "")
+    }
+
+    /// [`Server::start`] with `extra` appended to the main config file (top-level settings).
+    pub fn start_with(kind: Kind, extra: &str) -> Server {
         let mut server = Server {
             kind,
             c2s_port: free_port(),
@@ -54,7 +59,7 @@ impl Server {
             child: None,
             dist_port: free_port(),
         };
-        server.write_config();
+        server.write_config(extra);
         server.spawn();
         server
     }
@@ -75,7 +80,7 @@ impl Server {
         self.dir.path()
     }
 
-    fn write_config(&self) {
+    fn write_config(&self, extra: &str) {
         let dir = self.dir.path().display().to_string();
         let fill = |template: &str| {
             template
@@ -88,7 +93,7 @@ impl Server {
             Kind::Prosody => {
                 std::fs::write(
                     self.dir.path().join("prosody.cfg.lua"),
-                    fill(PROSODY_CONFIG),
+                    fill(PROSODY_CONFIG) + extra,
                 )
                 .expect("write prosody config");
                 // The snippets users paste, on this server's ports.
@@ -103,8 +108,11 @@ impl Server {
                 self.write("jingle-gateway-upload.cfg.lua", &upload);
             }
             Kind::Ejabberd => {
-                std::fs::write(self.dir.path().join("ejabberd.yml"), fill(EJABBERD_CONFIG))
-                    .expect("write ejabberd config");
+                std::fs::write(
+                    self.dir.path().join("ejabberd.yml"),
+                    fill(EJABBERD_CONFIG) + extra,
+                )
+                .expect("write ejabberd config");
                 let component = self.on_our_ports(EJABBERD_COMPONENT);
                 let put_url = format!("http://127.0.0.1:{}/upload", self.http_port);
                 let upload = EJABBERD_UPLOAD.replace("https://@HOST@:5443/upload", &put_url);
