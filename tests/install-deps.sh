@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the build and the test suite need on a Debian machine: cmake (libopus is built
-# from source), pkg-config, and Prosody and ejabberd (the integration tests start private
+# from source), pkg-config and libasound2-dev (the `sound` feature, on by default), and Prosody and ejabberd (the integration tests start private
 # instances of both on loopback), coturn (STUN/TURN for the relay tests), systemd
 # (`systemd-analyze verify` checks the unit file) and util-linux (`unshare` gives the full-disk
 # test a tmpfs of its own). Their system services are not started.
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
-packages=(cmake make pkg-config gcc prosody ejabberd coturn systemd util-linux)
+packages=(cmake make pkg-config gcc libasound2-dev prosody ejabberd coturn systemd util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,6 +14,8 @@ pub mod prompt;
 pub mod protocol;
 pub mod reload;
 mod router;
+#[cfg(feature = "sound")]
+pub mod sound;
 pub mod voicemail;
 pub mod xmpp;
 

@@ -12,6 +12,7 @@ const USAGE: &str = "\
 usage: jingle-gateway [--config PATH]     run the gateway (without --config: the built-in
                                           example config, for a server on localhost:5347)
        jingle-gateway check-config PATH   validate a config and list every problem
+       jingle-gateway devices             list sound devices by the names config accepts
        jingle-gateway --help | --version
 
 Any config key can be overridden as GATEWAY_<SECTION>_<KEY>, e.g. GATEWAY_XMPP_SECRET.";
@@ -19,6 +20,7 @@ Any config key can be overridden as GATEWAY_<SECTION>_<KEY>, e.g. GATEWAY_XMPP_S
 enum Command {
     Run(Option<PathBuf>),
     CheckConfig(PathBuf),
+    Devices,
     Help,
     Version,
 }
@@ -28,6 +30,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         [] => Ok(Command::Run(None)),
         [flag] if flag == "--help" || flag == "-h" => Ok(Command::Help),
         [flag] if flag == "--version" || flag == "-V" => Ok(Command::Version),
+        [command] if command == "devices" => Ok(Command::Devices),
         [flag, path] if flag == "--config" || flag == "-c" => Ok(Command::Run(Some(path.into()))),
         [command, path] if command == "check-config" => Ok(Command::CheckConfig(path.into())),
         _ => Err(format!("unexpected arguments: {}", args.join(" "))),
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
             println!("jingle-gateway {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
+        Command::Devices => list_devices(),
         Command::CheckConfig(path) => {
             match Config::load(&path).and_then(|c| c.load_prompts().map(|_| c)) {
                 Ok(config) => {
@@ -103,6 +107,26 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+#[cfg(feature = "sound")]
+fn list_devices() -> ExitCode {
+    match jingle_gateway::sound::list_devices() {
+        Ok(devices) => {
+            print!("{devices}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(feature = "sound"))]
+fn list_devices() -> ExitCode {
+    eprintln!("error: this build has no sound support (build with the `sound` feature)");
+    ExitCode::FAILURE
 }
 
 fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {

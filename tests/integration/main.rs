@@ -9,4 +9,6 @@ mod faults;
 mod ivr;
 mod operations;
 mod signalling;
+#[cfg(feature = "sound")]
+mod sound;
 mod voicemail;

@@ -28,7 +28,7 @@ impl Tone {
 }
 
 /// Power of `samples` at `hz` (Goertzel), normalised by length.
-fn power_at(samples: &[i16], hz: f64) -> f64 {
+pub fn power_at(samples: &[i16], hz: f64) -> f64 {
     let w = 2.0 * std::f64::consts::PI * hz / f64::from(SAMPLE_RATE);
     let coeff = 2.0 * w.cos();
     let (mut s1, mut s2) = (0.0f64, 0.0f64);
@@ -103,6 +103,20 @@ pub fn tone_sequence(samples: &[i16], candidates: &[f64]) -> Vec<(f64, usize)> {
         }
     }
     merged
+}
+
+/// The share of the energy of `samples` that a tone at `hz` carries (1.0: nothing else).
+pub fn tone_share(samples: &[i16], hz: f64) -> f64 {
+    let energy = samples
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        / samples.len().max(1) as f64;
+    if energy > 0.0 {
+        2.0 * power_at(samples, hz) / (samples.len() as f64 * energy)
+    } else {
+        0.0
+    }
 }
 
 /// Just the frequencies of [`tone_sequence`].

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::endpoint::EndpointFactory;
-use crate::jingle::{CallId, CallStart, EndReason, MediaEvent};
+use crate::jingle::{CallId, CallStart, MediaEvent};
 use crate::media::engine::MediaEngine;
 use crate::metrics::Metrics;
 use crate::protocol::ice_udp::Candidate;
@@ -153,7 +153,7 @@ impl Calls {
             .endpoints
             .create(&start.callee, &start.peer.to_string())
         {
-            Some(endpoint) => tokio::spawn(task::run_call(
+            Ok(endpoint) => tokio::spawn(task::run_call(
                 self.engine.clone(),
                 self.endpoints.clone(),
                 self.metrics.clone(),
@@ -162,9 +162,10 @@ impl Calls {
                 command_rx,
                 events,
             )),
-            None => {
-                // The signalling core only starts calls to endpoints that are available.
-                let ended = CallEvent::Media(MediaEvent::Ended(EndReason::EndpointUnavailable));
+            Err(reason) => {
+                // The signalling core only starts calls to endpoints that exist and are
+                // available; a sound device in use, or a mailbox removed meanwhile, ends here.
+                let ended = CallEvent::Media(MediaEvent::Ended(reason));
                 let _ = events.send((call_id, ended));
                 tokio::spawn(async {})
             }

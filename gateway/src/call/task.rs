@@ -4,7 +4,7 @@
 //! contained, the leg closes from its `Drop`, and the call ends with `general-error`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::sync::mpsc;
@@ -95,6 +95,9 @@ pub(super) async fn run_call(
     }
 }
 
+/// How often an endpoint is asked whether it can serve the call while media is not flowing yet.
+const UNAVAILABLE_CHECK: Duration = Duration::from_millis(100);
+
 /// Drives the call; returns why the call side ended it, or `None` when the router stopped it.
 #[allow(clippy::too_many_arguments)]
 async fn drive(
@@ -127,10 +130,20 @@ async fn drive(
     leg.add_remote_candidates(&start.offer.candidates);
     // The session-accept goes out as soon as the router has our transport.
     let mut accepted_at = Some(Instant::now());
+    let mut secured = false;
+    let mut check = Instant::now();
     loop {
         let tick = audio.next_tick();
         let rtcp = audio.next_report();
         tokio::select! {
+            // Until media flows, ticks do not run: an endpoint that cannot serve the call
+            // (a sound device that would not open) is asked here.
+            _ = sleep_until(Some(check)), if !secured => {
+                if let Some(reason) = endpoint.unavailable() {
+                    return Some(reason);
+                }
+                check += UNAVAILABLE_CHECK;
+            },
             command = commands.recv() => match command {
                 None | Some(CallCommand::Stop) => return None,
                 Some(CallCommand::RemoteCandidates(candidates)) => leg.add_remote_candidates(&candidates),
@@ -155,6 +168,7 @@ async fn drive(
                     report(MediaEvent::LocalCandidate(candidate));
                 }
                 LegEvent::Secured => {
+                    secured = true;
                     tracing::info!(codec = start.offer.codec.name(), "media connected");
                     endpoint.start(&info);
                     audio.start(Instant::now());
@@ -179,14 +193,15 @@ async fn drive(
                 for request in result.requests {
                     match request {
                         EndpointEvent::Transfer(to) => match endpoints.create(&to, &info.peer) {
-                            Some(mut next) => {
+                            Ok(mut next) => {
                                 tracing::info!(to = %to, "call handed over");
                                 next.start(&info);
                                 *endpoint = next;
                             }
-                            None => {
-                                tracing::warn!(to = %to, "cannot hand the call over");
-                                return Some(EndReason::Internal);
+                            Err(reason) => {
+                                tracing::warn!(to = %to, reason = reason.as_str(),
+                                    "cannot hand the call over");
+                                return Some(reason);
                             }
                         },
                         EndpointEvent::SendMessage { to, body } => {

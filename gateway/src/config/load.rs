@@ -323,8 +323,10 @@ fn endpoints(
                 Some(mailbox) => EndpointKind::Voicemail(Box::new(mailbox)),
                 None => continue,
             },
-            // Kinds not built yet keep their settings unread; the gateway says so at start.
-            other => other,
+            EndpointKind::SoundDevice(_) => match typed(Value::Table(settings), &key, errors) {
+                Some(sound) => EndpointKind::SoundDevice(Box::new(sound)),
+                None => continue,
+            },
         };
         endpoints.insert(
             name,

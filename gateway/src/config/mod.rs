@@ -6,6 +6,7 @@ mod env;
 mod ivr;
 mod load;
 mod schema;
+mod sound;
 mod validate;
 mod voicemail;
 
@@ -16,6 +17,7 @@ pub use schema::{
     CallsConfig, Config, ConfigOrigin, DtlsRoleConfig, EndpointConfig, EndpointKind, LogConfig,
     LogFormat, MediaConfig, PromptsConfig, StorageConfig, TurnServerConfig, XmppConfig,
 };
+pub use sound::{DeviceChoice, SoundDeviceConfig, WhenBusy};
 pub use validate::parse_port_range;
 pub use voicemail::{
     HttpConfig, MailboxConfig, MetricsConfig, RecordingFormat, VoicemailConfig, BEEP_PROMPT,

@@ -310,8 +310,9 @@ pub enum EndpointKind {
     Voicemail(Box<crate::config::MailboxConfig>),
     /// `kind = "ivr"`: menus and prompts from config.
     Ivr(Box<crate::config::IvrConfig>),
-    /// `kind = "sound-device"`: a bridge to this machine's speaker and microphone. Not available yet.
-    SoundDevice,
+    /// `kind = "sound-device"`: a bridge to this machine's speaker and microphone (builds with
+    /// the `sound` feature).
+    SoundDevice(Box<crate::config::SoundDeviceConfig>),
 }
 
 impl EndpointKind {
@@ -324,7 +325,7 @@ impl EndpointKind {
             "echo" => Some(Self::Echo),
             "voicemail" => Some(Self::Voicemail(Box::default())),
             "ivr" => Some(Self::Ivr(Box::default())),
-            "sound-device" => Some(Self::SoundDevice),
+            "sound-device" => Some(Self::SoundDevice(Box::default())),
             _ => None,
         }
     }
@@ -335,12 +336,15 @@ impl EndpointKind {
             Self::Echo => "echo",
             Self::Voicemail(_) => "voicemail",
             Self::Ivr(_) => "ivr",
-            Self::SoundDevice => "sound-device",
+            Self::SoundDevice(_) => "sound-device",
         }
     }
 
     /// Whether this gateway build can answer calls with this kind of endpoint yet.
     pub fn is_available(&self) -> bool {
-        matches!(self, Self::Echo | Self::Ivr(_) | Self::Voicemail(_))
+        match self {
+            Self::Echo | Self::Ivr(_) | Self::Voicemail(_) => true,
+            Self::SoundDevice(_) => cfg!(feature = "sound"),
+        }
     }
 }

@@ -116,7 +116,10 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             crate::config::EndpointKind::Voicemail(mailbox) => {
                 errors.extend(mailbox.validate(&key));
             }
-            _ => {}
+            crate::config::EndpointKind::SoundDevice(sound) => {
+                errors.extend(sound.validate(&key));
+            }
+            crate::config::EndpointKind::Echo => {}
         }
     }
     let has_mailboxes = config

@@ -6,6 +6,8 @@
 mod echo;
 pub mod ivr;
 pub mod player;
+#[cfg(feature = "sound")]
+mod sound;
 pub mod voicemail;
 
 use std::collections::HashMap;
@@ -108,18 +110,21 @@ impl EndpointFactory {
         }
     }
 
-    /// A new endpoint for a call from `peer` to `callee`, if `callee` exists and is available
-    /// in this build.
-    pub fn create(&self, callee: &str, peer: &str) -> Option<Box<dyn Endpoint>> {
-        match self.kinds.get(callee)? {
-            EndpointKind::Echo => Some(Box::new(Echo::default())),
-            EndpointKind::Ivr(config) => Some(Box::new(ivr::Ivr::new(
+    /// A new endpoint for a call from `peer` to `callee`, or why there is none: `callee` does
+    /// not exist or is not available in this build, or its sound device is in use.
+    pub fn create(&self, callee: &str, peer: &str) -> Result<Box<dyn Endpoint>, EndReason> {
+        match self.kinds.get(callee) {
+            Some(EndpointKind::Echo) => Ok(Box::new(Echo::default())),
+            Some(EndpointKind::Ivr(config)) => Ok(Box::new(ivr::Ivr::new(
                 &Arc::new((**config).clone()),
                 self.prompts.clone(),
             ))),
-            EndpointKind::Voicemail(_) => {
-                let mailbox = self.voicemail.mailbox(callee)?;
-                Some(Box::new(voicemail::VoicemailEndpoint::new(
+            Some(EndpointKind::Voicemail(_)) => {
+                let mailbox = self
+                    .voicemail
+                    .mailbox(callee)
+                    .ok_or(EndReason::EndpointUnavailable)?;
+                Ok(Box::new(voicemail::VoicemailEndpoint::new(
                     self.voicemail.clone(),
                     callee,
                     mailbox.config.clone(),
@@ -127,7 +132,16 @@ impl EndpointFactory {
                     peer,
                 )))
             }
-            EndpointKind::SoundDevice => None,
+            #[cfg(feature = "sound")]
+            Some(EndpointKind::SoundDevice(config)) => {
+                let link = crate::sound::SoundDevices::global()
+                    .attach(callee, config)
+                    .map_err(|crate::sound::AttachError::Busy| EndReason::Busy)?;
+                Ok(Box::new(sound::SoundEndpoint::new(link, config)))
+            }
+            #[cfg(not(feature = "sound"))]
+            Some(EndpointKind::SoundDevice(_)) => Err(EndReason::EndpointUnavailable),
+            None => Err(EndReason::EndpointUnavailable),
         }
     }
 }
@@ -147,6 +161,12 @@ pub trait Endpoint: Send {
             inband: false,
             chat: false,
         }
+    }
+
+    /// Why this endpoint cannot serve the call, if it found out before media flows (asked
+    /// until then; afterwards it says so with [`EndpointEvent::Fail`]).
+    fn unavailable(&mut self) -> Option<EndReason> {
+        None
     }
 
     /// Media is flowing: the call is connected.

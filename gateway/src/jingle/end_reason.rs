@@ -51,6 +51,8 @@ pub enum EndReason {
     MailboxFull,
     /// The message could not be stored (a full disk); what was recorded is kept.
     StorageFailed,
+    /// The sound device could not be opened, or stopped during the call.
+    SoundDeviceFailed,
     /// A fault inside the gateway.
     Internal,
 }
@@ -75,7 +77,9 @@ impl EndReason {
             Self::ConsentLost => Reason::ConnectivityError,
             Self::MediaError => Reason::MediaError,
             Self::Shutdown => Reason::Gone,
-            Self::PeerError | Self::MailboxFull | Self::StorageFailed => Reason::FailedApplication,
+            Self::PeerError | Self::MailboxFull | Self::StorageFailed | Self::SoundDeviceFailed => {
+                Reason::FailedApplication
+            }
             Self::Internal => Reason::GeneralError,
         }
     }
@@ -91,6 +95,7 @@ impl EndReason {
             Self::MaxDuration => Some("maximum call duration reached"),
             Self::Shutdown => Some("the gateway is shutting down"),
             Self::MailboxFull => Some("the mailbox is full"),
+            Self::SoundDeviceFailed => Some("the sound device is not available"),
             Self::StorageFailed => {
                 Some("voicemail storage failed; the message was kept up to here")
             }
@@ -131,6 +136,7 @@ impl EndReason {
             Self::PeerError => "peer_error",
             Self::MailboxFull => "mailbox_full",
             Self::StorageFailed => "storage_failed",
+            Self::SoundDeviceFailed => "sound_device_failed",
             Self::Internal => "internal",
         }
     }
