@@ -234,13 +234,9 @@ async fn jmi_and_refusals(kind: Kind) {
     assert_eq!(refused.as_deref(), Some("item-not-found"));
     // To an endpoint this build lacks, or a sound device that is missing: acknowledged, then
     // ended with a clear reason.
-    let ended = match alice
-        .call("lobby@gw.localhost", &CallSetup::browser())
-        .await
-    {
-        Err(reason) => Some(reason),
-        Ok(call) => alice.wait_terminate(&call.sid, wait).await,
-    };
+    let ended = alice
+        .call_ended("lobby@gw.localhost", &CallSetup::browser(), wait)
+        .await;
     let expected = if cfg!(feature = "sound") {
         "failed-application"
     } else {

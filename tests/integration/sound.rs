@@ -330,17 +330,13 @@ async fn call_bridged_to_a_sound_device_on_prosody() {
 
         // A device that does not exist: the call ends with a reason naming no secrets, and the
         // log says which device.
-        let outcome = match alice
-            .call("nowhere@gw.localhost", &CallSetup::browser())
-            .await
-        {
-            Err(reason) => Some(reason),
-            Ok(call) => {
-                alice
-                    .wait_terminate(&call.sid, Duration::from_secs(10))
-                    .await
-            }
-        };
+        let outcome = alice
+            .call_ended(
+                "nowhere@gw.localhost",
+                &CallSetup::browser(),
+                Duration::from_secs(10),
+            )
+            .await;
         assert_eq!(outcome.as_deref(), Some("failed-application"));
         assert!(
             gateway

@@ -28,7 +28,7 @@ impl Tone {
 }
 
 /// Power of `samples` at `hz` (Goertzel), normalised by length.
-pub fn power_at(samples: &[i16], hz: f64) -> f64 {
+fn power_at(samples: &[i16], hz: f64) -> f64 {
     let w = 2.0 * std::f64::consts::PI * hz / f64::from(SAMPLE_RATE);
     let coeff = 2.0 * w.cos();
     let (mut s1, mut s2) = (0.0f64, 0.0f64);
@@ -55,17 +55,7 @@ pub fn dominant_frequency(samples: &[i16], seconds: f64) -> (f64, f64) {
         }
         hz += 5.0;
     }
-    let energy: f64 = tail
-        .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        / take.max(1) as f64;
-    let share = if energy > 0.0 {
-        2.0 * best_power / (take.max(1) as f64 * energy)
-    } else {
-        0.0
-    };
-    (best, share)
+    (best, tone_share(tail, best))
 }
 
 /// The tones heard, in order: received audio cut in 100 ms windows, each named after the

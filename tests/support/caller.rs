@@ -586,6 +586,20 @@ impl TestCaller {
         call.sid
     }
 
+    /// Calls `callee` and returns the Jingle reason the gateway ended the call with, whether it
+    /// refused the session-initiate or accepted and then terminated (within `timeout`).
+    pub async fn call_ended(
+        &mut self,
+        callee: &str,
+        setup: &CallSetup,
+        timeout: Duration,
+    ) -> Option<String> {
+        match self.call(callee, setup).await {
+            Err(reason) => Some(reason),
+            Ok(call) => self.wait_terminate(&call.sid, timeout).await,
+        }
+    }
+
     /// Waits for the gateway's `session-terminate` of `sid`; returns its reason.
     pub async fn wait_terminate(&mut self, sid: &str, timeout: Duration) -> Option<String> {
         let stanza = self

@@ -142,7 +142,7 @@ async fn drive(
                 if let Some(reason) = endpoint.unavailable() {
                     return Some(reason);
                 }
-                check += UNAVAILABLE_CHECK;
+                check = Instant::now() + UNAVAILABLE_CHECK;
             },
             command = commands.recv() => match command {
                 None | Some(CallCommand::Stop) => return None,

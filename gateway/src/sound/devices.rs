@@ -11,7 +11,7 @@ use rodio::microphone::{available_inputs, Input};
 use crate::config::DeviceChoice;
 
 /// The devices of this machine, by the names config accepts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DeviceList {
     /// Output devices: (name, description).
     pub outputs: Vec<(String, String)>,
