@@ -226,6 +226,7 @@ pub async fn run_with_reloads(
         requests,
         online,
         reloads: reloaded_rx,
+        outbound: config.outbound.clone(),
     };
     Router::run(parts, event_rx, outbound_tx, shutdown).await;
     services.cancel();

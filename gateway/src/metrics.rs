@@ -49,6 +49,7 @@ pub struct Metrics {
     connected: Gauge,
     connected_flag: AtomicBool,
     connections: Counter,
+    calls_placed: Counter,
     prompts: Arc<RwLock<Option<Arc<PromptLibrary>>>>,
 }
 
@@ -77,6 +78,7 @@ impl Metrics {
             connected: Gauge::default(),
             connected_flag: AtomicBool::new(false),
             connections: Counter::default(),
+            calls_placed: Counter::default(),
             prompts: Arc::default(),
         };
         let prompts = PromptCollector(metrics.prompts.clone());
@@ -137,7 +139,17 @@ impl Metrics {
             "Times the component connected (the first time, then each reconnect)",
             metrics.connections.clone(),
         );
+        r.register(
+            "calls_placed",
+            "Calls the gateway placed (IVR connect, follow-me), each target rung counted once",
+            metrics.calls_placed.clone(),
+        );
         metrics
+    }
+
+    /// The gateway placed a call.
+    pub fn call_placed(&self) {
+        self.calls_placed.inc();
     }
 
     /// Also reports the media engine's counters.
@@ -239,6 +251,7 @@ struct MediaCollector(Arc<MediaStats>);
 impl Collector for MediaCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = &self.0;
+        let bridge = crate::endpoint::bridge::BridgeStats::global();
         let counters = [
             (
                 "rtp_packets_received",
@@ -285,6 +298,16 @@ impl Collector for MediaCollector {
                 "media_legs_started",
                 "Media legs started",
                 &stats.legs_started,
+            ),
+            (
+                "bridge_frames_forwarded",
+                "Payloads a bridge passed between two calls as they were (same codec)",
+                &bridge.forwarded,
+            ),
+            (
+                "bridge_frames_transcoded",
+                "20 ms frames a bridge passed decoded, to be encoded in the other call's codec",
+                &bridge.transcoded,
             ),
         ];
         for (name, help, counter) in counters {

@@ -22,6 +22,8 @@ pub struct Reloaded {
     pub callees: BTreeMap<String, CalleeInfo>,
     /// Their endpoints.
     pub endpoints: Arc<EndpointFactory>,
+    /// Whom the gateway may ring.
+    pub outbound: crate::config::OutboundConfig,
 }
 
 /// Why a config was not taken.
@@ -135,7 +137,11 @@ async fn prepare(
         prompts,
         voicemail.clone(),
     ));
-    Ok(Reloaded { callees, endpoints })
+    Ok(Reloaded {
+        callees,
+        endpoints,
+        outbound: new.outbound.clone(),
+    })
 }
 
 /// The sections whose changes a reload does not apply.

@@ -35,6 +35,9 @@ say vm-too-short     "No message was recorded. Goodbye."
 say vm-full          "Sorry, this mailbox is full and cannot take new messages. Goodbye."
 say vm-storage-error "Sorry, your message could not be stored. Goodbye."
 
+# IVR `connect`: nobody answered.
+say no-answer        "Sorry, nobody is answering right now."
+
 # Voicemail: the owner's mailbox menu.
 say vm-you-have       "You have"
 say vm-new-messages   "new messages."

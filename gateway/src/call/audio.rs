@@ -9,7 +9,7 @@ use rtp::header::Header;
 use webrtc_util::marshal::Unmarshal;
 
 use crate::endpoint::{Endpoint, EndpointEvent, Incoming, Outgoing};
-use crate::jingle::negotiate::{Codec, Offer};
+use crate::jingle::negotiate::{Codec, Negotiated};
 use crate::jingle::EndReason;
 use crate::media::codec::{Decoder, Encoder, FRAME_SAMPLES};
 use crate::media::dtmf::{Digit, DigitMerger, DigitSource, DtmfReceiver, DtmfSender};
@@ -72,7 +72,7 @@ pub struct AudioPath {
 
 impl AudioPath {
     /// The audio path for `offer`, sending as `ssrc`.
-    pub fn new(offer: &Offer, ssrc: u32, now: Instant) -> Self {
+    pub fn new(offer: &Negotiated, ssrc: u32, now: Instant) -> Self {
         Self {
             codec: offer.codec,
             payload_type: offer.payload_type,
@@ -442,7 +442,7 @@ mod tests {
     use crate::testing::{first_jingle, BROWSER_CALL};
     use webrtc_util::marshal::{Marshal, MarshalSize};
 
-    fn offer() -> Offer {
+    fn offer() -> Negotiated {
         let jingle = Jingle::parse(&first_jingle(BROWSER_CALL, "session-initiate")).unwrap();
         read_offer(&jingle, true).unwrap()
     }

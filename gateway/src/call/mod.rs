@@ -10,14 +10,14 @@ use jid::{BareJid, FullJid};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::endpoint::EndpointFactory;
-use crate::jingle::{CallId, CallStart, MediaEvent};
+use crate::endpoint::{DialPlan, Endpoint, EndpointFactory};
+use crate::jingle::negotiate::{Codec, Negotiated};
+use crate::jingle::{CallId, CallStart, EndReason, MediaEvent};
 use crate::media::engine::MediaEngine;
 use crate::metrics::Metrics;
 use crate::protocol::ice_udp::Candidate;
 
 /// A command from the router to a call task.
-#[derive(Debug)]
 pub enum CallCommand {
     /// Candidates trickled by the caller.
     RemoteCandidates(Vec<Candidate>),
@@ -32,6 +32,12 @@ pub enum CallCommand {
     },
     /// Keys the caller typed in a chat message.
     ChatDigits(String),
+    /// The callee answered the call we placed: connect the media with this.
+    Answered(Negotiated),
+    /// From now on the call is served by this endpoint (one side of a bridge).
+    Bridge(Box<dyn Endpoint>),
+    /// Nobody the endpoint's [`CallEvent::Connect`] rang answered.
+    ConnectFailed(EndReason),
     /// The session is over: release everything.
     Stop,
 }
@@ -48,6 +54,8 @@ pub enum CallEvent {
         /// Text.
         body: String,
     },
+    /// Ring people for this call's caller (an IVR `connect`, a mailbox's follow-me).
+    Connect(DialPlan),
 }
 
 /// The channel call tasks report on.
@@ -59,6 +67,7 @@ pub struct CallHandle {
     call_id: CallId,
     peer: FullJid,
     callee: String,
+    codec: Option<Codec>,
     commands: mpsc::UnboundedSender<CallCommand>,
     task: JoinHandle<()>,
 }
@@ -69,9 +78,30 @@ impl CallHandle {
         self.call_id
     }
 
-    /// The local part of the virtual JID called.
+    /// The local part of the virtual JID called (or calling, for a call we placed).
     pub fn callee(&self) -> &str {
         &self.callee
+    }
+
+    /// The call's codec, once negotiated.
+    pub fn codec(&self) -> Option<Codec> {
+        self.codec
+    }
+
+    /// The callee answered the call we placed, with `media`.
+    pub fn answered(&mut self, media: Negotiated) {
+        self.codec = Some(media.codec);
+        let _ = self.commands.send(CallCommand::Answered(media));
+    }
+
+    /// Hands the call to `endpoint` (one side of a bridge).
+    pub fn bridge(&self, endpoint: Box<dyn Endpoint>) {
+        let _ = self.commands.send(CallCommand::Bridge(endpoint));
+    }
+
+    /// Tells the call's endpoint that nobody it asked for answered.
+    pub fn connect_failed(&self, reason: EndReason) {
+        let _ = self.commands.send(CallCommand::ConnectFailed(reason));
     }
 
     /// Whether this is a call from `peer` (any device of the user) to the virtual JID `callee`.
@@ -149,10 +179,15 @@ impl Calls {
         let call_id = start.call_id;
         let peer = start.peer.clone();
         let callee = start.callee.clone();
-        let task = match self
-            .endpoints
-            .create(&start.callee, &start.peer.to_string())
-        {
+        let codec = start.offer.as_ref().map(|offer| offer.codec);
+        let endpoint = match start.offer {
+            Some(_) => self
+                .endpoints
+                .create(&start.callee, &start.peer.to_string()),
+            // A call we placed is bridged once answered.
+            None => Ok(Box::new(crate::endpoint::bridge::Unbridged) as Box<dyn Endpoint>),
+        };
+        let task = match endpoint {
             Ok(endpoint) => tokio::spawn(task::run_call(
                 self.engine.clone(),
                 self.endpoints.clone(),
@@ -174,6 +209,7 @@ impl Calls {
             call_id,
             peer,
             callee,
+            codec,
             commands,
             task,
         }

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::audio::AudioPath;
 use super::{CallCommand, CallEvent, CallEvents};
 use crate::endpoint::{CallInfo, Endpoint, EndpointEvent, EndpointFactory};
-use crate::jingle::negotiate::LocalTransport;
+use crate::jingle::negotiate::{LocalTransport, Negotiated};
 use crate::jingle::{CallStart, EndReason, MediaEvent};
 use crate::media::engine::MediaEngine;
 use crate::media::leg::{IceRole, LegEvent, MediaLeg};
@@ -33,17 +33,13 @@ pub(super) async fn run_call(
     let span = tracing::info_span!("call", %call_id, sid = %start.sid, peer = %start.peer, callee = %start.callee);
     let report = events.clone();
     let call = async move {
-        let offer = &start.offer;
-        let mut leg = match MediaLeg::new(engine, IceRole::Controlled).await {
-            Ok(mut leg) => {
-                leg.connect(
-                    &offer.ice_ufrag,
-                    &offer.ice_pwd,
-                    offer.fingerprint.clone(),
-                    offer.dtls_role,
-                );
-                leg
-            }
+        // Answering, the caller's agent nominates; calling, ours does.
+        let role = match start.offer {
+            Some(_) => IceRole::Controlled,
+            None => IceRole::Controlling,
+        };
+        let mut leg = match MediaLeg::new(engine, role).await {
+            Ok(leg) => leg,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the media leg");
                 let _ = events.send((
@@ -54,13 +50,34 @@ pub(super) async fn run_call(
             }
         };
         let ssrc = rand::random();
-        let mut audio = AudioPath::new(offer, ssrc, Instant::now());
+        // Answering, checks run while our answer travels (the caller's checks may arrive
+        // first); calling, they start when the answer came.
+        if let Some(offer) = &start.offer {
+            connect(&mut leg, offer);
+        }
+        let media =
+            match offer_local_transport(&mut leg, ssrc, &start, &mut commands, &events).await {
+                Ok(media) => media,
+                Err(ended) => {
+                    leg.close().await;
+                    if let Some(reason) = ended {
+                        let _ = events.send((call_id, CallEvent::Media(MediaEvent::Ended(reason))));
+                    }
+                    return;
+                }
+            };
+        if start.offer.is_none() {
+            connect(&mut leg, &media);
+        }
+        leg.add_remote_candidates(&media.candidates);
+        let mut audio = AudioPath::new(&media, ssrc, Instant::now());
         let ended = drive(
             &mut leg,
             &mut audio,
             &mut endpoint,
             &endpoints,
             &start,
+            &media,
             &mut commands,
             &events,
             &metrics,
@@ -98,6 +115,69 @@ pub(super) async fn run_call(
 /// How often an endpoint is asked whether it can serve the call while media is not flowing yet.
 const UNAVAILABLE_CHECK: Duration = Duration::from_millis(100);
 
+/// Starts ICE towards the peer of `media`, then DTLS in the role it gives us.
+fn connect(leg: &mut MediaLeg, media: &Negotiated) {
+    leg.connect(
+        &media.ice_ufrag,
+        &media.ice_pwd,
+        media.fingerprint.clone(),
+        media.dtls_role,
+    );
+}
+
+/// Tells the router our ICE credentials, candidates and SSRC (the answer or our offer goes
+/// out), then returns the negotiated media: the caller's offer, or the callee's answer once it
+/// comes. `Err` ends the call: with a reason, or `None` when the router stopped it.
+async fn offer_local_transport(
+    leg: &mut MediaLeg,
+    ssrc: u32,
+    start: &CallStart,
+    commands: &mut mpsc::UnboundedReceiver<CallCommand>,
+    events: &CallEvents,
+) -> Result<Negotiated, Option<EndReason>> {
+    let report = |event| {
+        events
+            .send((start.call_id, CallEvent::Media(event)))
+            .is_ok()
+    };
+    let (ufrag, pwd) = leg.local_credentials().await;
+    let candidates = leg.initial_candidates().await;
+    if !report(MediaEvent::LocalTransport(LocalTransport {
+        ufrag,
+        pwd,
+        candidates,
+        ssrc,
+    })) {
+        return Err(None);
+    }
+    if let Some(offer) = &start.offer {
+        return Ok(offer.clone());
+    }
+    // Our offer is out: wait for the answer, trickling our candidates meanwhile and keeping
+    // the callee's until the answer says who they are.
+    let mut early = Vec::new();
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None | Some(CallCommand::Stop) => return Err(None),
+                Some(CallCommand::RemoteCandidates(mut candidates)) => early.append(&mut candidates),
+                Some(CallCommand::Answered(mut media)) => {
+                    media.candidates.append(&mut early);
+                    return Ok(media);
+                }
+                Some(_) => {}
+            },
+            event = leg.next_event() => match event {
+                LegEvent::LocalCandidate(candidate) => {
+                    report(MediaEvent::LocalCandidate(candidate));
+                }
+                LegEvent::Failed(reason) => return Err(Some(reason)),
+                LegEvent::Secured | LegEvent::Rtp(_) | LegEvent::Rtcp(_) => {}
+            },
+        }
+    }
+}
+
 /// Drives the call; returns why the call side ended it, or `None` when the router stopped it.
 #[allow(clippy::too_many_arguments)]
 async fn drive(
@@ -106,6 +186,7 @@ async fn drive(
     endpoint: &mut Box<dyn Endpoint>,
     endpoints: &EndpointFactory,
     start: &CallStart,
+    media: &Negotiated,
     commands: &mut mpsc::UnboundedReceiver<CallCommand>,
     events: &CallEvents,
     metrics: &Metrics,
@@ -114,21 +195,10 @@ async fn drive(
     let report = |event| events.send((call_id, CallEvent::Media(event))).is_ok();
     let info = CallInfo {
         peer: start.peer.to_string(),
-        codec: start.offer.codec,
+        codec: media.codec,
     };
-    let (ufrag, pwd) = leg.local_credentials().await;
-    let candidates = leg.initial_candidates().await;
     let ssrc = audio.ssrc();
-    if !report(MediaEvent::LocalTransport(LocalTransport {
-        ufrag,
-        pwd,
-        candidates,
-        ssrc,
-    })) {
-        return None;
-    }
-    leg.add_remote_candidates(&start.offer.candidates);
-    // The session-accept goes out as soon as the router has our transport.
+    // The session-accept went out as soon as the router had our transport.
     let mut accepted_at = Some(Instant::now());
     let mut secured = false;
     let mut check = Instant::now();
@@ -150,6 +220,15 @@ async fn drive(
                 Some(CallCommand::ChatDigits(text)) => {
                     audio.receive_chat_digits(&text, Instant::now(), endpoint.as_mut());
                 }
+                Some(CallCommand::Answered(_)) => {}
+                Some(CallCommand::Bridge(mut bridge)) => {
+                    tracing::info!("call bridged");
+                    if secured {
+                        bridge.start(&info);
+                    }
+                    *endpoint = bridge;
+                }
+                Some(CallCommand::ConnectFailed(reason)) => endpoint.on_connect_failed(reason),
                 Some(CallCommand::RestartIce { ufrag, pwd, candidates }) => {
                     match restart_ice(leg, &ufrag, &pwd, &candidates, ssrc).await {
                         Ok(local) => {
@@ -169,7 +248,7 @@ async fn drive(
                 }
                 LegEvent::Secured => {
                     secured = true;
-                    tracing::info!(codec = start.offer.codec.name(), "media connected");
+                    tracing::info!(codec = media.codec.name(), "media connected");
                     endpoint.start(&info);
                     audio.start(Instant::now());
                 }
@@ -206,6 +285,9 @@ async fn drive(
                         },
                         EndpointEvent::SendMessage { to, body } => {
                             let _ = events.send((call_id, CallEvent::Message { to, body }));
+                        }
+                        EndpointEvent::Connect(plan) => {
+                            let _ = events.send((call_id, CallEvent::Connect(plan)));
                         }
                         EndpointEvent::HangUp
                         | EndpointEvent::Fail(_)

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::ConfigDuration;
 use super::load::ConfigError;
+use super::outbound::{target_keys, validate_ringing, RingStrategy, RINGBACK_PROMPT, RING_TIMEOUT};
 
 /// The settings of an IVR endpoint (`[endpoints.<name>]` with `kind = "ivr"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,14 +142,76 @@ pub enum ActionConfig {
         /// Played after sending.
         prompt: Option<String>,
     },
+    /// Ring people (`[outbound]` must allow them) and bridge the caller with whoever answers;
+    /// the caller hears `ringback` meanwhile, and `no_answer` happens when nobody answers.
+    Connect {
+        /// JIDs to ring: a bare JID rings every device of the user.
+        targets: Vec<String>,
+        /// `all` at once, or `hunt` one after the other.
+        #[serde(default)]
+        ring: RingStrategy,
+        /// How long each target rings.
+        #[serde(default = "default_ring_timeout")]
+        ring_timeout: ConfigDuration,
+        /// Played to the caller, repeated, while ringing.
+        #[serde(default = "default_ringback")]
+        ringback: String,
+        /// What happens when nobody answers (or nobody can be rung): by default a prompt, then
+        /// the menu again.
+        #[serde(default = "default_no_answer")]
+        no_answer: Box<ActionConfig>,
+    },
+}
+
+fn default_ring_timeout() -> ConfigDuration {
+    RING_TIMEOUT
+}
+
+fn default_ringback() -> String {
+    RINGBACK_PROMPT.into()
+}
+
+/// Said when nobody answers a `connect`.
+pub const NO_ANSWER_PROMPT: &str = "builtin:no-answer";
+
+fn default_no_answer() -> Box<ActionConfig> {
+    Box::new(ActionConfig::Play {
+        prompt: NO_ANSWER_PROMPT.into(),
+    })
 }
 
 impl ActionConfig {
-    fn prompt(&self) -> Option<&str> {
+    /// The prompts the action plays, with the key (under the action's) naming each.
+    fn prompts(&self, key: &str) -> Vec<(String, String)> {
         match self {
-            Self::Play { prompt } => Some(prompt),
-            Self::Hangup { prompt } | Self::SendDigits { prompt, .. } => prompt.as_deref(),
-            _ => None,
+            Self::Play { prompt } => vec![(format!("{key}.prompt"), prompt.clone())],
+            Self::Hangup { prompt } | Self::SendDigits { prompt, .. } => prompt
+                .iter()
+                .map(|p| (format!("{key}.prompt"), p.clone()))
+                .collect(),
+            Self::Connect {
+                ringback,
+                no_answer,
+                ..
+            } => {
+                let mut prompts = vec![(format!("{key}.ringback"), ringback.clone())];
+                prompts.extend(no_answer.prompts(&format!("{key}.no_answer")));
+                prompts
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The actions inside this one (a `connect`'s `no_answer`), with their keys.
+    fn nested(&self, key: &str) -> Vec<(String, &ActionConfig)> {
+        match self {
+            Self::Connect { no_answer, .. } => {
+                let inner = format!("{key}.no_answer");
+                let mut all = no_answer.nested(&inner);
+                all.push((inner, no_answer));
+                all
+            }
+            _ => Vec::new(),
         }
     }
 }
@@ -166,19 +229,41 @@ impl IvrConfig {
             if let Some(p) = &menu.invalid {
                 uses.push((format!("{menu_key}.invalid"), p.clone()));
             }
-            if let Some(p) = menu.on_failure.prompt() {
-                uses.push((format!("{menu_key}.on_failure.prompt"), p.to_string()));
-            }
+            uses.extend(menu.on_failure.prompts(&format!("{menu_key}.on_failure")));
             for (entry, action) in &menu.entries {
-                if let Some(p) = action.prompt() {
-                    uses.push((
-                        format!("{menu_key}.entries.\"{entry}\".prompt"),
-                        p.to_string(),
-                    ));
-                }
+                uses.extend(action.prompts(&format!("{menu_key}.entries.\"{entry}\"")));
             }
         }
         uses
+    }
+
+    /// Every JID the IVR may ring, with the key that names it.
+    pub fn dial_targets(&self, key: &str) -> Vec<(String, String)> {
+        let mut targets = Vec::new();
+        for (action_key, action) in self.all_actions(key) {
+            if let ActionConfig::Connect { targets: t, .. } = action {
+                targets.extend(target_keys(&action_key, t));
+            }
+        }
+        targets
+    }
+
+    /// Every action of every menu (nested ones too), with its key.
+    fn all_actions(&self, key: &str) -> Vec<(String, &ActionConfig)> {
+        let mut all = Vec::new();
+        for (name, menu) in &self.menus {
+            let menu_key = format!("{key}.menus.{name}");
+            let top = menu
+                .entries
+                .iter()
+                .map(|(entry, action)| (format!("{menu_key}.entries.\"{entry}\""), action))
+                .chain([(format!("{menu_key}.on_failure"), &menu.on_failure)]);
+            for (action_key, action) in top {
+                all.extend(action.nested(&action_key));
+                all.push((action_key, action));
+            }
+        }
+        all
     }
 
     /// Problems in the menus. `endpoints` gives each virtual JID's local part and whether it can
@@ -308,6 +393,15 @@ impl IvrConfig {
             ActionConfig::Play { prompt } if prompt.trim().is_empty() => {
                 errors.push(ConfigError::new(format!("{key}.prompt"), "is required"));
             }
+            ActionConfig::Connect {
+                targets,
+                ring_timeout,
+                no_answer,
+                ..
+            } => {
+                errors.extend(validate_ringing(key, targets, *ring_timeout));
+                errors.extend(self.check_action(no_answer, &format!("{key}.no_answer"), endpoints));
+            }
             _ => {}
         }
         errors
@@ -323,8 +417,11 @@ impl IvrConfig {
             }
             if let Some(menu) = self.menus.get(name) {
                 for action in menu.entries.values().chain([&menu.on_failure]) {
-                    if let ActionConfig::Menu { menu } = action {
-                        todo.push(menu.as_str());
+                    let nested = action.nested("").into_iter().map(|(_, a)| a);
+                    for action in nested.chain([action]) {
+                        if let ActionConfig::Menu { menu } = action {
+                            todo.push(menu.as_str());
+                        }
                     }
                 }
             }

@@ -57,6 +57,7 @@ impl std::error::Error for ConfigErrors {}
 /// The sections the config accepts besides `[endpoints]`.
 pub(super) const SECTIONS: &[&str] = &[
     "xmpp",
+    "outbound",
     "calls",
     "media",
     "storage",
@@ -94,6 +95,7 @@ impl Config {
             voicemail: section(&mut table, "voicemail", &mut errors),
             http: section(&mut table, "http", &mut errors),
             metrics: section(&mut table, "metrics", &mut errors),
+            outbound: section(&mut table, "outbound", &mut errors),
             endpoints: endpoints(table.remove("endpoints"), &mut errors),
             origin: ConfigOrigin::Text,
         };

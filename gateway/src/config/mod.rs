@@ -5,6 +5,7 @@ mod duration;
 mod env;
 mod ivr;
 mod load;
+mod outbound;
 mod schema;
 mod sound;
 mod validate;
@@ -13,6 +14,7 @@ mod voicemail;
 pub use duration::ConfigDuration;
 pub use ivr::{ActionConfig, DtmfSourcesConfig, IvrConfig, MenuConfig};
 pub use load::{ConfigError, ConfigErrors};
+pub use outbound::{OutboundConfig, RingStrategy, RINGBACK_PROMPT};
 pub use schema::{
     CallsConfig, Config, ConfigOrigin, DtlsRoleConfig, EndpointConfig, EndpointKind, LogConfig,
     LogFormat, MediaConfig, PromptsConfig, StorageConfig, TurnServerConfig, XmppConfig,
@@ -20,7 +22,8 @@ pub use schema::{
 pub use sound::{DeviceChoice, SoundDeviceConfig, WhenBusy};
 pub use validate::parse_port_range;
 pub use voicemail::{
-    HttpConfig, MailboxConfig, MetricsConfig, RecordingFormat, VoicemailConfig, BEEP_PROMPT,
+    FollowMeConfig, HttpConfig, MailboxConfig, MetricsConfig, RecordingFormat, VoicemailConfig,
+    BEEP_PROMPT,
 };
 
 /// The example configuration shipped in `config/gateway.example.toml`, used when no `--config`

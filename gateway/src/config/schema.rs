@@ -31,6 +31,8 @@ pub struct Config {
     pub http: crate::config::HttpConfig,
     /// `[metrics]`: Prometheus metrics and the health check.
     pub metrics: crate::config::MetricsConfig,
+    /// `[outbound]`: whom the gateway may ring, and how often.
+    pub outbound: crate::config::OutboundConfig,
     /// `[endpoints.<name>]`: the virtual JIDs `<name>@<xmpp.domain>` and what answers them.
     pub endpoints: BTreeMap<String, EndpointConfig>,
     /// Where the config came from (relative paths start from its directory).

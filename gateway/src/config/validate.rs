@@ -107,14 +107,17 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         .iter()
         .map(|(name, e)| (name.clone(), e.kind.is_available()))
         .collect();
+    let mut dial_targets = Vec::new();
     for (name, endpoint) in &config.endpoints {
         let key = format!("endpoints.{name}");
         match &endpoint.kind {
             crate::config::EndpointKind::Ivr(ivr) => {
                 errors.extend(ivr.validate(&key, &availability));
+                dial_targets.extend(ivr.dial_targets(&key));
             }
             crate::config::EndpointKind::Voicemail(mailbox) => {
                 errors.extend(mailbox.validate(&key));
+                dial_targets.extend(mailbox.dial_targets(&key));
             }
             crate::config::EndpointKind::SoundDevice(sound) => {
                 errors.extend(sound.validate(&key));
@@ -122,6 +125,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             crate::config::EndpointKind::Echo => {}
         }
     }
+    errors.extend(config.outbound.validate(&dial_targets));
     let has_mailboxes = config
         .endpoints
         .values()

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::duration::ConfigDuration;
 use super::ivr::DtmfSourcesConfig;
 use super::load::ConfigError;
+use super::outbound::{target_keys, validate_ringing, RingStrategy, RINGBACK_PROMPT, RING_TIMEOUT};
 
 /// The beep that marks the start of recording.
 pub const BEEP_PROMPT: &str = "tone:1000:250ms";
@@ -47,6 +48,34 @@ pub struct MailboxConfig {
     /// Which ways of pressing keys are heard (`#`, and the owner's menu). In-band detection
     /// decodes every caller's audio, so it is off by default here.
     pub dtmf: DtmfSourcesConfig,
+    /// `[endpoints.<name>.follow_me]`: ring the owner first, and record only when nobody
+    /// answers.
+    pub follow_me: Option<FollowMeConfig>,
+}
+
+/// A mailbox's follow-me: whom to ring before recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FollowMeConfig {
+    /// JIDs to ring; the mailbox's owners when left empty.
+    pub targets: Vec<String>,
+    /// `all` at once, or `hunt` one after the other.
+    pub ring: RingStrategy,
+    /// How long each target rings.
+    pub ring_timeout: ConfigDuration,
+    /// Played to the caller, repeated, while ringing.
+    pub ringback: String,
+}
+
+impl Default for FollowMeConfig {
+    fn default() -> Self {
+        Self {
+            targets: Vec::new(),
+            ring: RingStrategy::All,
+            ring_timeout: RING_TIMEOUT,
+            ringback: RINGBACK_PROMPT.into(),
+        }
+    }
 }
 
 impl Default for MailboxConfig {
@@ -68,6 +97,7 @@ impl Default for MailboxConfig {
                 inband: false,
                 chat: true,
             },
+            follow_me: None,
         }
     }
 }
@@ -219,7 +249,37 @@ impl MailboxConfig {
                 "must be at least 1",
             ));
         }
+        if let Some(follow_me) = &self.follow_me {
+            errors.extend(validate_ringing(
+                &format!("{key}.follow_me"),
+                &self.follow_me_targets(),
+                follow_me.ring_timeout,
+            ));
+        }
         errors
+    }
+
+    /// Whom follow-me rings: its targets, or the owners.
+    pub fn follow_me_targets(&self) -> Vec<String> {
+        match &self.follow_me {
+            Some(f) if !f.targets.is_empty() => f.targets.clone(),
+            Some(_) => self.owners.clone(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Every JID the mailbox may ring, with the key that names it.
+    pub fn dial_targets(&self, key: &str) -> Vec<(String, String)> {
+        match &self.follow_me {
+            Some(f) if f.targets.is_empty() => self
+                .owners
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (format!("{key}.owners[{i}]"), o.clone()))
+                .collect(),
+            Some(f) => target_keys(&format!("{key}.follow_me"), &f.targets),
+            None => Vec::new(),
+        }
     }
 
     /// Every prompt the mailbox plays, with the key that names it.
@@ -227,6 +287,12 @@ impl MailboxConfig {
         let mut uses = vec![(format!("{key}.greeting"), self.greeting.clone())];
         if self.beep {
             uses.push((format!("{key}.beep"), BEEP_PROMPT.to_string()));
+        }
+        if let Some(follow_me) = &self.follow_me {
+            uses.push((
+                format!("{key}.follow_me.ringback"),
+                follow_me.ringback.clone(),
+            ));
         }
         uses
     }

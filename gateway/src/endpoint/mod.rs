@@ -3,6 +3,7 @@
 //! key presses come in, audio goes out every packet time, events go out (hang up, send DTMF).
 //! Endpoints never see packets, sockets or signalling, so a new one is one file.
 
+pub mod bridge;
 mod echo;
 pub mod ivr;
 pub mod player;
@@ -12,6 +13,7 @@ pub mod voicemail;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -77,6 +79,20 @@ pub enum EndpointEvent {
         /// Text.
         body: String,
     },
+    /// Ring people for the caller; whoever answers is bridged with the call (replacing this
+    /// endpoint), and if nobody does, [`Endpoint::on_connect_failed`] is called.
+    Connect(DialPlan),
+}
+
+/// Whom to ring for a caller, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialPlan {
+    /// JIDs to ring: a bare JID rings every device of the user, a full JID one device.
+    pub targets: Vec<String>,
+    /// Ring every target at once (`true`), or one after the other (hunt).
+    pub ring_all: bool,
+    /// How long each target rings.
+    pub ring_timeout: Duration,
 }
 
 /// Facts about the call an endpoint may use.
@@ -185,4 +201,7 @@ pub trait Endpoint: Send {
     fn poll_event(&mut self) -> Option<EndpointEvent> {
         None
     }
+
+    /// Nobody a [`EndpointEvent::Connect`] rang answered (or nobody could be rung), and why.
+    fn on_connect_failed(&mut self, _reason: EndReason) {}
 }

@@ -11,6 +11,12 @@ pub enum EndReason {
     PeerHungUp(Reason),
     /// The caller withdrew its XEP-0353 proposal.
     PeerRetracted,
+    /// The person we called declined (XEP-0353 `<reject/>`, its reason kept).
+    PeerRejected(Reason),
+    /// We gave up a call we placed: another target answered, or the caller hung up.
+    Cancelled,
+    /// The config does not let the gateway call this target now (not allowed, or rate limited).
+    NotAllowed,
     /// The caller went offline or its client stopped answering.
     PeerGone,
     /// The endpoint finished the call (menu said goodbye, message recorded).
@@ -62,7 +68,9 @@ impl EndReason {
     pub fn jingle_reason(&self) -> Reason {
         match self {
             Self::PeerHungUp(reason) => *reason,
-            Self::PeerRetracted => Reason::Cancel,
+            Self::PeerRetracted | Self::Cancelled => Reason::Cancel,
+            Self::PeerRejected(reason) => *reason,
+            Self::NotAllowed => Reason::Decline,
             Self::PeerGone => Reason::Gone,
             Self::EndpointHungUp | Self::ContentRemoved => Reason::Success,
             Self::Busy => Reason::Busy,
@@ -116,6 +124,9 @@ impl EndReason {
         match self {
             Self::PeerHungUp(_) => "peer_hung_up",
             Self::PeerRetracted => "peer_retracted",
+            Self::PeerRejected(_) => "peer_rejected",
+            Self::Cancelled => "cancelled",
+            Self::NotAllowed => "not_allowed",
             Self::PeerGone => "peer_gone",
             Self::EndpointHungUp => "endpoint_hung_up",
             Self::ContentRemoved => "content_removed",
@@ -145,7 +156,7 @@ impl EndReason {
     pub fn ended_by_peer(&self) -> bool {
         matches!(
             self,
-            Self::PeerHungUp(_) | Self::PeerRetracted | Self::PeerGone
+            Self::PeerHungUp(_) | Self::PeerRetracted | Self::PeerRejected(_) | Self::PeerGone
         )
     }
 }
@@ -154,6 +165,7 @@ impl fmt::Display for EndReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::PeerHungUp(reason) => write!(f, "peer_hung_up ({reason})"),
+            Self::PeerRejected(reason) => write!(f, "peer_rejected ({reason})"),
             other => f.write_str(other.as_str()),
         }
     }

@@ -1,10 +1,12 @@
-//! Offer/answer: reads a caller's audio offer into what the media leg needs, and writes the
-//! gateway's answer content from it and the local transport.
+//! Offer/answer, both ways: reads a caller's audio offer into what the media leg needs and
+//! writes the gateway's answer; writes the gateway's own offer when it places a call, and reads
+//! the callee's answer.
 //!
-//! Opus is chosen when offered, else PCMU, else PCMA; the `telephone-event` at the chosen codec's
-//! clock rate is answered whenever offered (without it the caller's DTMF sender stays disabled);
-//! `<rtcp-mux/>` is required and answered; the DTLS role is `active` or `passive`, never
-//! `actpass`.
+//! Answering, Opus is chosen when offered, else PCMU, else PCMA; the `telephone-event` at the
+//! chosen codec's clock rate is answered whenever offered (without it the caller's DTMF sender
+//! stays disabled); `<rtcp-mux/>` is required and answered; the DTLS role is `active` or
+//! `passive`, never `actpass`. Calling, the offer lists all three codecs with `telephone-event`
+//! at both clock rates and `setup='actpass'`, and the callee's first codec is taken.
 
 use crate::protocol::ice_udp::{Candidate, Fingerprint, IceUdpTransport, Setup};
 use crate::protocol::jingle::{Content, Creator, Description, Group, Jingle, Senders, Transport};
@@ -74,9 +76,9 @@ pub struct RemoteFingerprint {
     pub digest: Vec<u8>,
 }
 
-/// What the media leg needs from a caller's offer.
+/// What the media leg needs from the peer's offer (when answering) or answer (when calling).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Offer {
+pub struct Negotiated {
     /// Name of the audio content.
     pub content_name: String,
     /// Creator of the audio content.
@@ -101,6 +103,28 @@ pub struct Offer {
     pub bundle: bool,
 }
 
+/// Which half of the exchange a description is.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    /// The peer's offer; `prefer_active` picks our DTLS role when it says `actpass`.
+    Offer { prefer_active: bool },
+    /// The peer's answer to our offer.
+    Answer,
+}
+
+/// Name of the audio content of the calls the gateway places.
+pub const OUR_CONTENT: &str = "audio";
+
+/// Payload types of the gateway's offer: each codec, then `telephone-event` at each clock rate
+/// (the ids libwebrtc uses, so answers from browsers and apps keep them).
+const OUR_PAYLOAD_TYPES: [(u8, &str, u32, u8); 5] = [
+    (111, "opus", 48000, 2),
+    (0, "PCMU", 8000, 1),
+    (8, "PCMA", 8000, 1),
+    (110, "telephone-event", 48000, 1),
+    (126, "telephone-event", 8000, 1),
+];
+
 /// The local half of the transport, supplied by the media leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalTransport {
@@ -121,7 +145,16 @@ pub fn cname(ssrc: u32) -> String {
 
 /// Reads the audio offer of a `session-initiate`. `prefer_active` picks our DTLS role when the
 /// caller offers `actpass`.
-pub fn read_offer(jingle: &Jingle, prefer_active: bool) -> Result<Offer, EndReason> {
+pub fn read_offer(jingle: &Jingle, prefer_active: bool) -> Result<Negotiated, EndReason> {
+    read(jingle, Side::Offer { prefer_active })
+}
+
+/// Reads the callee's `session-accept` to an offer of ours.
+pub fn read_answer(jingle: &Jingle) -> Result<Negotiated, EndReason> {
+    read(jingle, Side::Answer)
+}
+
+fn read(jingle: &Jingle, side: Side) -> Result<Negotiated, EndReason> {
     let audio = jingle
         .contents
         .iter()
@@ -132,15 +165,24 @@ pub fn read_offer(jingle: &Jingle, prefer_active: bool) -> Result<Offer, EndReas
         // One ICE component per call: RTCP shares it (every WebRTC client offers this).
         return Err(EndReason::NoRtcpMux);
     }
-    let (codec, payload_type) = Codec::PREFERENCE
-        .iter()
-        .find_map(|codec| {
+    let speaks = |codec: &Codec, pt: &PayloadType| pt.is(codec.name(), codec.clock_rate());
+    let chosen = match side {
+        // Answering: our preference among what the caller offers.
+        Side::Offer { .. } => Codec::PREFERENCE.iter().find_map(|codec| {
             rtp.payload_types
                 .iter()
-                .find(|pt| pt.is(codec.name(), codec.clock_rate()))
+                .find(|pt| speaks(codec, pt))
                 .map(|pt| (*codec, pt.id))
-        })
-        .ok_or(EndReason::UnsupportedApplications)?;
+        }),
+        // Calling: the callee's first choice among ours.
+        Side::Answer => rtp.payload_types.iter().find_map(|pt| {
+            Codec::PREFERENCE
+                .iter()
+                .find(|codec| speaks(codec, pt))
+                .map(|codec| (*codec, pt.id))
+        }),
+    };
+    let (codec, payload_type) = chosen.ok_or(EndReason::UnsupportedApplications)?;
     let dtmf_payload_type = rtp
         .payload_types
         .iter()
@@ -169,13 +211,20 @@ pub fn read_offer(jingle: &Jingle, prefer_active: bool) -> Result<Offer, EndReas
                 })
         })
         .ok_or(EndReason::NoFingerprint)?;
-    let dtls_role = match setup {
-        Some(Setup::Active) => DtlsRole::Server,
-        Some(Setup::Passive) => DtlsRole::Client,
-        Some(Setup::Actpass) | None if prefer_active => DtlsRole::Client,
-        Some(Setup::Actpass) | None => DtlsRole::Server,
+    let dtls_role = match (setup, side) {
+        (Some(Setup::Active), _) => DtlsRole::Server,
+        (Some(Setup::Passive), _) => DtlsRole::Client,
+        (
+            _,
+            Side::Offer {
+                prefer_active: true,
+            },
+        ) => DtlsRole::Client,
+        (_, Side::Offer { .. }) => DtlsRole::Server,
+        // An answer must not say actpass; without `setup` the answerer is active (RFC 4145).
+        (_, Side::Answer) => DtlsRole::Server,
     };
-    Ok(Offer {
+    Ok(Negotiated {
         content_name: audio.name.clone(),
         creator: audio.creator,
         codec,
@@ -193,10 +242,43 @@ pub fn read_offer(jingle: &Jingle, prefer_active: bool) -> Result<Offer, EndReas
     })
 }
 
+/// Writes the offer of a call the gateway places: one audio content with every codec we bridge,
+/// our transport and `setup='actpass'`.
+pub fn offer(local: &LocalTransport, fingerprint_sha256: &str) -> Content {
+    let payload_types = OUR_PAYLOAD_TYPES
+        .iter()
+        .map(|&(id, name, clockrate, channels)| PayloadType {
+            id,
+            name: Some(name.into()),
+            clockrate: Some(clockrate),
+            channels,
+            parameters: match name {
+                "opus" => vec![
+                    Parameter::new("minptime", "10"),
+                    Parameter::new("useinbandfec", "1"),
+                ],
+                "telephone-event" => vec![Parameter::new("events", "0-15")],
+                _ => Vec::new(),
+            },
+        })
+        .collect();
+    Content {
+        creator: Creator::Initiator,
+        name: OUR_CONTENT.into(),
+        senders: Senders::Both,
+        description: Some(Description::Rtp(description(local, payload_types))),
+        transport: Some(Transport::IceUdp(transport(
+            local,
+            fingerprint_sha256,
+            Setup::Actpass,
+        ))),
+    }
+}
+
 /// Writes the answer: our audio content for `session-accept` and, when the offer bundled,
 /// the BUNDLE group. `fingerprint_sha256` is our certificate's fingerprint.
 pub fn answer(
-    offer: &Offer,
+    offer: &Negotiated,
     local: &LocalTransport,
     fingerprint_sha256: &str,
 ) -> (Content, Option<Group>) {
@@ -216,7 +298,31 @@ pub fn answer(
             parameters: vec![Parameter::new("events", "0-15")],
         });
     }
-    let description = RtpDescription {
+    let setup = match offer.dtls_role {
+        DtlsRole::Client => Setup::Active,
+        DtlsRole::Server => Setup::Passive,
+    };
+    let content = Content {
+        creator: offer.creator,
+        name: offer.content_name.clone(),
+        senders: Senders::Both,
+        description: Some(Description::Rtp(description(local, payload_types))),
+        transport: Some(Transport::IceUdp(transport(
+            local,
+            fingerprint_sha256,
+            setup,
+        ))),
+    };
+    let group = offer.bundle.then(|| Group {
+        semantics: "BUNDLE".into(),
+        contents: vec![offer.content_name.clone()],
+    });
+    (content, group)
+}
+
+/// Our RTP description: the payload types, our SSRC and its CNAME, rtcp-mux.
+fn description(local: &LocalTransport, payload_types: Vec<PayloadType>) -> RtpDescription {
+    RtpDescription {
         media: "audio".into(),
         ssrc: Some(local.ssrc),
         payload_types,
@@ -225,12 +331,12 @@ pub fn answer(
             ssrc: local.ssrc,
             parameters: vec![Parameter::new("cname", &cname(local.ssrc))],
         }],
-    };
-    let setup = match offer.dtls_role {
-        DtlsRole::Client => Setup::Active,
-        DtlsRole::Server => Setup::Passive,
-    };
-    let transport = IceUdpTransport {
+    }
+}
+
+/// Our ICE-UDP transport with the DTLS fingerprint and `setup`.
+fn transport(local: &LocalTransport, fingerprint_sha256: &str, setup: Setup) -> IceUdpTransport {
+    IceUdpTransport {
         ufrag: Some(local.ufrag.clone()),
         pwd: Some(local.pwd.clone()),
         candidates: local.candidates.clone(),
@@ -240,26 +346,14 @@ pub fn answer(
             setup: Some(setup),
             value: fingerprint_sha256.to_string(),
         }],
-    };
-    let content = Content {
-        creator: offer.creator,
-        name: offer.content_name.clone(),
-        senders: Senders::Both,
-        description: Some(Description::Rtp(description)),
-        transport: Some(Transport::IceUdp(transport)),
-    };
-    let group = offer.bundle.then(|| Group {
-        semantics: "BUNDLE".into(),
-        contents: vec![offer.content_name.clone()],
-    });
-    (content, group)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::jingle::Jingle;
-    use crate::testing::{first_jingle, BROWSER_CALL, BROWSER_PCMU_CALL};
+    use crate::protocol::jingle::{Action, Jingle, Sid};
+    use crate::testing::{first_jingle, BROWSER_CALL, BROWSER_CALLEE, BROWSER_PCMU_CALL};
 
     fn browser_offer() -> Jingle {
         Jingle::parse(&first_jingle(BROWSER_CALL, "session-initiate")).unwrap()
@@ -363,6 +457,53 @@ mod tests {
                 expected
             );
         }
+    }
+
+    #[test]
+    fn a_browser_answer_gives_its_first_codec_and_our_dtls_server_role() {
+        let accept = Jingle::parse(&first_jingle(BROWSER_CALLEE, "session-accept")).unwrap();
+        let answer = read_answer(&accept).unwrap();
+        assert_eq!((answer.codec, answer.payload_type), (Codec::Opus, 111));
+        assert_eq!(answer.dtmf_payload_type, Some(110));
+        // The browser answered setup='active': we wait for its ClientHello.
+        assert_eq!(answer.dtls_role, DtlsRole::Server);
+
+        let mut pcmu_first = accept.clone();
+        keep_codecs(&mut pcmu_first, &["PCMU", "opus", "telephone-event"]);
+        if let Some(Description::Rtp(rtp)) = &mut pcmu_first.contents[0].description {
+            rtp.payload_types.sort_by_key(|pt| pt.id != 0);
+        }
+        let answer = read_answer(&pcmu_first).unwrap();
+        assert_eq!((answer.codec, answer.payload_type), (Codec::Pcmu, 0));
+        assert_eq!(answer.dtmf_payload_type, Some(126));
+    }
+
+    #[test]
+    fn our_offer_is_actpass_with_every_codec_and_both_dtmf_rates() {
+        let local = LocalTransport {
+            ufrag: "abcd".into(),
+            pwd: "0123456789abcdefghijkl".into(),
+            candidates: Vec::new(),
+            ssrc: 99,
+        };
+        let content = offer(&local, "AA:BB");
+        let mut initiate = Jingle::new(Action::SessionInitiate, Sid("s".into()));
+        initiate.contents = vec![content.clone()];
+        // Read back as a caller's offer would be: every codec and DTMF rate is there.
+        let read = read_offer(&initiate, false).unwrap();
+        assert_eq!(
+            (read.codec, read.dtmf_payload_type),
+            (Codec::Opus, Some(110))
+        );
+        assert_eq!(read.content_name, OUR_CONTENT);
+        let rtp = content.rtp().unwrap();
+        assert!(rtp.payload_types.iter().any(|pt| pt.is("PCMA", 8000)));
+        assert!(rtp
+            .payload_types
+            .iter()
+            .any(|pt| pt.is("telephone-event", 8000)));
+        let transport = content.ice_udp().unwrap();
+        assert_eq!(transport.fingerprints[0].setup, Some(Setup::Actpass));
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! One Jingle session as the responder: the caller's offer, where the answer stands, its timers.
+//! One Jingle session, answered or placed by the gateway: the negotiated media, where the
+//! offer/answer stands, its timers.
 
 use jid::{FullJid, Jid};
 
 use crate::protocol::ice_udp::Candidate;
-use crate::protocol::jingle::Sid;
+use crate::protocol::jingle::{Creator, Sid};
 
-use super::negotiate::Offer;
+use super::negotiate::Negotiated;
 use super::timers::Timers;
 use super::CallId;
 
@@ -19,18 +20,23 @@ pub enum SessionState {
         /// Id of the session-accept IQ.
         iq_id: String,
     },
-    /// The caller acknowledged the `session-accept`.
+    /// We placed the call: `session-initiate` sent, waiting for the callee's `session-accept`.
+    Ringing,
+    /// The caller acknowledged the `session-accept`, or the callee sent one.
     Active,
 }
 
-/// A session the gateway answers.
+/// A session the gateway answers or places.
 #[derive(Debug, Clone)]
 pub struct Session {
     /// The call this session belongs to.
     pub call_id: CallId,
-    /// The caller's full JID: every IQ of the session comes from and goes to it.
+    /// Whether the gateway placed the call (then it is the initiator).
+    pub outbound: bool,
+    /// The other party's full JID: every IQ of the session comes from and goes to it.
     pub peer: FullJid,
-    /// The JID that was called, exactly as addressed: every IQ we send comes from it.
+    /// Our JID in the session: the JID that was called, exactly as addressed, or the virtual
+    /// JID's device JID when we call. Every IQ we send comes from it.
     pub local: Jid,
     /// Local part of the virtual JID (the endpoint name).
     pub callee: String,
@@ -40,9 +46,13 @@ pub struct Session {
     pub via_jmi: bool,
     /// A digest of the `session-initiate`, to recognise an exact duplicate.
     pub initiate: u64,
-    /// The negotiated offer.
-    pub offer: Offer,
-    /// The caller's current ICE username fragment (a new one means an ICE restart).
+    /// Name of the audio content.
+    pub content_name: String,
+    /// Creator of the audio content.
+    pub creator: Creator,
+    /// The negotiated media: from the offer, or (when we call) from the answer once it came.
+    pub negotiated: Option<Negotiated>,
+    /// The peer's current ICE username fragment (a new one means an ICE restart).
     pub remote_ufrag: String,
     /// Where the answer stands.
     pub state: SessionState,
@@ -53,7 +63,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// Whether the `session-accept` has been sent, so local candidates go out as transport-info.
+    /// Whether our `session-accept` or `session-initiate` has been sent, so local candidates go
+    /// out as transport-info.
     pub fn answer_sent(&self) -> bool {
         !matches!(self.state, SessionState::AwaitingTransport)
     }

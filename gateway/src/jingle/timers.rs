@@ -5,7 +5,8 @@ use std::time::Instant;
 /// A session timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
-    /// XEP-0353: `<proceed/>` was sent; the `session-initiate` must follow.
+    /// XEP-0353: `<proceed/>` was sent; the `session-initiate` must follow. For a call we
+    /// place: the callee must answer.
     Ring,
     /// `session-initiate` received; the caller must acknowledge our `session-accept`.
     Answer,

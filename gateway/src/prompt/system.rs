@@ -10,6 +10,7 @@ macro_rules! system_prompts {
 
 /// Every system prompt: name and Ogg Opus bytes.
 const SYSTEM: &[(&str, &[u8])] = system_prompts!(
+    "no-answer",
     "vm-greeting",
     "vm-saved",
     "vm-too-short",

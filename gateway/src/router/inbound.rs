@@ -213,6 +213,11 @@ impl Router {
 
     pub(super) fn handle_message(&mut self, message: Message) {
         if message.type_ == MessageType::Error {
+            // A proposal of ours that could not be delivered.
+            if let (Some(from), Some(id)) = (&message.from, &message.id) {
+                self.core.handle_jmi_bounce(from, &id.0);
+                self.process_outputs();
+            }
             return;
         }
         let (Some(from), Some(to)) = (message.from.clone(), message.to.clone()) else {

@@ -2,6 +2,7 @@
 //! stanzas from the component link and events from call tasks, feeds them to the core, and acts
 //! on the core's outputs (stanzas out, calls started and stopped).
 
+mod dial;
 mod inbound;
 mod outbound;
 mod presence;
@@ -50,6 +51,8 @@ pub struct RouterParts {
     pub online: watch::Sender<bool>,
     /// Reloaded configs' virtual JIDs and endpoints.
     pub reloads: mpsc::UnboundedReceiver<Reloaded>,
+    /// Whom the gateway may ring for callers.
+    pub outbound: crate::config::OutboundConfig,
 }
 
 /// The router's state.
@@ -71,6 +74,8 @@ pub struct Router {
     metrics: Arc<Metrics>,
     /// Calls whose session-accept has not gone out yet, by sid: the call, and when it started.
     accepting: HashMap<String, (CallId, std::time::Instant)>,
+    /// The calls placed for callers.
+    dialer: dial::Dialer,
 }
 
 /// How long shutdown waits for the last stanzas to leave and calls to close.
@@ -104,6 +109,7 @@ impl Router {
             voicemail: parts.voicemail,
             metrics: parts.metrics,
             accepting: HashMap::new(),
+            dialer: dial::Dialer::new(parts.outbound),
         };
         loop {
             let deadline = router.core.poll_timeout();
@@ -155,6 +161,10 @@ impl Router {
                 };
                 self.send(outbound::chat(from, to, body));
             }
+            CallEvent::Connect(plan) => {
+                self.start_connect(call_id, plan);
+                self.process_outputs();
+            }
         }
     }
 
@@ -183,13 +193,16 @@ impl Router {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::StartCall(start) => {
+                    let codec = start.offer.as_ref().map(|offer| offer.codec.name());
                     tracing::info!(
                         call_id = %start.call_id, callee = %start.callee, peer = %start.peer,
-                        sid = %start.sid, codec = start.offer.codec.name(), "call started"
+                        sid = %start.sid, codec = codec.unwrap_or("(placing the call)"), "call started"
                     );
                     self.metrics.call_started(&start.callee);
-                    self.accepting
-                        .insert(start.sid.to_string(), (start.call_id, now()));
+                    if start.offer.is_some() {
+                        self.accepting
+                            .insert(start.sid.to_string(), (start.call_id, now()));
+                    }
                     let handle = self.calls.start(start, self.call_events.clone());
                     self.active.insert(handle.call_id(), handle);
                 }
@@ -211,8 +224,18 @@ impl Router {
                         call.restart_ice(ufrag, pwd, candidates);
                     }
                 }
+                Output::Answered { call_id, media } => {
+                    tracing::info!(call_id = %call_id, codec = media.codec.name(), "answered");
+                    self.attempt_answered(call_id, media);
+                }
+                Output::DialFailed { call_id, reason } => {
+                    tracing::info!(call_id = %call_id, reason = %reason, "placed call not answered");
+                    self.attempt_ended(call_id, reason);
+                }
                 Output::StopCall { call_id, reason } => {
                     tracing::info!(call_id = %call_id, reason = %reason, "call ended");
+                    self.attempt_ended(call_id, reason);
+                    self.caller_ended(call_id);
                     if let Some(call) = self.active.remove(&call_id) {
                         self.metrics
                             .call_ended(call.callee(), reason.as_str(), true);
@@ -279,6 +302,7 @@ impl Router {
         );
         self.callees = reloaded.callees;
         self.calls.set_endpoints(reloaded.endpoints);
+        self.dialer.set_config(reloaded.outbound);
         self.announce_presence();
     }
 

@@ -35,9 +35,13 @@ pub(super) fn stanza_for(output: Output) -> Option<Stanza> {
             payload: jingle.to_element(),
         })),
         Output::Jmi { from, to, jmi } => {
-            let mut message = Message::new_with_type(MessageType::Chat, Some(Jid::from(to)));
+            let mut message = Message::new_with_type(MessageType::Chat, Some(to));
             message.from = Some(from);
-            message.id = Some(Id(format!("jmi-{}", rand::random::<u64>())));
+            // A proposal's message id is its sid, so that a bounce names the proposal.
+            message.id = Some(Id(match &jmi {
+                crate::protocol::jmi::Jmi::Propose { sid, .. } => sid.0.clone(),
+                _ => format!("jmi-{}", rand::random::<u64>()),
+            }));
             message.payloads = vec![
                 jmi.to_element(),
                 Element::builder("store", NS_HINTS).build(),
@@ -50,6 +54,8 @@ pub(super) fn stanza_for(output: Output) -> Option<Stanza> {
             Some(Stanza::Message(message.with_payload(Received { id })))
         }
         Output::StartCall(_)
+        | Output::Answered { .. }
+        | Output::DialFailed { .. }
         | Output::RemoteCandidates { .. }
         | Output::IceRestart { .. }
         | Output::StopCall { .. }

@@ -54,10 +54,17 @@ impl Router {
             }
             Type::Unsubscribed => self.subscribers.remove(&callee_name, &subscriber),
             Type::Probe => self.send_available(&callee, from),
-            // Directed presence from a device that just came online: answer it directly.
-            Type::None if from.resource().is_some() => self.send_available(&callee, from),
+            // A device came online (a subscriber's broadcast, or directed presence): answer
+            // it directly; the gateway may now ring it.
+            Type::None if from.resource().is_some() => {
+                if let Ok(device) = from.clone().try_into_full() {
+                    self.dialer.device_online(device);
+                }
+                self.send_available(&callee, from)
+            }
             Type::Unavailable => {
                 if let Ok(device) = from.try_into_full() {
+                    self.dialer.device_offline(&device);
                     self.core.handle_peer_unavailable(&device);
                     self.process_outputs();
                 }
@@ -71,7 +78,9 @@ impl Router {
         let pairs = self.subscriber_pairs();
         tracing::debug!(subscribers = pairs.len(), "announcing presence");
         for (callee, subscriber) in pairs {
-            self.send_available(&callee, subscriber.into());
+            self.send_available(&callee, subscriber.clone().into());
+            // Their devices answer with their presence: who can be rung.
+            self.send_presence(Presence::new(Type::Probe), &callee, subscriber.into());
         }
     }
 

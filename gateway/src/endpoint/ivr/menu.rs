@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::pattern::{Match, Pattern};
-use crate::config::{ActionConfig, IvrConfig, MenuConfig};
+use crate::config::{ActionConfig, IvrConfig, MenuConfig, RingStrategy};
+use crate::endpoint::DialPlan;
 
 /// One tick of the call's audio clock.
 const TICK: Duration = Duration::from_millis(20);
@@ -30,6 +31,14 @@ pub enum Command {
         /// Message text.
         body: String,
     },
+    /// Ring these people for the caller, playing `ringback` (repeated) meanwhile; the engine
+    /// waits for [`MenuEngine::on_connect_failed`] (an answer replaces the IVR).
+    Connect {
+        /// Whom to ring.
+        plan: DialPlan,
+        /// Played while ringing.
+        ringback: String,
+    },
 }
 
 /// What happens when the prompt playing ends.
@@ -43,10 +52,16 @@ enum AfterPrompt {
     HangUp,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 enum State {
     Playing(AfterPrompt),
-    Collecting { deadline: u64 },
+    Collecting {
+        deadline: u64,
+    },
+    /// People are being rung; this happens if nobody answers.
+    Connecting {
+        no_answer: Box<ActionConfig>,
+    },
     Done,
 }
 
@@ -202,7 +217,7 @@ impl MenuEngine {
     /// A key press.
     pub fn on_digit(&mut self, key: char) {
         match self.state {
-            State::Done | State::Playing(AfterPrompt::HangUp) => return,
+            State::Done | State::Playing(AfterPrompt::HangUp) | State::Connecting { .. } => return,
             State::Playing(_) => {
                 // Barge-in: the key interrupts the prompt and counts.
                 self.out.push_back(Command::Stop);
@@ -309,6 +324,21 @@ impl MenuEngine {
                 prompt: Some(prompt),
             } => self.play(prompt, AfterPrompt::HangUp),
             ActionConfig::Hangup { prompt: None } => self.finish(Command::HangUp),
+            ActionConfig::Connect {
+                targets,
+                ring,
+                ring_timeout,
+                ringback,
+                no_answer,
+            } => {
+                let plan = DialPlan {
+                    targets,
+                    ring_all: ring == RingStrategy::All,
+                    ring_timeout: ring_timeout.0,
+                };
+                self.out.push_back(Command::Connect { plan, ringback });
+                self.state = State::Connecting { no_answer };
+            }
             ActionConfig::SendDigits { to, prompt } => {
                 self.out.push_back(Command::SendMessage { to, body: keys });
                 match prompt {
@@ -317,6 +347,16 @@ impl MenuEngine {
                 }
             }
         }
+    }
+
+    /// Nobody the last [`Command::Connect`] rang answered: its `no_answer` action is taken.
+    pub fn on_connect_failed(&mut self) {
+        let State::Connecting { no_answer } = &self.state else {
+            return;
+        };
+        let action = (**no_answer).clone();
+        self.out.push_back(Command::Stop);
+        self.act(action, String::new());
     }
 
     /// One tick (20 ms) has passed.

@@ -24,6 +24,9 @@ pub struct Ivr {
     sources: DtmfSourcesConfig,
     codec: Codec,
     playing: Option<(Arc<EncodedPrompt>, usize)>,
+    /// Repeated while people are rung for the caller.
+    ringback: Option<Arc<EncodedPrompt>>,
+    ringback_position: usize,
     events: VecDeque<EndpointEvent>,
 }
 
@@ -36,6 +39,8 @@ impl Ivr {
             sources: config.dtmf,
             codec: Codec::Opus,
             playing: None,
+            ringback: None,
+            ringback_position: 0,
             events: VecDeque::new(),
         }
     }
@@ -59,6 +64,12 @@ impl Ivr {
                 Command::SendMessage { to, body } => self
                     .events
                     .push_back(EndpointEvent::SendMessage { to, body }),
+                Command::Connect { plan, ringback } => {
+                    tracing::info!(targets = ?plan.targets, menu = self.engine.current(), "connecting the caller");
+                    self.ringback = self.prompts.encoded(&ringback, self.codec);
+                    self.playing = None;
+                    self.events.push_back(EndpointEvent::Connect(plan));
+                }
             }
         }
     }
@@ -86,6 +97,14 @@ impl Endpoint for Ivr {
     fn next_frame(&mut self) -> Outgoing<'_> {
         self.engine.tick();
         self.run_commands();
+        if let Some(ringback) = &self.ringback {
+            let frame = ringback
+                .frames
+                .get(self.ringback_position % ringback.frames.len().max(1))
+                .cloned();
+            self.ringback_position += 1;
+            return frame.map_or(Outgoing::Silence, Outgoing::Encoded);
+        }
         let Some((prompt, position)) = self.playing.as_mut() else {
             return Outgoing::Silence;
         };
@@ -104,5 +123,13 @@ impl Endpoint for Ivr {
 
     fn poll_event(&mut self) -> Option<EndpointEvent> {
         self.events.pop_front()
+    }
+
+    fn on_connect_failed(&mut self, reason: crate::jingle::EndReason) {
+        tracing::info!(reason = %reason, "nobody answered");
+        self.ringback = None;
+        self.ringback_position = 0;
+        self.engine.on_connect_failed();
+        self.run_commands();
     }
 }

@@ -1,14 +1,16 @@
 //! A caller leaving a message: greeting, beep, recording until they hang up, press `#`, fall
 //! silent or reach the mailbox's limit; then "saved" and goodbye. `#` during the greeting skips
-//! to the beep, as in Asterisk.
+//! to the beep, as in Asterisk. With follow-me, the owner is rung first (the caller hears
+//! ringback) and the greeting plays only when nobody answers.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::RingStrategy;
 use crate::config::{MailboxConfig, BEEP_PROMPT};
 use crate::endpoint::player::Player;
-use crate::endpoint::{CallInfo, EndpointEvent, Incoming, Outgoing};
+use crate::endpoint::{CallInfo, DialPlan, EndpointEvent, Incoming, Outgoing};
 use crate::jingle::EndReason;
 use crate::media::dtmf::Digit;
 use crate::voicemail::{Ending, Recording, StartError, Voicemail};
@@ -19,6 +21,8 @@ const TICK: Duration = Duration::from_millis(20);
 enum State {
     /// Before the call is connected.
     Waiting,
+    /// Follow-me: the owner is being rung.
+    Ringing,
     Greeting,
     Beep,
     Recording {
@@ -82,8 +86,27 @@ impl LeaveMessage {
             );
             return;
         }
+        if let Some(follow_me) = &self.config.follow_me {
+            tracing::info!(mailbox = %self.mailbox, "follow-me: ringing before the greeting");
+            self.events.push_back(EndpointEvent::Connect(DialPlan {
+                targets: self.config.follow_me_targets(),
+                ring_all: follow_me.ring == RingStrategy::All,
+                ring_timeout: follow_me.ring_timeout.0,
+            }));
+            self.player.play(&follow_me.ringback);
+            self.state = State::Ringing;
+            return;
+        }
         self.player.play(&self.config.greeting);
         self.state = State::Greeting;
+    }
+
+    /// Follow-me rang nobody who answered: the caller leaves a message.
+    pub fn on_connect_failed(&mut self) {
+        if matches!(self.state, State::Ringing) {
+            self.player.play(&self.config.greeting);
+            self.state = State::Greeting;
+        }
     }
 
     /// Audio from the caller: recorded while recording.
@@ -124,6 +147,11 @@ impl LeaveMessage {
     /// The next packet time: moves the flow on, then plays.
     pub fn next_frame(&mut self) -> Outgoing<'_> {
         match &mut self.state {
+            State::Ringing if !self.player.is_busy() => {
+                if let Some(follow_me) = &self.config.follow_me {
+                    self.player.play(&follow_me.ringback);
+                }
+            }
             State::Greeting if !self.player.is_busy() => self.beep(),
             State::Beep if !self.player.is_busy() => self.record(),
             State::Recording {

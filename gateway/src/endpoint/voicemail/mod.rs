@@ -99,4 +99,10 @@ impl Endpoint for VoicemailEndpoint {
             Role::Owner(owner) => owner.poll_event(),
         }
     }
+
+    fn on_connect_failed(&mut self, _reason: crate::jingle::EndReason) {
+        if let Role::Caller(caller) = &mut self.role {
+            caller.on_connect_failed();
+        }
+    }
 }

@@ -14,13 +14,16 @@ use crate::protocol::jingle::{Action, Content, Jingle, Reason, SessionInfo, Sid,
 use crate::protocol::jmi::Jmi;
 
 use super::end_reason::EndReason;
-use super::negotiate::{answer, read_offer, LocalTransport, Offer};
+use super::negotiate::{answer, read_offer, LocalTransport, Negotiated};
 use super::session::{Session, SessionState};
 use super::timers::{Timer, Timers};
 use super::CallId;
 
+mod outbound;
 #[cfg(test)]
 mod tests;
+
+use outbound::OutgoingProposal;
 
 /// What the signalling core needs to know, fixed for its lifetime.
 #[derive(Debug, Clone)]
@@ -85,14 +88,15 @@ pub enum MediaEvent {
 pub struct CallStart {
     /// The call.
     pub call_id: CallId,
-    /// Local part of the virtual JID called.
+    /// Local part of the virtual JID called (or calling, when the gateway places the call).
     pub callee: String,
-    /// The caller.
+    /// The other party: the caller, or the device that takes the call we place.
     pub peer: FullJid,
     /// Session id.
     pub sid: Sid,
-    /// The negotiated offer.
-    pub offer: Offer,
+    /// The caller's negotiated offer; `None` when we place the call: the media leg starts
+    /// gathering, and the answer follows in [`Output::Answered`].
+    pub offer: Option<Negotiated>,
 }
 
 /// Output of the core, in the order it must be acted on.
@@ -113,8 +117,8 @@ pub enum Output {
     Jmi {
         /// Sender.
         from: Jid,
-        /// Recipient.
-        to: FullJid,
+        /// Recipient (a bare JID for what goes to all of a user's devices).
+        to: Jid,
         /// Payload.
         jmi: Jmi,
     },
@@ -154,6 +158,21 @@ pub enum Output {
         /// Why.
         reason: EndReason,
     },
+    /// The callee answered a call we placed: the media leg connects with this.
+    Answered {
+        /// The call.
+        call_id: CallId,
+        /// The negotiated media, from the callee's answer.
+        media: Negotiated,
+    },
+    /// A call we placed ended before any session started (rejected, not answered, bounced,
+    /// cancelled); once a session started, [`Output::StopCall`] says it instead.
+    DialFailed {
+        /// The call.
+        call_id: CallId,
+        /// Why.
+        reason: EndReason,
+    },
     /// A call ended before it started (refused, retracted, not followed up), for logs and metrics.
     CallNotStarted {
         /// Local part of the virtual JID called.
@@ -179,8 +198,8 @@ type SessionKey = (FullJid, Sid);
 struct PendingIq {
     call_id: CallId,
     peer: FullJid,
-    /// Whether it is the session-accept (an error to it ends the call).
-    accept: bool,
+    /// Whether it is our session-accept or session-initiate (an error to it ends the call).
+    critical: bool,
 }
 
 /// Every session and proposal of the gateway.
@@ -190,6 +209,8 @@ pub struct Signalling {
     sessions: HashMap<CallId, Session>,
     by_key: HashMap<SessionKey, CallId>,
     proposals: HashMap<SessionKey, Proposal>,
+    /// XEP-0353 proposals of calls we place, by session id.
+    outgoing: HashMap<Sid, OutgoingProposal>,
     /// IQs we sent, so that the caller's answers (and only the caller's) reach the session.
     pending_iqs: HashMap<String, PendingIq>,
     outputs: VecDeque<Output>,
@@ -206,6 +227,7 @@ impl Signalling {
             sessions: HashMap::new(),
             by_key: HashMap::new(),
             proposals: HashMap::new(),
+            outgoing: HashMap::new(),
             pending_iqs: HashMap::new(),
             outputs: VecDeque::new(),
             next_call: 1,
@@ -233,7 +255,8 @@ impl Signalling {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let sessions = self.sessions.values().filter_map(|s| s.timers.next());
         let proposals = self.proposals.values().filter_map(|p| p.timers.next());
-        sessions.chain(proposals).min()
+        let outgoing = self.outgoing.values().filter_map(|p| p.timers.next());
+        sessions.chain(proposals).chain(outgoing).min()
     }
 
     /// An inbound Jingle IQ set from `from` to `to`. `Ok` means acknowledge it with a result
@@ -247,7 +270,7 @@ impl Signalling {
     ) -> Result<(), Refusal> {
         let key = (from, jingle.sid.clone());
         if let Some(&call_id) = self.by_key.get(&key) {
-            return self.handle_session_action(call_id, jingle);
+            return self.handle_session_action(now, call_id, jingle);
         }
         if jingle.action != Action::SessionInitiate {
             return Err(Refusal::UnknownSession);
@@ -307,7 +330,7 @@ impl Signalling {
             Err(reason) => {
                 self.send_terminate(&to, &peer, &sid, reason);
                 if via_jmi {
-                    self.send_finish(&to, &peer, &sid, reason);
+                    self.send_finish(&to, peer.clone().into(), &sid, reason);
                 }
                 self.outputs.push_back(Output::CallNotStarted {
                     callee,
@@ -330,13 +353,14 @@ impl Signalling {
             callee: callee.clone(),
             peer: peer.clone(),
             sid: sid.clone(),
-            offer: offer.clone(),
+            offer: Some(offer.clone()),
         }));
         self.by_key.insert((peer.clone(), sid.clone()), call_id);
         self.sessions.insert(
             call_id,
             Session {
                 call_id,
+                outbound: false,
                 remote_ufrag: offer.ice_ufrag.clone(),
                 peer,
                 local: to,
@@ -344,7 +368,9 @@ impl Signalling {
                 sid,
                 via_jmi,
                 initiate: fingerprint_of(&jingle),
-                offer,
+                content_name: offer.content_name.clone(),
+                creator: offer.creator,
+                negotiated: Some(offer),
                 state: SessionState::AwaitingTransport,
                 early_candidates: Vec::new(),
                 timers,
@@ -353,7 +379,12 @@ impl Signalling {
         Ok(())
     }
 
-    fn handle_session_action(&mut self, call_id: CallId, jingle: Jingle) -> Result<(), Refusal> {
+    fn handle_session_action(
+        &mut self,
+        now: Instant,
+        call_id: CallId,
+        jingle: Jingle,
+    ) -> Result<(), Refusal> {
         let Some(session) = self.sessions.get_mut(&call_id) else {
             return Err(Refusal::UnknownSession);
         };
@@ -387,7 +418,7 @@ impl Signalling {
                 if jingle
                     .contents
                     .iter()
-                    .any(|c| c.name == session.offer.content_name)
+                    .any(|c| c.name == session.content_name)
                 {
                     self.end_session(call_id, EndReason::ContentRemoved);
                 }
@@ -402,6 +433,10 @@ impl Signalling {
                 Ok(())
             }
             Action::ContentModify | Action::DescriptionInfo | Action::SecurityInfo => Ok(()),
+            Action::SessionAccept if session.state == SessionState::Ringing => {
+                self.handle_accept(now, call_id, &jingle);
+                Ok(())
+            }
             Action::SessionAccept
             | Action::ContentAccept
             | Action::ContentReject
@@ -415,14 +450,16 @@ impl Signalling {
             return;
         };
         for content in contents {
-            if content.name != session.offer.content_name {
+            if content.name != session.content_name {
                 continue;
             }
             let Some(Transport::IceUdp(transport)) = &content.transport else {
                 continue;
             };
+            // Before the callee's answer there are no credentials to compare: only candidates.
+            let answered = session.negotiated.is_some();
             match (&transport.ufrag, &transport.pwd) {
-                (Some(ufrag), Some(pwd)) if *ufrag != session.remote_ufrag => {
+                (Some(ufrag), Some(pwd)) if answered && *ufrag != session.remote_ufrag => {
                     session.remote_ufrag = ufrag.clone();
                     self.outputs.push_back(Output::IceRestart {
                         call_id,
@@ -453,6 +490,10 @@ impl Signalling {
         wants_receipt: bool,
         jmi: Jmi,
     ) {
+        if self.outgoing.contains_key(jmi.sid()) {
+            self.handle_outgoing_jmi(now, from, jmi);
+            return;
+        }
         let Some(callee) = to.node().map(|n| n.to_string()) else {
             return;
         };
@@ -491,7 +532,7 @@ impl Signalling {
                     self.end_session(call_id, EndReason::PeerHungUp(reason));
                 }
             }
-            // Answers to proposals of our own: the gateway does not place calls yet.
+            // Answers to proposals of ours that are over (a second device proceeding late).
             Jmi::Accept { .. } | Jmi::Proceed { .. } | Jmi::Reject { .. } | Jmi::Ringing { .. } => {
             }
         }
@@ -526,7 +567,7 @@ impl Signalling {
         if let Some(reason) = refusal {
             self.outputs.push_back(Output::Jmi {
                 from: device,
-                to: peer.clone(),
+                to: peer.clone().into(),
                 jmi: Jmi::Reject {
                     sid,
                     reason: Some(reason.to_reason_element()),
@@ -545,7 +586,7 @@ impl Signalling {
         ] {
             self.outputs.push_back(Output::Jmi {
                 from: device.clone(),
-                to: peer.clone(),
+                to: peer.clone().into(),
                 jmi,
             });
         }
@@ -596,7 +637,7 @@ impl Signalling {
                 if gone {
                     // The peer is offline, or has lost the session.
                     self.end_session(call_id, EndReason::PeerGone);
-                } else if pending.accept {
+                } else if pending.critical {
                     self.end_session(call_id, EndReason::PeerError);
                 }
                 // Other refusals (ringing, trickle) do not end the session (XEP-0166).
@@ -631,6 +672,10 @@ impl Signalling {
         let Some(session) = self.sessions.get_mut(&call_id) else {
             return;
         };
+        if session.outbound && !session.answer_sent() {
+            self.send_offer(call_id, local);
+            return;
+        }
         if session.answer_sent() {
             // An ICE restart: our new credentials and candidates.
             let transport = IceUdpTransport {
@@ -643,7 +688,10 @@ impl Signalling {
             return;
         }
         local.candidates.append(&mut session.early_candidates);
-        let (content, group) = answer(&session.offer, &local, &self.config.fingerprint_sha256);
+        let Some(offer) = &session.negotiated else {
+            return;
+        };
+        let (content, group) = answer(offer, &local, &self.config.fingerprint_sha256);
         let mut accept = Jingle::new(Action::SessionAccept, session.sid.clone());
         accept.responder = Some(session.local.clone());
         accept.contents = vec![content];
@@ -651,7 +699,7 @@ impl Signalling {
         let (from, to) = (session.local.clone(), session.peer.clone());
         let id = self.send_jingle(Some(call_id), &from, &to, accept);
         if let Some(pending) = self.pending_iqs.get_mut(&id) {
-            pending.accept = true;
+            pending.critical = true;
         }
         if let Some(session) = self.sessions.get_mut(&call_id) {
             session.state = SessionState::Accepting { iq_id: id };
@@ -665,8 +713,8 @@ impl Signalling {
         let mut info = Jingle::new(Action::TransportInfo, session.sid.clone());
         transport.skipped_candidates = 0;
         info.contents = vec![Content {
-            creator: session.offer.creator,
-            name: session.offer.content_name.clone(),
+            creator: session.creator,
+            name: session.content_name.clone(),
             senders: crate::protocol::jingle::Senders::Both,
             description: None,
             transport: Some(Transport::IceUdp(transport)),
@@ -729,6 +777,15 @@ impl Signalling {
                 self.give_up_proposal(key, proposal, EndReason::RingTimeout);
             }
         }
+        let unanswered: Vec<CallId> = self
+            .outgoing
+            .values()
+            .filter(|p| p.timers.expired(now).is_some())
+            .map(|p| p.call_id)
+            .collect();
+        for call_id in unanswered {
+            self.cancel_call(call_id, EndReason::RingTimeout);
+        }
     }
 
     /// Stops taking calls and ends every call in progress with `<gone/>`.
@@ -741,13 +798,17 @@ impl Signalling {
         for (key, proposal) in std::mem::take(&mut self.proposals) {
             self.give_up_proposal(key, proposal, EndReason::Shutdown);
         }
+        let outgoing: Vec<CallId> = self.outgoing.values().map(|p| p.call_id).collect();
+        for call_id in outgoing {
+            self.cancel_call(call_id, EndReason::Shutdown);
+        }
     }
 
     /// A proposal we proceeded with will not become a session: tell the caller that holds our
     /// `<proceed/>` with a `<finish/>` from the device that proceeded.
     fn give_up_proposal(&mut self, (peer, sid): SessionKey, proposal: Proposal, reason: EndReason) {
         if let Some(device) = self.device_jid(&proposal.callee) {
-            self.send_finish(&device, &peer, &sid, reason);
+            self.send_finish(&device, peer.clone().into(), &sid, reason);
         }
         self.outputs.push_back(Output::CallNotStarted {
             callee: proposal.callee,
@@ -777,7 +838,12 @@ impl Signalling {
         if !reason.ended_by_peer() {
             self.send_terminate(&session.local, &session.peer, &session.sid, reason);
             if session.via_jmi {
-                self.send_finish(&session.local, &session.peer, &session.sid, reason);
+                // A call we placed rang all of the callee's devices: all of them are told.
+                let to = match session.outbound {
+                    true => session.peer.to_bare().into(),
+                    false => session.peer.clone().into(),
+                };
+                self.send_finish(&session.local, to, &session.sid, reason);
             }
         }
         self.outputs.push_back(Output::StopCall { call_id, reason });
@@ -789,10 +855,10 @@ impl Signalling {
         self.send_jingle(None, from, to, terminate);
     }
 
-    fn send_finish(&mut self, from: &Jid, to: &FullJid, sid: &Sid, reason: EndReason) {
+    fn send_finish(&mut self, from: &Jid, to: Jid, sid: &Sid, reason: EndReason) {
         self.outputs.push_back(Output::Jmi {
             from: from.clone(),
-            to: to.clone(),
+            to,
             jmi: Jmi::Finish {
                 sid: sid.clone(),
                 reason: Some(reason.to_reason_element()),
@@ -816,7 +882,7 @@ impl Signalling {
                 PendingIq {
                     call_id,
                     peer: to.clone(),
-                    accept: false,
+                    critical: false,
                 },
             );
         }
@@ -830,7 +896,7 @@ impl Signalling {
     }
 
     fn calls_in_progress(&self) -> usize {
-        self.sessions.len() + self.proposals.len()
+        self.sessions.len() + self.proposals.len() + self.outgoing.len()
     }
 
     fn calls_from(&self, peer: &FullJid) -> usize {

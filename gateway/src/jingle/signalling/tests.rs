@@ -142,7 +142,7 @@ impl Harness {
         }
     }
 
-    fn expect_jmi(&mut self) -> (Jid, FullJid, Jmi) {
+    fn expect_jmi(&mut self) -> (Jid, Jid, Jmi) {
         match self.core.poll_output() {
             Some(Output::Jmi { from, to, jmi }) => (from, to, jmi),
             other => panic!("expected a JMI message, got {other:#?}"),
@@ -201,11 +201,9 @@ fn captured_browser_call_runs_to_the_end() {
     };
     assert_eq!(start.callee, "echo");
     assert_eq!(start.peer, full(ALICE));
-    assert_eq!(
-        (start.offer.codec, start.offer.payload_type),
-        (Codec::Opus, 111)
-    );
-    assert_eq!(start.offer.dtls_role, DtlsRole::Client);
+    let offer = start.offer.unwrap();
+    assert_eq!((offer.codec, offer.payload_type), (Codec::Opus, 111));
+    assert_eq!(offer.dtls_role, DtlsRole::Client);
     h.expect_nothing();
 
     // Trickled candidates: udp, tcp, then <gathering-complete/> alone.
@@ -847,6 +845,252 @@ fn refusals_of_minor_requests_do_not_end_the_call() {
             reason: EndReason::ContentRemoved,
             ..
         }
+    ));
+    h.expect_nothing();
+}
+
+// Calls the gateway places.
+
+const BOB: &str = "bob@localhost";
+const BOB_PHONE: &str = "bob@localhost/phone";
+const BOB_LAPTOP: &str = "bob@localhost/laptop";
+const IVR_DEVICE: &str = "echo@gw.localhost/gateway";
+
+impl Harness {
+    fn bob_says(&mut self, device: &str, jmi: Jmi) {
+        self.core
+            .handle_jmi(self.now, full(device), jid(ECHO), None, false, jmi);
+    }
+
+    fn expect_start(&mut self) -> CallStart {
+        match self.core.poll_output() {
+            Some(Output::StartCall(start)) => start,
+            other => panic!("expected StartCall, got {other:#?}"),
+        }
+    }
+
+    /// The callee's `session-accept`, from the captured browser answer, for `sid`.
+    fn accept_from(&mut self, device: &str, sid: &Sid) -> Result<(), Refusal> {
+        let accept = Jingle::parse(&crate::testing::first_jingle(
+            crate::testing::BROWSER_CALLEE,
+            "session-accept",
+        ))
+        .unwrap();
+        self.jingle(device, IVR_DEVICE, with_sid(accept, &sid.0))
+    }
+}
+
+#[test]
+fn placing_a_call_to_a_bare_jid_rings_all_devices_and_the_first_proceed_gets_the_offer() {
+    let mut h = Harness::new();
+    let call = h
+        .core
+        .place_call(h.now, "echo", jid(BOB), Duration::from_secs(20))
+        .unwrap();
+    let (from, to, propose) = h.expect_jmi();
+    assert_eq!((from, to), (jid(IVR_DEVICE), jid(BOB)));
+    let Jmi::Propose { sid, media } = propose else {
+        panic!("expected a propose")
+    };
+    assert_eq!(media, ["audio"]);
+    h.expect_nothing();
+
+    h.bob_says(BOB_PHONE, Jmi::Ringing { sid: sid.clone() });
+    h.bob_says(BOB_LAPTOP, Jmi::Proceed { sid: sid.clone() });
+    let start = h.expect_start();
+    assert_eq!(
+        (start.call_id, start.peer.clone()),
+        (call, full(BOB_LAPTOP))
+    );
+    assert!(start.offer.is_none());
+    h.expect_nothing();
+    // A second device proceeding late changes nothing.
+    h.bob_says(BOB_PHONE, Jmi::Proceed { sid: sid.clone() });
+    h.expect_nothing();
+
+    h.core
+        .handle_media(call, MediaEvent::LocalTransport(local_transport()));
+    let (id, from, to, initiate) = h.expect_jingle(Action::SessionInitiate);
+    assert_eq!((from, to), (jid(IVR_DEVICE), full(BOB_LAPTOP)));
+    assert_eq!(initiate.initiator, Some(jid(IVR_DEVICE)));
+    let transport = initiate.contents[0].ice_udp().unwrap();
+    assert_eq!(transport.fingerprints[0].setup, Some(Setup::Actpass));
+    assert_eq!(transport.candidates.len(), 1);
+    h.expect_nothing();
+    assert!(h
+        .core
+        .handle_iq_response(h.now, &jid(BOB_LAPTOP), &id, None));
+
+    h.advance(3);
+    h.accept_from(BOB_LAPTOP, &sid).unwrap();
+    match h.core.poll_output() {
+        Some(Output::Answered { call_id, media }) => {
+            assert_eq!(call_id, call);
+            assert_eq!(media.codec, Codec::Opus);
+            assert_eq!(media.dtls_role, DtlsRole::Server);
+        }
+        other => panic!("expected Answered, got {other:#?}"),
+    }
+    h.expect_nothing();
+
+    // Our side hangs up: terminate, and finish to all of Bob's devices.
+    h.core
+        .handle_media(call, MediaEvent::Ended(EndReason::EndpointHungUp));
+    h.expect_jingle(Action::SessionTerminate);
+    let (_, to, finish) = h.expect_jmi();
+    assert_eq!(to, jid(BOB));
+    assert!(matches!(finish, Jmi::Finish { .. }));
+    assert!(matches!(
+        h.core.poll_output(),
+        Some(Output::StopCall {
+            reason: EndReason::EndpointHungUp,
+            ..
+        })
+    ));
+    h.expect_nothing();
+}
+
+#[test]
+fn a_placed_call_rejected_unanswered_bounced_or_cancelled_fails() {
+    let mut h = Harness::new();
+    let ring = Duration::from_secs(20);
+
+    // Rejected.
+    let call = h.core.place_call(h.now, "echo", jid(BOB), ring).unwrap();
+    let (_, _, propose) = h.expect_jmi();
+    let sid = propose.sid().clone();
+    h.bob_says(
+        BOB_PHONE,
+        Jmi::Reject {
+            sid,
+            reason: Some(EndReason::Busy.to_reason_element()),
+        },
+    );
+    assert_eq!(
+        h.core.poll_output(),
+        Some(Output::DialFailed {
+            call_id: call,
+            reason: EndReason::PeerRejected(Reason::Busy)
+        })
+    );
+    h.expect_nothing();
+
+    // Nobody answers: retracted when the ring time is up.
+    let call = h.core.place_call(h.now, "echo", jid(BOB), ring).unwrap();
+    h.expect_jmi();
+    h.advance(21);
+    let (_, to, retract) = h.expect_jmi();
+    assert_eq!(to, jid(BOB));
+    assert!(matches!(retract, Jmi::Retract { reason: Some(r), .. } if r.reason == Reason::Cancel));
+    assert_eq!(
+        h.core.poll_output(),
+        Some(Output::DialFailed {
+            call_id: call,
+            reason: EndReason::RingTimeout
+        })
+    );
+    h.expect_nothing();
+
+    // The proposal bounces (no such user): only from the target does that count.
+    let call = h.core.place_call(h.now, "echo", jid(BOB), ring).unwrap();
+    let (_, _, propose) = h.expect_jmi();
+    h.core
+        .handle_jmi_bounce(&jid("mallory@localhost"), &propose.sid().0);
+    h.expect_nothing();
+    h.core.handle_jmi_bounce(&jid(BOB), &propose.sid().0);
+    assert_eq!(
+        h.core.poll_output(),
+        Some(Output::DialFailed {
+            call_id: call,
+            reason: EndReason::PeerGone
+        })
+    );
+
+    // Someone proceeding for another user changes nothing.
+    let call = h.core.place_call(h.now, "echo", jid(BOB), ring).unwrap();
+    let (_, _, propose) = h.expect_jmi();
+    let sid = propose.sid().clone();
+    h.bob_says("mallory@localhost/x", Jmi::Proceed { sid: sid.clone() });
+    h.expect_nothing();
+    // Cancelled while ringing (another target answered).
+    h.core.cancel_call(call, EndReason::Cancelled);
+    let (_, _, retract) = h.expect_jmi();
+    assert!(matches!(retract, Jmi::Retract { .. }));
+    assert_eq!(
+        h.core.poll_output(),
+        Some(Output::DialFailed {
+            call_id: call,
+            reason: EndReason::Cancelled
+        })
+    );
+    h.expect_nothing();
+}
+
+#[test]
+fn a_full_jid_gets_a_session_initiate_and_may_decline_it() {
+    let mut h = Harness::new();
+    let call = h
+        .core
+        .place_call(h.now, "echo", jid(BOB_PHONE), Duration::from_secs(20))
+        .unwrap();
+    let start = h.expect_start();
+    assert_eq!(start.peer, full(BOB_PHONE));
+    h.core
+        .handle_media(call, MediaEvent::LocalTransport(local_transport()));
+    let (id, _, _, initiate) = h.expect_jingle(Action::SessionInitiate);
+    h.core.handle_iq_response(h.now, &jid(BOB_PHONE), &id, None);
+    // Candidates before the answer are only candidates (no ICE restart is seen).
+    let mut info = Jingle::new(Action::TransportInfo, initiate.sid.clone());
+    info.contents = vec![Content {
+        creator: crate::protocol::jingle::Creator::Initiator,
+        name: "audio".into(),
+        senders: crate::protocol::jingle::Senders::Both,
+        description: None,
+        transport: Some(Transport::IceUdp(IceUdpTransport {
+            ufrag: Some("theirs".into()),
+            pwd: Some("their-password".into()),
+            candidates: vec![candidate(5000)],
+            ..IceUdpTransport::default()
+        })),
+    }];
+    h.jingle(BOB_PHONE, IVR_DEVICE, info).unwrap();
+    assert!(matches!(
+        h.core.poll_output(),
+        Some(Output::RemoteCandidates { call_id, .. }) if call_id == call
+    ));
+    let mut decline = Jingle::new(Action::SessionTerminate, initiate.sid.clone());
+    decline.reason = Some(EndReason::PeerRejected(Reason::Decline).to_reason_element());
+    h.jingle(BOB_PHONE, IVR_DEVICE, decline).unwrap();
+    assert_eq!(
+        h.core.poll_output(),
+        Some(Output::StopCall {
+            call_id: call,
+            reason: EndReason::PeerHungUp(Reason::Decline)
+        })
+    );
+    h.expect_nothing();
+
+    // An error to our session-initiate (the device is gone) ends the call.
+    let call = h
+        .core
+        .place_call(h.now, "echo", jid(BOB_PHONE), Duration::from_secs(20))
+        .unwrap();
+    h.expect_start();
+    h.core
+        .handle_media(call, MediaEvent::LocalTransport(local_transport()));
+    let (id, ..) = h.expect_jingle(Action::SessionInitiate);
+    h.core.handle_iq_response(
+        h.now,
+        &jid(BOB_PHONE),
+        &id,
+        Some(DefinedCondition::ServiceUnavailable),
+    );
+    assert!(matches!(
+        h.core.poll_output(),
+        Some(Output::StopCall {
+            reason: EndReason::PeerGone,
+            ..
+        })
     ));
     h.expect_nothing();
 }
