@@ -5,6 +5,7 @@
 mod support;
 
 mod calls;
+mod connect;
 mod faults;
 mod ivr;
 mod operations;

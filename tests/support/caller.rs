@@ -146,21 +146,21 @@ pub struct Call {
     /// The gateway's candidates (from its answer, then trickled).
     pub gateway_candidates: Vec<Candidate>,
     /// The type of the gateway's candidates to use, if restricted.
-    only_gateway_candidates: Option<CandidateType>,
+    pub(super) only_gateway_candidates: Option<CandidateType>,
     /// The gateway's current ICE username fragment.
     pub gateway_ufrag: String,
-    content_name: String,
-    payload_type: u8,
-    dtmf_type: Option<u8>,
-    leg: MediaLeg,
-    sender: RtpSender,
+    pub(super) content_name: String,
+    pub(super) payload_type: u8,
+    pub(super) dtmf_type: Option<u8>,
+    pub(super) leg: MediaLeg,
+    pub(super) sender: RtpSender,
 }
 
-/// A user who places calls.
+/// A user who places calls (and answers the calls the gateway places, see `callee.rs`).
 pub struct TestCaller {
     /// Its XMPP client.
     pub client: XmppClient,
-    engine: Arc<MediaEngine>,
+    pub(super) engine: Arc<MediaEngine>,
 }
 
 /// Media settings for a caller (or a gateway) in a test: loopback, any free port.
@@ -177,7 +177,12 @@ pub fn loopback_media() -> MediaConfig {
 impl TestCaller {
     /// Logs in `user` (created if needed) on the server's c2s port.
     pub async fn new(c2s_port: u16, user: &str) -> TestCaller {
-        let client = XmppClient::login(c2s_port, user, "test").await;
+        Self::device(c2s_port, user, "test").await
+    }
+
+    /// Logs in `user` as the device `resource` (a user may have several online).
+    pub async fn device(c2s_port: u16, user: &str, resource: &str) -> TestCaller {
+        let client = XmppClient::login(c2s_port, user, resource).await;
         let engine = MediaEngine::start(&loopback_media(), Arc::new(MediaStats::default()))
             .await
             .expect("caller media");

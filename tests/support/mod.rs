@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the support code.
 
 pub mod audio;
+pub mod callee;
 pub mod caller;
 pub mod client;
 pub mod servers;

@@ -285,7 +285,7 @@ http_ports = { {HTTP_PORT} }
 http_interfaces = { "127.0.0.1" }
 https_ports = {}
 http_external_url = "http://127.0.0.1:{HTTP_PORT}/"
-modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "register"; "websocket"; "http" }
+modules_enabled = { "roster"; "saslauth"; "disco"; "ping"; "register"; "carbons"; "websocket"; "http" }
 modules_disabled = { "s2s"; "s2s_auth_certs"; "dialback"; "tls" }
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
@@ -365,6 +365,7 @@ modules:
   mod_disco: {}
   mod_ping: {}
   mod_roster: {}
+  mod_carboncopy: {}
   mod_register:
     access: register
     ip_access: trusted_network

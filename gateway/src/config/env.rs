@@ -74,6 +74,7 @@ fn default_of(section: &str, key: &str) -> Option<Value> {
         "voicemail" => Value::try_from(crate::config::VoicemailConfig::default()),
         "http" => Value::try_from(crate::config::HttpConfig::default()),
         "metrics" => Value::try_from(crate::config::MetricsConfig::default()),
+        "outbound" => Value::try_from(crate::config::OutboundConfig::default()),
         _ => return None,
     };
     defaults.ok()?.get(key).cloned()
