@@ -251,7 +251,6 @@ struct MediaCollector(Arc<MediaStats>);
 impl Collector for MediaCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = &self.0;
-        let bridge = crate::endpoint::bridge::BridgeStats::global();
         let counters = [
             (
                 "rtp_packets_received",
@@ -302,12 +301,12 @@ impl Collector for MediaCollector {
             (
                 "bridge_frames_forwarded",
                 "Payloads a bridge passed between two calls as they were (same codec)",
-                &bridge.forwarded,
+                &stats.bridge_forwarded,
             ),
             (
                 "bridge_frames_transcoded",
                 "20 ms frames a bridge passed decoded, to be encoded in the other call's codec",
-                &bridge.transcoded,
+                &stats.bridge_transcoded,
             ),
         ];
         for (name, help, counter) in counters {

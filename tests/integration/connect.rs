@@ -4,11 +4,10 @@
 //! without transcoding, PCMU to Opus transcoded. Nobody answering, a rejection and an offline
 //! user take the menu's fallback.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use jingle_gateway::endpoint::bridge::BridgeStats;
 use jingle_gateway::jingle::negotiate::Codec;
+use jingle_gateway::media::stats::MediaStats;
 
 use crate::support::audio::{tone_share, tones_heard};
 use crate::support::callee::jmi_child;
@@ -62,7 +61,7 @@ async fn bridge(
 ) {
     let server = Server::start(kind);
     let data = TempDir::new("gw");
-    let _gateway = Gateway::start(gateway_config_with(
+    let gateway = Gateway::start(gateway_config_with(
         &server,
         &data,
         &desk("15s"),
@@ -74,11 +73,6 @@ async fn bridge(
     let mut laptop = TestCaller::device(server.c2s_port, "sales", "laptop").await;
     phone.enable_carbons().await;
     laptop.enable_carbons().await;
-    let stats = BridgeStats::global();
-    let (forwarded, transcoded) = (
-        stats.forwarded.load(Ordering::Relaxed),
-        stats.transcoded.load(Ordering::Relaxed),
-    );
 
     let mut call = alice
         .call("desk@gw.localhost", &CallSetup::only(caller_codec))
@@ -140,12 +134,19 @@ async fn bridge(
         tones_heard(&alice_heard.pcm, &[GREETING, SALES]).contains(&SALES),
         "alice did not hear sales"
     );
-    let forwarded = stats.forwarded.load(Ordering::Relaxed) - forwarded;
-    let transcoded = stats.transcoded.load(Ordering::Relaxed) - transcoded;
+    // This gateway's own counters: forwarded without a single encode, or all transcoded.
+    let forwarded = MediaStats::get(&gateway.stats.bridge_forwarded);
+    let transcoded = MediaStats::get(&gateway.stats.bridge_transcoded);
     if caller_codec.eq_ignore_ascii_case(callee_codec.name()) {
-        assert!(forwarded > 100, "only {forwarded} payloads forwarded");
+        assert!(
+            forwarded > 100 && transcoded == 0,
+            "forwarded {forwarded}, transcoded {transcoded}"
+        );
     } else {
-        assert!(transcoded > 100, "only {transcoded} frames transcoded");
+        assert!(
+            transcoded > 100 && forwarded == 0,
+            "forwarded {forwarded}, transcoded {transcoded}"
+        );
     }
 
     if callee_hangs_up {

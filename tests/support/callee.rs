@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use jingle_gateway::jingle::negotiate::{Codec, DtlsRole, RemoteFingerprint, FINGERPRINT_HASHES};
+use jingle_gateway::jingle::negotiate::{answer, read_offer, Codec, LocalTransport};
 use jingle_gateway::media::leg::{IceRole, MediaLeg};
 use jingle_gateway::media::rtp::RtpSender;
-use jingle_gateway::protocol::ice_udp::{Fingerprint, IceUdpTransport, Setup};
-use jingle_gateway::protocol::jingle::{Action, Content, Description, Jingle, Sid, Transport};
+use jingle_gateway::protocol::ice_udp::Setup;
+use jingle_gateway::protocol::jingle::{Action, Jingle, Sid};
 use jingle_gateway::protocol::jmi::{Jmi, NS_JMI};
-use jingle_gateway::protocol::rtp::{PayloadType, RtpDescription};
 use minidom::Element;
 
 use super::caller::{jingle_of, Call, TestCaller};
@@ -65,7 +64,7 @@ impl TestCaller {
         })
     }
 
-    /// Sends `element` (`proceed`, `reject`, `ringing`) about `proposal`, to the proposer's
+    /// Sends `jmi` (`proceed`, `reject`, `ringing`) about `proposal`, to the proposer's
     /// bare JID as XEP-0353 says.
     async fn tell(&mut self, proposal: &Proposal, jmi: Jmi) {
         let to = proposal
@@ -101,7 +100,8 @@ impl TestCaller {
         .await;
     }
 
-    /// Waits for a `session-initiate` and answers it with the first of `codecs` it offers.
+    /// Waits for a `session-initiate` and answers it with the first of `codecs` it offers, as a
+    /// browser answers: controlled ICE, the DTLS client (`setup='active'`).
     pub async fn answer(&mut self, codecs: &[Codec], timeout: Duration) -> Result<Call, String> {
         let stanza = self
             .client
@@ -112,96 +112,68 @@ impl TestCaller {
             .ok_or("no session-initiate")?;
         let initiator = stanza.attr("from").unwrap_or_default().to_string();
         let initiate = jingle_of(&stanza).ok_or("unreadable session-initiate")?;
-        let content = initiate.contents.first().ok_or("no content")?;
-        let rtp = content.rtp().ok_or("no RTP description")?;
-        let transport = content.ice_udp().ok_or("no ICE-UDP transport")?;
-        let (codec, chosen) = codecs
-            .iter()
-            .find_map(|codec| {
-                rtp.payload_types
-                    .iter()
-                    .find(|pt| pt.is(codec.name(), codec.clock_rate()))
-                    .map(|pt| (*codec, pt.clone()))
-            })
-            .ok_or("no codec in common")?;
-        let dtmf = rtp
-            .payload_types
-            .iter()
-            .find(|pt| pt.is("telephone-event", codec.clock_rate()))
-            .cloned();
-        let fingerprint = FINGERPRINT_HASHES
-            .iter()
-            .find_map(|hash| {
-                let f = transport.fingerprint(hash)?;
-                Some(RemoteFingerprint {
-                    hash,
-                    digest: f.bytes()?,
-                })
-            })
-            .ok_or("no fingerprint")?;
-        let setup = transport
-            .fingerprints
+        let setup = initiate
+            .contents
             .first()
-            .and_then(|f| f.setup)
-            .ok_or("no setup")?;
-        assert_eq!(setup, Setup::Actpass, "an offer says actpass");
+            .and_then(|c| c.ice_udp())
+            .and_then(|t| t.fingerprints.first())
+            .and_then(|f| f.setup);
+        assert_eq!(setup, Some(Setup::Actpass), "an offer says actpass");
+        // The gateway's own reading of an offer, with the test's codec instead of its choice.
+        let mut offer = read_offer(&initiate, true).map_err(|r| r.to_string())?;
+        let rtp = initiate.contents[0].rtp().ok_or("no RTP description")?;
+        let find = |name: &str, rate: u32| rtp.payload_types.iter().find(|pt| pt.is(name, rate));
+        let codec = *codecs
+            .iter()
+            .find(|c| find(c.name(), c.clock_rate()).is_some())
+            .ok_or("no codec in common")?;
+        offer.codec = codec;
+        offer.payload_type = find(codec.name(), codec.clock_rate()).map_or(0, |pt| pt.id);
+        offer.dtmf_payload_type = find("telephone-event", codec.clock_rate()).map(|pt| pt.id);
 
-        // As browsers answer: controlled ICE, the DTLS client (`setup='active'`).
         let mut leg = MediaLeg::new(self.engine.clone(), IceRole::Controlled).await?;
         leg.connect(
-            transport.ufrag.as_deref().ok_or("no ufrag")?,
-            transport.pwd.as_deref().ok_or("no pwd")?,
-            fingerprint,
-            DtlsRole::Client,
+            &offer.ice_ufrag,
+            &offer.ice_pwd,
+            offer.fingerprint.clone(),
+            offer.dtls_role,
         );
         let (ufrag, pwd) = leg.local_credentials().await;
         let candidates = leg.initial_candidates().await;
-        leg.add_remote_candidates(&transport.candidates);
-        let ssrc = rand::random();
-        let mut payload_types: Vec<PayloadType> = vec![chosen.clone()];
-        payload_types.extend(dtmf.clone());
+        leg.add_remote_candidates(&offer.candidates);
+        let local = LocalTransport {
+            ufrag,
+            pwd,
+            candidates,
+            ssrc: rand::random(),
+        };
+        let (content, group) = answer(&offer, &local, &self.engine.certificate.fingerprint_sha256);
         let mut accept = Jingle::new(Action::SessionAccept, initiate.sid.clone());
-        accept.contents = vec![Content {
-            creator: content.creator,
-            name: content.name.clone(),
-            senders: content.senders,
-            description: Some(Description::Rtp(RtpDescription {
-                media: "audio".into(),
-                ssrc: Some(ssrc),
-                payload_types,
-                rtcp_mux: true,
-                sources: Vec::new(),
-            })),
-            transport: Some(Transport::IceUdp(IceUdpTransport {
-                ufrag: Some(ufrag),
-                pwd: Some(pwd),
-                candidates,
-                skipped_candidates: 0,
-                fingerprints: vec![Fingerprint {
-                    hash: "sha-256".into(),
-                    setup: Some(Setup::Active),
-                    value: self.engine.certificate.fingerprint_sha256.clone(),
-                }],
-            })),
-        }];
-        let answer = self.client.iq(&initiator, "set", accept.to_element()).await;
-        if answer.attr("type") != Some("result") {
+        accept.contents = vec![content];
+        accept.group = group;
+        let reply = self.client.iq(&initiator, "set", accept.to_element()).await;
+        if reply.attr("type") != Some("result") {
             leg.close().await;
-            return Err(format!("session-accept refused: {}", String::from(&answer)));
+            return Err(format!("session-accept refused: {}", String::from(&reply)));
         }
-        let dtmf_type = dtmf.map(|pt| pt.id);
         Ok(Call {
             sid: initiate.sid.0.clone(),
             to: initiator,
             codec,
-            gateway_candidates: transport.candidates.clone(),
+            gateway_candidates: offer.candidates.clone(),
             only_gateway_candidates: None,
-            gateway_ufrag: transport.ufrag.clone().unwrap_or_default(),
-            content_name: content.name.clone(),
-            payload_type: chosen.id,
-            dtmf_type,
+            gateway_ufrag: offer.ice_ufrag.clone(),
+            content_name: offer.content_name.clone(),
+            payload_type: offer.payload_type,
+            dtmf_type: offer.dtmf_payload_type,
             leg,
-            sender: RtpSender::new(ssrc, chosen.id, dtmf_type, rand::random(), rand::random()),
+            sender: RtpSender::new(
+                local.ssrc,
+                offer.payload_type,
+                offer.dtmf_payload_type,
+                rand::random(),
+                rand::random(),
+            ),
         })
     }
 }

@@ -168,6 +168,11 @@ impl Calls {
         }
     }
 
+    /// The media counters of the calls' engine.
+    pub fn media_stats(&self) -> &Arc<crate::media::stats::MediaStats> {
+        &self.engine.stats
+    }
+
     /// Endpoints for calls started from now on (calls in progress keep theirs).
     pub fn set_endpoints(&mut self, endpoints: Arc<EndpointFactory>) {
         self.endpoints = endpoints;

@@ -5,7 +5,6 @@
 //! Key presses cross as RFC 4733 events. When one side's call ends, the other hangs up.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -15,29 +14,10 @@ use crate::config::DtmfSourcesConfig;
 use crate::jingle::negotiate::Codec;
 use crate::media::codec::{AudioFrame, FRAME_SAMPLES};
 use crate::media::dtmf::Digit;
+use crate::media::stats::MediaStats;
 
 /// Payloads held per direction at most (more means one side's clock runs ahead: the oldest go).
 const MAX_QUEUED: usize = 5;
-
-/// Frames that crossed bridges since the process started, for the metrics.
-#[derive(Debug, Default)]
-pub struct BridgeStats {
-    /// Payloads forwarded without decoding.
-    pub forwarded: AtomicU64,
-    /// 20 ms frames handed over decoded, to be encoded by the other call.
-    pub transcoded: AtomicU64,
-}
-
-impl BridgeStats {
-    /// The process-wide figures.
-    pub fn global() -> &'static BridgeStats {
-        static STATS: BridgeStats = BridgeStats {
-            forwarded: AtomicU64::new(0),
-            transcoded: AtomicU64::new(0),
-        };
-        &STATS
-    }
-}
 
 /// What goes to one side.
 #[derive(Debug, Default)]
@@ -66,14 +46,15 @@ pub struct BridgeEnd {
     /// Whether both calls use the same codec (then nothing is decoded or encoded).
     forward: bool,
     frame: Box<AudioFrame>,
+    stats: Arc<MediaStats>,
     hung_up: bool,
     forwarded: u64,
     transcoded: u64,
 }
 
 /// Joins two calls: the first end goes to the call using `codec_a`, the second to the call
-/// using `codec_b`.
-pub fn pair(codec_a: Codec, codec_b: Codec) -> (BridgeEnd, BridgeEnd) {
+/// using `codec_b`. What crosses is counted in `stats`.
+pub fn pair(codec_a: Codec, codec_b: Codec, stats: &Arc<MediaStats>) -> (BridgeEnd, BridgeEnd) {
     let shared = Arc::new(Mutex::new(Shared {
         towards: [Direction::default(), Direction::default()],
     }));
@@ -83,6 +64,7 @@ pub fn pair(codec_a: Codec, codec_b: Codec) -> (BridgeEnd, BridgeEnd) {
         side,
         forward,
         frame: Box::new([0; FRAME_SAMPLES]),
+        stats: stats.clone(),
         hung_up: false,
         forwarded: 0,
         transcoded: 0,
@@ -160,9 +142,7 @@ impl Endpoint for BridgeEnd {
             return match payload {
                 Some(payload) => {
                     self.forwarded += 1;
-                    BridgeStats::global()
-                        .forwarded
-                        .fetch_add(1, Ordering::Relaxed);
+                    MediaStats::bump(&self.stats.bridge_forwarded);
                     Outgoing::Encoded(payload)
                 }
                 None => Outgoing::Silence,
@@ -180,9 +160,7 @@ impl Endpoint for BridgeEnd {
         }
         drop(shared);
         self.transcoded += 1;
-        BridgeStats::global()
-            .transcoded
-            .fetch_add(1, Ordering::Relaxed);
+        MediaStats::bump(&self.stats.bridge_transcoded);
         Outgoing::Pcm(&self.frame)
     }
 
@@ -243,7 +221,8 @@ mod tests {
 
     #[test]
     fn same_codec_forwards_payloads_both_ways_without_decoding() {
-        let (mut a, mut b) = pair(Codec::Opus, Codec::Opus);
+        let stats: Arc<MediaStats> = Arc::default();
+        let (mut a, mut b) = pair(Codec::Opus, Codec::Opus, &stats);
         assert!(!a.wants_pcm() && !b.wants_pcm());
         hear(&mut a, 1);
         hear(&mut a, 2);
@@ -257,11 +236,13 @@ mod tests {
             hear(&mut a, n);
         }
         assert!(matches!(b.next_frame(), Outgoing::Encoded(p) if p[0] == 5));
+        assert_eq!(MediaStats::get(&stats.bridge_forwarded), 4);
+        assert_eq!(MediaStats::get(&stats.bridge_transcoded), 0);
     }
 
     #[test]
     fn different_codecs_hand_over_samples_in_frames() {
-        let (mut a, mut b) = pair(Codec::Pcmu, Codec::Opus);
+        let (mut a, mut b) = pair(Codec::Pcmu, Codec::Opus, &Arc::default());
         assert!(a.wants_pcm() && b.wants_pcm());
         let payload = Bytes::from_static(&[0; 80]);
         // 10 ms at a time: a frame is handed over once 20 ms have come.
@@ -283,7 +264,7 @@ mod tests {
 
     #[test]
     fn keys_cross_and_a_closed_side_hangs_up_the_other() {
-        let (mut a, mut b) = pair(Codec::Opus, Codec::Opus);
+        let (mut a, mut b) = pair(Codec::Opus, Codec::Opus, &Arc::default());
         let five = Digit::from_char('5').unwrap();
         b.on_dtmf(five);
         assert_eq!(a.poll_event(), Some(EndpointEvent::SendDtmf(five)));

@@ -29,6 +29,10 @@ pub struct MediaStats {
     pub garbage: AtomicU64,
     /// Remote candidates refused by policy (address family, loopback, private, count).
     pub candidates_refused: AtomicU64,
+    /// Payloads bridges passed between two calls as they were (same codec).
+    pub bridge_forwarded: AtomicU64,
+    /// 20 ms frames bridges passed decoded, to be encoded in the other call's codec.
+    pub bridge_transcoded: AtomicU64,
 }
 
 impl MediaStats {

@@ -223,7 +223,8 @@ impl Router {
         }
         tracing::info!(caller = %caller, call_id = %attempt, caller_codec = caller_codec.name(),
             callee_codec = callee_codec.name(), "answered: bridging");
-        let (caller_end, callee_end) = bridge::pair(caller_codec, callee_codec);
+        let stats = self.calls.media_stats();
+        let (caller_end, callee_end) = bridge::pair(caller_codec, callee_codec, stats);
         if let Some(call) = self.active.get(&attempt) {
             call.bridge(Box::new(callee_end));
         }

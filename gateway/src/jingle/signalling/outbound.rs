@@ -28,6 +28,18 @@ pub(super) struct OutgoingProposal {
     pub(super) timers: Timers,
 }
 
+/// Who a session we initiate is between.
+struct OutboundSession {
+    call_id: CallId,
+    /// The virtual JID's device JID.
+    local: Jid,
+    /// The device that takes the call.
+    peer: FullJid,
+    sid: Sid,
+    /// Whether the device proceeded with a XEP-0353 proposal (then `<finish/>` ends it too).
+    via_jmi: bool,
+}
+
 impl Signalling {
     /// Places a call from the virtual JID `callee` to `target`, ringing for at most
     /// `ring_timeout`. A bare JID rings every device of the user (XEP-0353); a full JID gets a
@@ -58,7 +70,16 @@ impl Signalling {
         let mut timers = Timers::default();
         timers.set(Timer::Ring, now + ring_timeout);
         match target.try_into_full() {
-            Ok(full) => self.start_outbound_session(call_id, callee, device, full, sid, timers),
+            Ok(full) => {
+                let session = OutboundSession {
+                    call_id,
+                    local: device,
+                    peer: full,
+                    sid,
+                    via_jmi: false,
+                };
+                self.start_outbound_session(session, callee, timers);
+            }
             Err(bare) => {
                 self.outputs.push_back(Output::Jmi {
                     from: device,
@@ -149,11 +170,14 @@ impl Signalling {
                 // that proceeded accepts the session-initiate without asking again.
                 let mut timers = Timers::default();
                 timers.set(Timer::Answer, now + self.config.answer_timeout);
-                let callee = proposal.callee;
-                self.start_outbound_session(proposal.call_id, &callee, device, from, sid, timers);
-                if let Some(session) = self.sessions.get_mut(&proposal.call_id) {
-                    session.via_jmi = true;
-                }
+                let session = OutboundSession {
+                    call_id: proposal.call_id,
+                    local: device,
+                    peer: from,
+                    sid,
+                    via_jmi: true,
+                };
+                self.start_outbound_session(session, &proposal.callee, timers);
             }
             Jmi::Reject { reason, .. } => {
                 if let Some(proposal) = self.outgoing.remove(&sid) {
@@ -172,15 +196,14 @@ impl Signalling {
 
     /// A session we initiate with `peer`: the media leg starts gathering, and the offer goes
     /// out with its local transport.
-    fn start_outbound_session(
-        &mut self,
-        call_id: CallId,
-        callee: &str,
-        local: Jid,
-        peer: FullJid,
-        sid: Sid,
-        timers: Timers,
-    ) {
+    fn start_outbound_session(&mut self, session: OutboundSession, callee: &str, timers: Timers) {
+        let OutboundSession {
+            call_id,
+            local,
+            peer,
+            sid,
+            via_jmi,
+        } = session;
         self.outputs.push_back(Output::StartCall(CallStart {
             call_id,
             callee: callee.to_string(),
@@ -198,7 +221,7 @@ impl Signalling {
                 local,
                 callee: callee.to_string(),
                 sid,
-                via_jmi: false,
+                via_jmi,
                 initiate: 0,
                 content_name: OUR_CONTENT.into(),
                 creator: Creator::Initiator,
