@@ -315,3 +315,8 @@ async fn a_rejection_takes_the_fallback_at_once() {
 async fn an_offline_user_takes_the_fallback_without_ringing() {
     within(90, fallback(NoAnswer::Offline)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opus_caller_bridged_to_a_pcmu_callee_is_transcoded() {
+    within(120, bridge(Kind::Prosody, "opus", Codec::Pcmu, false)).await;
+}
