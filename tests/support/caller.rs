@@ -94,6 +94,9 @@ pub struct Exchange {
     pub script: Vec<(Duration, Press)>,
     /// Send speech (the recorded fixture, in a loop) instead of the tone.
     pub speech: bool,
+    /// Send audio in this codec and payload type instead of the answered one (as libwebrtc
+    /// does when it answers PCMU to an offer that also listed Opus).
+    pub send_as: Option<(Codec, u8)>,
 }
 
 /// A way of pressing a key.
@@ -357,12 +360,13 @@ impl TestCaller {
     /// Sends a tone (and keys) for a while and collects what comes back.
     pub async fn exchange(&mut self, call: &mut Call, plan: &Exchange) -> Received {
         let mut received = Received::default();
-        let mut encoder = Encoder::new(call.codec).expect("encoder");
+        let (send_codec, send_type) = plan.send_as.unwrap_or((call.codec, call.payload_type));
+        let mut encoder = Encoder::new(send_codec).expect("encoder");
         let mut decoder = Decoder::new(call.codec).expect("decoder");
         let mut tone = Tone::new(plan.tone_hz);
         let mut keys = DtmfSender::default();
         let mut key_receiver = DtmfReceiver::default();
-        let units = call.codec.frame_timestamp_units();
+        let units = send_codec.frame_timestamp_units();
         let mut encoded = vec![0u8; 1500];
         let mut script: std::collections::VecDeque<(Duration, Press)> =
             plan.script.iter().cloned().collect();
@@ -451,7 +455,8 @@ impl TestCaller {
                         let n = encoder.encode(&tone.next_frame(), &mut encoded).expect("encode");
                         &encoded[..n]
                     };
-                    let header = call.sender.audio(units, payload.len());
+                    let mut header = call.sender.audio(units, payload.len());
+                    header.payload_type = send_type;
                     let packet = call.leg.send_rtp(&header, payload).await;
                     if plan.hostile {
                         sent.extend(packet);

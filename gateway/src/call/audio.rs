@@ -9,10 +9,11 @@ use rtp::header::Header;
 use webrtc_util::marshal::Unmarshal;
 
 use crate::endpoint::{Endpoint, EndpointEvent, Incoming, Outgoing};
-use crate::jingle::negotiate::{Codec, Negotiated};
+use crate::jingle::negotiate::{Codec, Negotiated, PayloadKind};
 use crate::jingle::EndReason;
 use crate::media::codec::{Decoder, Encoder, FRAME_SAMPLES};
 use crate::media::dtmf::{Digit, DigitMerger, DigitSource, DtmfReceiver, DtmfSender};
+use crate::media::foreign::ForeignAudio;
 use crate::media::inband_dtmf::InbandDtmf;
 use crate::media::jitter::{Buffered, JitterBuffer, Playout};
 use crate::media::pacer::Pacer;
@@ -47,6 +48,10 @@ pub struct AudioPath {
     codec: Codec,
     payload_type: u8,
     dtmf_type: Option<u8>,
+    other_types: Vec<(u8, PayloadKind)>,
+    /// Made at the first packet in another codec of the offer.
+    foreign: Option<ForeignAudio>,
+    foreign_packets: u64,
     jitter: JitterBuffer,
     received: ReceiveStats,
     remote_ssrc: Option<u32>,
@@ -77,6 +82,9 @@ impl AudioPath {
             codec: offer.codec,
             payload_type: offer.payload_type,
             dtmf_type: offer.dtmf_payload_type,
+            other_types: offer.other_payload_types.clone(),
+            foreign: None,
+            foreign_packets: 0,
             jitter: JitterBuffer::new(),
             received: ReceiveStats::new(offer.codec.clock_rate(), now),
             remote_ssrc: None,
@@ -142,42 +150,92 @@ impl AudioPath {
             }
             self.remote_ssrc = Some(header.ssrc);
         }
-        let audio = header.payload_type == self.payload_type;
+        let kind = self.kind_of(header.payload_type);
+        let timestamp = match kind {
+            Some(PayloadKind::Audio(codec)) if codec != self.codec => self
+                .foreign
+                .get_or_insert_with(|| ForeignAudio::new(self.codec))
+                .timestamp(codec, header.timestamp),
+            _ => header.timestamp,
+        };
+        let audio = matches!(kind, Some(PayloadKind::Audio(_)));
         self.received
-            .on_packet(header.sequence_number, header.timestamp, now, audio);
-        if Some(header.payload_type) == self.dtmf_type {
-            if let Some(digit) = self.dtmf_in.receive(header.timestamp, &rtp.payload) {
-                tracing::debug!(digit = %digit.as_char(), "DTMF received (RFC 4733)");
-                if endpoint.dtmf_sources().rfc4733
-                    && self.merger.accept(digit, DigitSource::Rfc4733, now)
-                {
-                    endpoint.on_dtmf(digit);
-                }
+            .on_packet(header.sequence_number, timestamp, now, audio);
+        let buffered = match kind {
+            Some(PayloadKind::TelephoneEvent) => {
+                self.receive_dtmf(header.timestamp, &rtp.payload, now, endpoint);
+                None
             }
-            // The sequence number is taken, but not by audio.
-            self.jitter.insert(
-                header.sequence_number,
-                Buffered {
-                    timestamp: header.timestamp,
-                    payload: Bytes::new(),
-                    duration: 0,
-                },
-            );
-        } else if header.payload_type == self.payload_type {
-            let duration = self
-                .codec
-                .payload_duration(&rtp.payload)
-                .unwrap_or(FRAME_SAMPLES);
-            self.jitter.insert(
-                header.sequence_number,
-                Buffered {
-                    timestamp: header.timestamp,
+            Some(PayloadKind::Audio(codec)) if codec == self.codec => {
+                let duration = self
+                    .codec
+                    .payload_duration(&rtp.payload)
+                    .unwrap_or(FRAME_SAMPLES);
+                Some(Buffered {
+                    timestamp,
                     payload: rtp.payload,
                     duration,
-                },
-            );
+                })
+            }
+            Some(PayloadKind::Audio(codec)) => {
+                self.foreign_packets += 1;
+                let foreign = self.foreign.as_mut().expect("made with the timestamp");
+                match foreign.transcode(codec, timestamp, &rtp.payload) {
+                    Ok(frame) => frame.map(|frame| Buffered {
+                        timestamp: frame.timestamp,
+                        payload: frame.payload,
+                        duration: frame.duration,
+                    }),
+                    Err(e) => {
+                        tracing::debug!(error = %e, ?codec, "undecodable audio");
+                        None
+                    }
+                }
+            }
+            None => {
+                self.unknown_payload_types += 1;
+                return;
+            }
+        };
+        // A packet that is not audio still takes its sequence number.
+        self.jitter.insert(
+            header.sequence_number,
+            buffered.unwrap_or(Buffered {
+                timestamp,
+                payload: Bytes::new(),
+                duration: 0,
+            }),
+        );
+    }
+
+    /// What a received payload type carries: the answered ones, then the rest of the offer.
+    fn kind_of(&self, payload_type: u8) -> Option<PayloadKind> {
+        if payload_type == self.payload_type {
+            Some(PayloadKind::Audio(self.codec))
+        } else if Some(payload_type) == self.dtmf_type {
+            Some(PayloadKind::TelephoneEvent)
         } else {
-            self.unknown_payload_types += 1;
+            self.other_types
+                .iter()
+                .find(|(id, _)| *id == payload_type)
+                .map(|(_, kind)| *kind)
+        }
+    }
+
+    fn receive_dtmf(
+        &mut self,
+        timestamp: u32,
+        payload: &[u8],
+        now: Instant,
+        endpoint: &mut dyn Endpoint,
+    ) {
+        if let Some(digit) = self.dtmf_in.receive(timestamp, payload) {
+            tracing::debug!(digit = %digit.as_char(), "DTMF received (RFC 4733)");
+            if endpoint.dtmf_sources().rfc4733
+                && self.merger.accept(digit, DigitSource::Rfc4733, now)
+            {
+                endpoint.on_dtmf(digit);
+            }
         }
     }
 
@@ -386,6 +444,7 @@ impl AudioPath {
             trimmed: jitter.trimmed,
             jitter_ms: self.received.jitter_ms(),
             unknown_payload_types: self.unknown_payload_types,
+            foreign_codec: self.foreign_packets,
         }
     }
 }
@@ -428,8 +487,10 @@ pub struct AudioSummary {
     pub trimmed: u64,
     /// Interarrival jitter.
     pub jitter_ms: f64,
-    /// Packets of payload types not negotiated.
+    /// Packets of payload types not offered.
     pub unknown_payload_types: u64,
+    /// Audio packets in another codec of the offer than the answered one (transcoded).
+    pub foreign_codec: u64,
 }
 
 #[cfg(test)]
@@ -564,6 +625,43 @@ mod tests {
         path.receive_rtp(&rtp(96, 1, 0, &[1, 2, 3]), start, &mut echo);
         path.receive_rtp(&Bytes::from_static(&[0x80]), start, &mut echo);
         assert_eq!(path.summary().unknown_payload_types, 1);
+    }
+
+    #[test]
+    fn audio_in_another_offered_codec_reaches_the_endpoint_in_the_answered_one() {
+        // Answered PCMU, but the peer sends Opus as numbered in the offer (libwebrtc does).
+        let mut negotiated = offer();
+        negotiated.codec = Codec::Pcmu;
+        negotiated.payload_type = 0;
+        negotiated.other_payload_types = vec![(111, PayloadKind::Audio(Codec::Opus))];
+        let start = Instant::now();
+        let mut path = AudioPath::new(&negotiated, 5, start);
+        let mut echo = Echo::default();
+        path.start(start);
+        let mut opus = Encoder::new(Codec::Opus).unwrap();
+        let mut buf = [0u8; 1500];
+        let mut sent = Vec::new();
+        for (i, frame) in (0u16..).zip(crate::media::codec::tests::tone(440.0, 50)) {
+            let n = opus.encode(&frame, &mut buf).unwrap();
+            let at = start + PTIME * u32::from(i);
+            path.receive_rtp(&rtp(111, i, 960 * u32::from(i), &buf[..n]), at, &mut echo);
+            sent.extend(path.tick(at, &mut echo).packets);
+        }
+        assert!(sent.len() > 40, "{} echoed", sent.len());
+        let mut pcmu = Decoder::new(Codec::Pcmu).unwrap();
+        let mut heard = Vec::new();
+        for packet in &sent {
+            assert_eq!((packet.header.payload_type, packet.payload.len()), (0, 160));
+            pcmu.decode(Some(&packet.payload), 0, &mut heard).unwrap();
+        }
+        let share = crate::media::codec::tests::tone_share(&heard[heard.len() / 2..], 440.0);
+        assert!(share > 0.8, "share {share}");
+        let summary = path.summary();
+        assert_eq!(
+            (summary.foreign_codec, summary.unknown_payload_types),
+            (50, 0)
+        );
+        assert_eq!(summary.concealed, 0);
     }
 
     #[test]

@@ -95,6 +95,7 @@ pub(super) async fn run_call(
             trimmed = summary.trimmed,
             jitter_ms = summary.jitter_ms,
             unknown_payload_types = summary.unknown_payload_types,
+            foreign_codec = summary.foreign_codec,
             "media of the call"
         );
         metrics.call_media(summary.concealed, summary.late, summary.jitter_ms);

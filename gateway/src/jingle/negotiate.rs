@@ -55,6 +55,31 @@ impl Codec {
     }
 }
 
+/// What a payload type carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadKind {
+    /// Audio in this codec.
+    Audio(Codec),
+    /// RFC 4733 `telephone-event`.
+    TelephoneEvent,
+}
+
+impl PayloadKind {
+    /// What a payload type carries, if the gateway understands it.
+    fn of(pt: &PayloadType) -> Option<Self> {
+        Codec::PREFERENCE
+            .iter()
+            .find(|codec| pt.is(codec.name(), codec.clock_rate()))
+            .map(|codec| Self::Audio(*codec))
+            .or_else(|| {
+                [8000, 48000]
+                    .iter()
+                    .any(|rate| pt.is("telephone-event", *rate))
+                    .then_some(Self::TelephoneEvent)
+            })
+    }
+}
+
 /// Our DTLS role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DtlsRole {
@@ -89,6 +114,9 @@ pub struct Negotiated {
     pub payload_type: u8,
     /// `telephone-event` payload type at the codec's clock rate, if offered.
     pub dtmf_payload_type: Option<u8>,
+    /// The other payload types of the offer that the gateway understands. A peer should send
+    /// only what the answer lists, but libwebrtc may go on with another codec of the offer.
+    pub other_payload_types: Vec<(u8, PayloadKind)>,
     /// Caller's ICE username fragment.
     pub ice_ufrag: String,
     /// Caller's ICE password.
@@ -224,12 +252,23 @@ fn read(jingle: &Jingle, side: Side) -> Result<Negotiated, EndReason> {
         // An answer must not say actpass; without `setup` the answerer is active (RFC 4145).
         (_, Side::Answer) => DtlsRole::Server,
     };
+    // What the peer sends is numbered as the offer says: the caller's offer, or ours.
+    let offered = match side {
+        Side::Offer { .. } => rtp.payload_types.clone(),
+        Side::Answer => our_payload_types(),
+    };
+    let other_payload_types = offered
+        .iter()
+        .filter(|pt| pt.id != payload_type && Some(pt.id) != dtmf_payload_type)
+        .filter_map(|pt| Some((pt.id, PayloadKind::of(pt)?)))
+        .collect();
     Ok(Negotiated {
         content_name: audio.name.clone(),
         creator: audio.creator,
         codec,
         payload_type,
         dtmf_payload_type,
+        other_payload_types,
         ice_ufrag: ice_ufrag.clone(),
         ice_pwd: ice_pwd.clone(),
         candidates: transport.candidates.clone(),
@@ -245,7 +284,22 @@ fn read(jingle: &Jingle, side: Side) -> Result<Negotiated, EndReason> {
 /// Writes the offer of a call the gateway places: one audio content with every codec we bridge,
 /// our transport and `setup='actpass'`.
 pub fn offer(local: &LocalTransport, fingerprint_sha256: &str) -> Content {
-    let payload_types = OUR_PAYLOAD_TYPES
+    Content {
+        creator: Creator::Initiator,
+        name: OUR_CONTENT.into(),
+        senders: Senders::Both,
+        description: Some(Description::Rtp(description(local, our_payload_types()))),
+        transport: Some(Transport::IceUdp(transport(
+            local,
+            fingerprint_sha256,
+            Setup::Actpass,
+        ))),
+    }
+}
+
+/// The payload types of our offer.
+fn our_payload_types() -> Vec<PayloadType> {
+    OUR_PAYLOAD_TYPES
         .iter()
         .map(|&(id, name, clockrate, channels)| PayloadType {
             id,
@@ -261,18 +315,7 @@ pub fn offer(local: &LocalTransport, fingerprint_sha256: &str) -> Content {
                 _ => Vec::new(),
             },
         })
-        .collect();
-    Content {
-        creator: Creator::Initiator,
-        name: OUR_CONTENT.into(),
-        senders: Senders::Both,
-        description: Some(Description::Rtp(description(local, payload_types))),
-        transport: Some(Transport::IceUdp(transport(
-            local,
-            fingerprint_sha256,
-            Setup::Actpass,
-        ))),
-    }
+        .collect()
 }
 
 /// Writes the answer: our audio content for `session-accept` and, when the offer bundled,
@@ -476,6 +519,15 @@ mod tests {
         let answer = read_answer(&pcmu_first).unwrap();
         assert_eq!((answer.codec, answer.payload_type), (Codec::Pcmu, 0));
         assert_eq!(answer.dtmf_payload_type, Some(126));
+        // What else the callee may send is numbered as our offer says.
+        assert_eq!(
+            answer.other_payload_types,
+            vec![
+                (111, PayloadKind::Audio(Codec::Opus)),
+                (8, PayloadKind::Audio(Codec::Pcma)),
+                (110, PayloadKind::TelephoneEvent),
+            ]
+        );
     }
 
     #[test]

@@ -160,14 +160,21 @@ impl Encoder {
 
     /// Encodes one frame into `out`; returns the payload length.
     pub fn encode(&mut self, frame: &AudioFrame, out: &mut [u8]) -> Result<usize, CodecError> {
+        self.encode_samples(frame, out)
+    }
+
+    /// Encodes 48 kHz samples into one payload in `out`; returns its length. Opus takes 2.5,
+    /// 5, 10, 20, 40 or 60 ms; G.711 any length (what does not fill a resampler chunk waits
+    /// for the next call).
+    pub fn encode_samples(&mut self, samples: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
         match &mut self.kind {
-            EncoderKind::Opus(encoder) => Ok(encoder.encode(frame, out)?),
+            EncoderKind::Opus(encoder) => Ok(encoder.encode(samples, out)?),
             EncoderKind::G711 {
                 law,
                 downsampler,
                 narrow,
             } => {
-                downsampler.push(frame.iter().copied());
+                downsampler.push(samples.iter().copied());
                 narrow.clear();
                 downsampler.drain_into(narrow)?;
                 let n = narrow.len().min(out.len());

@@ -5,6 +5,7 @@ pub mod codec;
 pub mod dtls;
 pub mod dtmf;
 pub mod engine;
+pub mod foreign;
 pub mod ice;
 pub mod inband_dtmf;
 pub mod jitter;
