@@ -341,3 +341,53 @@ async fn a_callee_sending_another_offered_codec_is_still_heard() {
     )
     .await;
 }
+
+/// Placed calls are rate-limited per target: with one call a minute allowed to sales@, the
+/// first caller rings sales (who declines); the second takes the fallback at once and nothing
+/// rings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_over_its_rate_limit_is_not_rung() {
+    within(90, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw");
+        let limits = [
+            ALLOW_SALES[0],
+            ("GATEWAY_OUTBOUND_CALLS_PER_TARGET_PER_MINUTE", "1"),
+        ];
+        let _gateway = Gateway::start(gateway_config_with(&server, &data, &desk("4s"), &limits));
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let mut sales = TestCaller::device(server.c2s_port, "sales", "phone").await;
+        for round in 0..2 {
+            let mut call = alice
+                .call("desk@gw.localhost", &CallSetup::browser())
+                .await
+                .expect("alice's call");
+            let plan = Exchange {
+                duration: Duration::from_secs(6),
+                tone_hz: CALLER as f32,
+                script: press_one(),
+                ..Exchange::default()
+            };
+            let caller_side = alice.exchange(&mut call, &plan);
+            let callee_side = async {
+                let proposal = sales.wait_propose(Duration::from_secs(4)).await;
+                match (round, proposal) {
+                    (0, Some(proposal)) => sales.reject(&proposal).await,
+                    (0, None) => panic!("the first call did not ring sales"),
+                    (_, Some(proposal)) => panic!("rung over the limit: {proposal:?}"),
+                    (_, None) => {}
+                }
+            };
+            let (heard, ()) = tokio::join!(caller_side, callee_side);
+            let tones = tones_heard(&heard.pcm, &[GREETING, FALLBACK, CALLER]);
+            assert!(
+                tones.contains(&FALLBACK),
+                "round {round}: no fallback, heard {tones:?}"
+            );
+        }
+        alice.close().await;
+        sales.close().await;
+    })
+    .await;
+}

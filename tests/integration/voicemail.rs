@@ -9,6 +9,7 @@ use std::time::Duration;
 use minidom::Element;
 
 use crate::support::audio::{dominant_frequency, tones_heard};
+use crate::support::callee::jmi_child;
 use crate::support::caller::{speech_fixture, CallSetup, Exchange, Press, TestCaller};
 use crate::support::client::XmppClient;
 use crate::support::servers::{Kind, Server};
@@ -834,6 +835,113 @@ greeting = "tone:700:3s"
         gateway.stop().await;
         alice.close().await;
         bob.close().await;
+    })
+    .await;
+}
+
+/// alice calls `called` with `script` of key presses; bob's phone rings and is left ringing
+/// until the gateway withdraws it; then alice is recorded in `mailbox` and the message reaches
+/// bob. Returns what alice heard.
+async fn unanswered_then_recorded(
+    tables: &str,
+    called: &str,
+    mailbox: &str,
+    script: Vec<(Duration, Press)>,
+) -> Vec<i16> {
+    let server = Server::start(Kind::Prosody);
+    let data = TempDir::new("gw");
+    let allow_bob = [("GATEWAY_OUTBOUND_ALLOW", "bob@localhost")];
+    let gateway = Gateway::start(gateway_config_with(&server, &data, tables, &allow_bob));
+    let mut bob = owner(&server).await;
+    let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+    wait_attached(&mut alice.client).await;
+    let mut call = alice
+        .call(&format!("{called}@gw.localhost"), &CallSetup::only("opus"))
+        .await
+        .expect("call");
+    let plan = Exchange {
+        script,
+        ..Exchange::tone(9, 440.0)
+    };
+    let caller_side = alice.exchange(&mut call, &plan);
+    let owner_side = async {
+        let propose = bob
+            .expect("bob's phone rings", Duration::from_secs(10), |s| {
+                jmi_child(s, "propose").is_some()
+            })
+            .await;
+        let from = propose.attr("from").unwrap_or_default();
+        assert!(
+            from.starts_with(&format!("{called}@gw.localhost/")),
+            "{from}"
+        );
+        bob.expect("the ringing is withdrawn", Duration::from_secs(8), |s| {
+            jmi_child(s, "retract").is_some()
+        })
+        .await;
+    };
+    let (heard, ()) = tokio::join!(caller_side, owner_side);
+    assert!(heard.terminated.is_none(), "{heard:?}");
+    alice.hang_up(call).await;
+    let message = delivered(&mut bob, mailbox, Duration::from_secs(10)).await;
+    assert!(
+        message.text.starts_with("Voicemail from alice@localhost"),
+        "{}",
+        message.text
+    );
+    let (_, meta) = &stored(&data, mailbox)[0];
+    let length = meta["duration_ms"].as_f64().unwrap_or_default() / 1000.0;
+    assert!(
+        (4.0..=6.0).contains(&length),
+        "recorded after the 3 s of ringing: {length}"
+    );
+    gateway.stop().await;
+    alice.close().await;
+    bob.close().await;
+    heard.pcm
+}
+
+/// A mailbox with follow-me rings its owner first; nobody answers, so after the ring time the
+/// caller hears the greeting and leaves a message, which is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_me_rings_the_owner_and_records_when_nobody_answers() {
+    within(90, async {
+        let tables = r###"
+[endpoints.desk]
+kind = "voicemail"
+owners = ["bob@localhost"]
+greeting = "tone:500:1s"
+beep = false
+
+[endpoints.desk.follow_me]
+ring_timeout = "3s"
+ringback = "tone:900:400ms"
+"###;
+        let heard = unanswered_then_recorded(tables, "desk", "desk", Vec::new()).await;
+        // Ringback, then the greeting.
+        assert_eq!(tones_heard(&heard, &[900.0, 500.0]), [900.0, 500.0]);
+    })
+    .await;
+}
+
+/// An IVR `connect` whose target does not answer falls back to a mailbox: the caller leaves a
+/// message there, and it is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_connect_falls_back_to_voicemail() {
+    within(90, async {
+        let menu = r###"
+[endpoints.front]
+kind = "ivr"
+[endpoints.front.menus.main]
+greeting = "tone:700:600ms"
+timeout = "20s"
+[endpoints.front.menus.main.entries]
+"1" = { action = "connect", targets = ["bob@localhost"], ring_timeout = "3s", ringback = "tone:900:400ms", no_answer = { action = "transfer", to = "box" } }
+"###;
+        let tables = format!("{MAILBOXES}{menu}");
+        let press_one = vec![(Duration::from_millis(800), Press::Rfc4733('1'))];
+        let heard = unanswered_then_recorded(&tables, "front", "box", press_one).await;
+        assert_eq!(tones_heard(&heard, &[700.0, 900.0]), [700.0, 900.0]);
     })
     .await;
 }

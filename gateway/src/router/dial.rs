@@ -256,3 +256,56 @@ impl Router {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> BareJid {
+        BareJid::new(s).unwrap()
+    }
+
+    fn limited(max_calls: usize, per_minute: u32, per_target: u32) -> Dialer {
+        Dialer::new(OutboundConfig {
+            allow: vec!["example.org".into()],
+            max_calls,
+            calls_per_minute: per_minute,
+            calls_per_target_per_minute: per_target,
+        })
+    }
+
+    #[test]
+    fn a_target_is_rung_at_most_its_limit_per_minute() {
+        let mut dialer = limited(10, 100, 2);
+        let (sales, support) = (jid("sales@example.org"), jid("support@example.org"));
+        let start = Instant::now();
+        for i in 0..2 {
+            assert!(dialer.within_limits(&sales, start + Duration::from_secs(i)));
+            dialer.count_placed(sales.clone(), start + Duration::from_secs(i));
+        }
+        assert!(!dialer.within_limits(&sales, start + Duration::from_secs(30)));
+        assert!(dialer.within_limits(&support, start + Duration::from_secs(30)));
+        // A minute after the first call, one more may go.
+        assert!(dialer.within_limits(&sales, start + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn all_targets_together_are_limited_per_minute_and_at_once() {
+        let mut dialer = limited(10, 3, 100);
+        let start = Instant::now();
+        for i in 0..3 {
+            let target = jid(&format!("u{i}@example.org"));
+            assert!(dialer.within_limits(&target, start));
+            dialer.count_placed(target, start);
+        }
+        assert!(!dialer.within_limits(&jid("u9@example.org"), start + Duration::from_secs(59)));
+        assert!(dialer.within_limits(&jid("u9@example.org"), start + Duration::from_secs(60)));
+
+        let mut dialer = limited(1, 100, 100);
+        dialer.attempts.insert(CallId(1), CallId(2));
+        assert!(
+            !dialer.within_limits(&jid("u@example.org"), start),
+            "one ringing already"
+        );
+    }
+}
