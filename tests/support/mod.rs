@@ -159,8 +159,12 @@ impl GatewayProcess {
             command.env(key, value);
         }
         let output = std::fs::File::create(&log).expect("log file");
+        let filter = extra
+            .iter()
+            .find(|(key, _)| *key == "RUST_LOG")
+            .map_or("info,jingle_gateway=debug", |(_, value)| value);
         let child = command
-            .env("RUST_LOG", "info,jingle_gateway=debug")
+            .env("RUST_LOG", filter)
             .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::null())
             .stdout(output.try_clone().expect("log"))
@@ -188,6 +192,11 @@ impl GatewayProcess {
     /// Waits up to `timeout` until its log has `count` lines containing `text`.
     pub async fn wait_log(&self, text: &str, count: usize, timeout: Duration) -> bool {
         eventually(timeout, || self.log().matches(text).count() >= count).await
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Kills it with SIGKILL, as a crash or the OOM killer would, and reaps it.
