@@ -41,6 +41,11 @@ impl Media {
         }
     }
 
+    /// The tone's Opus payloads.
+    pub fn opus_frames(&self) -> Vec<Bytes> {
+        self.opus.clone()
+    }
+
     /// The average size of an Opus payload of the tone.
     pub fn opus_payload_size(&self) -> usize {
         self.opus.iter().map(Bytes::len).sum::<usize>() / self.opus.len().max(1)

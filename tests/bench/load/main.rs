@@ -23,6 +23,7 @@ mod call;
 mod floor;
 mod measure;
 mod signalling;
+mod stack;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -704,6 +705,7 @@ async fn benchmark(options: Options) {
     if !options.skip_setup {
         setup_rates(&server, &generator).await;
     }
+    transport_stack(&generator, packet_size, options.window).await;
     println!("## Summary\n\n| scenario | highest passing level | gw µs/packet | floor µs/packet | ratio | RSS/call KiB | first failing level |\n|---|---:|---:|---:|---:|---:|---|");
     for (name, best, failure) in &summary {
         let failing = failure.as_ref().map_or("none tried".into(), |l| {
@@ -730,6 +732,32 @@ async fn benchmark(options: Options) {
     }
     println!("\nbenchmark took {:.0} s", started.elapsed().as_secs_f64());
     generator.signalling.close();
+}
+
+/// The media legs alone (see `stack.rs`) against the UDP floor at the same packet rate.
+async fn transport_stack(generator: &Generator, packet_size: usize, window: Duration) {
+    println!("## The transport stack alone\n\nThe gateway's media legs (webrtc-ice on one shared port, DTLS-SRTP, tokio) echoing each packet at once on one thread: no signalling, jitter buffer, pacing or endpoint.\n\n| calls | packets/s handled | stack µs/packet | floor µs/packet | ratio |\n|---:|---:|---:|---:|---:|");
+    for pairs in [100, 250] {
+        eprint!("\r{:>26}", format!("transport stack x {pairs}"));
+        match stack::measure(&generator.media, pairs, window).await {
+            Ok((per_packet, rate)) => {
+                let streams = (rate / 100.0).ceil().max(1.0) as usize;
+                let floor =
+                    floor::measure(streams, packet_size, Duration::from_secs(3)).expect("floor");
+                let (stack_us, floor_us) = (
+                    per_packet.as_secs_f64() * 1e6,
+                    floor.cpu_per_packet.as_secs_f64() * 1e6,
+                );
+                println!(
+                    "| {pairs} | {rate:.0} | {stack_us:.1} | {floor_us:.2} | {:.1} |",
+                    stack_us / floor_us.max(0.001)
+                );
+            }
+            Err(e) => println!("| {pairs} | failed: {e} | | | |"),
+        }
+    }
+    eprintln!();
+    println!();
 }
 
 fn server_version() -> String {
