@@ -184,6 +184,7 @@ greeting = "silence:20ms"
 beep = false
 format = "ogg-opus"
 max_length = "10m"
+max_messages = 1000000
 dtmf = { rfc4733 = true, inband = false, chat = false }
 
 [endpoints.bench-vm-wav]
@@ -193,6 +194,7 @@ greeting = "silence:20ms"
 beep = false
 format = "wav"
 max_length = "10m"
+max_messages = 1000000
 dtmf = { rfc4733 = true, inband = false, chat = false }
 
 [endpoints.bench-ivr]
@@ -464,7 +466,7 @@ struct Level {
     loss_out: f64,
     late: u64,
     timestamp_errors: u64,
-    jitter_ms: f64,
+    jitter_ms: Option<f64>,
     /// |interval − 20 ms| p99 of what the gateway sent, when it sends.
     gateway_p99: Option<Duration>,
     /// The same for the generator's own sends.
@@ -547,7 +549,7 @@ async fn run_level(
         .lock()
         .ok()
         .and_then(|h| h.percentile(0.99));
-    let jitter_streams = collector.jitter_streams.load(Ordering::Relaxed).max(1);
+    let jitter_streams = collector.jitter_streams.load(Ordering::Relaxed);
     let failed = run.failed.load(Ordering::Relaxed);
     let interval_ok = if scenario.gateway_sends {
         gateway_p99.is_some_and(|p| p < MAX_INTERVAL_P99)
@@ -561,9 +563,9 @@ async fn run_level(
         loss_out,
         late: collector.late.load(Ordering::Relaxed),
         timestamp_errors: collector.timestamp_errors.load(Ordering::Relaxed),
-        jitter_ms: collector.jitter_us.load(Ordering::Relaxed) as f64
-            / jitter_streams as f64
-            / 1000.0,
+        jitter_ms: (jitter_streams > 0).then(|| {
+            collector.jitter_us.load(Ordering::Relaxed) as f64 / jitter_streams as f64 / 1000.0
+        }),
         gateway_p99,
         generator_p99,
         gateway_cpu,
@@ -581,14 +583,14 @@ const LEVEL_HEADER: &str = "| calls | up | loss in % | loss out % | late | ts er
 
 fn level_row(l: &Level) -> String {
     format!(
-        "| {} | {} | {:.3} | {:.3} | {} | {} | {:.2} | {} | {} | {:.0} | {:.0} | {:.1} | {:.2} | {:.1} | {:.0} | {:.0} | {} |",
+        "| {} | {} | {:.3} | {:.3} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.2} | {:.1} | {:.0} | {:.0} | {} |",
         l.calls,
         l.calls as u64 - l.failed.min(l.calls as u64),
         l.loss_in * 100.0,
         l.loss_out * 100.0,
         l.late,
         l.timestamp_errors,
-        l.jitter_ms,
+        l.jitter_ms.map_or("-".into(), |j| format!("{j:.2}")),
         ms(l.gateway_p99),
         ms(l.generator_p99),
         l.gateway_cpu * 100.0,

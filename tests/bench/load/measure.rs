@@ -13,10 +13,29 @@ use jingle_gateway::media::rtp::SequenceExtender;
 /// a jitter buffer of this depth would have dropped it.
 const LATE_AFTER: Duration = Duration::from_millis(60);
 
-/// Microsecond buckets up to 100 ms; what lies beyond lands in the last one.
-const BUCKETS: usize = 100_001;
+/// Buckets: 10 µs wide up to 10 ms, 1 ms wide up to 1 s, 100 ms wide up to 60 s (the last one
+/// also holds what lies beyond).
+const BUCKETS: usize = 1000 + 990 + 590 + 1;
 
-/// A histogram of durations in microseconds, with percentiles.
+fn bucket_of(us: u64) -> usize {
+    match us {
+        0..10_000 => (us / 10) as usize,
+        10_000..1_000_000 => 1000 + ((us - 10_000) / 1000) as usize,
+        _ => (1990 + ((us - 1_000_000) / 100_000) as usize).min(BUCKETS - 1),
+    }
+}
+
+/// The lower bound of bucket `i`, in microseconds.
+fn bucket_start(i: usize) -> u64 {
+    let i = i as u64;
+    match i {
+        0..1000 => i * 10,
+        1000..1990 => 10_000 + (i - 1000) * 1000,
+        _ => 1_000_000 + (i - 1990) * 100_000,
+    }
+}
+
+/// A histogram of durations, with percentiles (to the bucket's lower bound).
 pub struct Histogram {
     counts: Vec<u64>,
     total: u64,
@@ -34,8 +53,7 @@ impl Default for Histogram {
 impl Histogram {
     /// Adds one value.
     pub fn add(&mut self, value: Duration) {
-        let us = (value.as_micros() as usize).min(BUCKETS - 1);
-        self.counts[us] += 1;
+        self.counts[bucket_of(value.as_micros() as u64)] += 1;
         self.total += 1;
     }
 
@@ -54,10 +72,10 @@ impl Histogram {
         }
         let rank = ((self.total as f64 * p).ceil() as u64).max(1);
         let mut seen = 0;
-        for (us, n) in self.counts.iter().enumerate() {
+        for (i, n) in self.counts.iter().enumerate() {
             seen += n;
             if seen >= rank {
-                return Some(Duration::from_micros(us as u64));
+                return Some(Duration::from_micros(bucket_start(i)));
             }
         }
         None
