@@ -84,8 +84,8 @@ enum Phase {
     Secured {
         conn: Arc<dyn Conn + Send + Sync>,
         dtls: Arc<DTLSConn>,
-        /// False once DTLS reported an error or close_notify: it is not read again.
-        dtls_open: bool,
+        /// Reads DTLS until it closes (see [`drain_dtls`]).
+        drain: tokio::task::JoinHandle<()>,
         records: mpsc::Sender<Vec<u8>>,
         srtp: Box<SrtpSession>,
     },
@@ -107,7 +107,6 @@ pub struct MediaLeg {
     dtls_client: bool,
     fingerprint: Option<RemoteFingerprint>,
     buf: Box<[u8; MAX_DATAGRAM]>,
-    dtls_buf: Box<[u8; MAX_DATAGRAM]>,
     closed: bool,
 }
 
@@ -134,7 +133,6 @@ impl MediaLeg {
             dtls_client: false,
             fingerprint: None,
             buf: Box::new([0; MAX_DATAGRAM]),
-            dtls_buf: Box::new([0; MAX_DATAGRAM]),
             closed: false,
         };
         if let Err(e) = leg.agent.gather_candidates() {
@@ -264,7 +262,6 @@ impl MediaLeg {
                 agent_events,
                 phase,
                 buf,
-                dtls_buf,
                 deadline,
                 ..
             } = self;
@@ -297,25 +294,15 @@ impl MediaLeg {
                 },
                 Phase::Secured {
                     conn,
-                    dtls,
-                    dtls_open,
                     records,
                     srtp,
+                    ..
                 } => tokio::select! {
                     event = agent_events.recv() => Step::Agent(event),
                     received = conn.recv(&mut buf[..]) => match received {
                         Ok(n) => Step::Datagram(classify(&buf[..n], records, srtp, &self.engine.stats)),
                         Err(_) => Step::Failed(EndReason::ConsentLost),
                     },
-                    // Drained so DTLS alerts are processed; nothing is sent as application data.
-                    // After close_notify or an error DTLS stays quiet (and SRTP goes on).
-                    read = dtls.read(&mut dtls_buf[..], None), if *dtls_open => {
-                        if read.is_err() {
-                            tracing::debug!("DTLS closed by the peer");
-                            *dtls_open = false;
-                        }
-                        Step::Nothing
-                    }
                 },
                 Phase::Closed => return std::future::pending().await,
             };
@@ -408,10 +395,11 @@ impl MediaLeg {
         else {
             return Err("not in the DTLS phase".into());
         };
+        let dtls: Arc<DTLSConn> = Arc::from(dtls);
         self.phase = Phase::Secured {
             conn,
-            dtls: Arc::from(dtls),
-            dtls_open: true,
+            drain: tokio::spawn(drain_dtls(dtls.clone())),
+            dtls,
             records,
             srtp: Box::new(srtp),
         };
@@ -469,7 +457,10 @@ impl MediaLeg {
         if let Some(cancel) = self.cancel_accept.take() {
             let _ = cancel.try_send(());
         }
-        if let Phase::Secured { dtls, .. } = std::mem::replace(&mut self.phase, Phase::Closed) {
+        if let Phase::Secured { dtls, drain, .. } =
+            std::mem::replace(&mut self.phase, Phase::Closed)
+        {
+            drain.abort();
             let _ = tokio::time::timeout(Duration::from_millis(200), dtls.close()).await;
         }
         self.wait_for_gathering().await;
@@ -502,6 +493,9 @@ impl Drop for MediaLeg {
         if self.closed {
             return;
         }
+        if let Phase::Secured { drain, .. } = &self.phase {
+            drain.abort();
+        }
         self.engine.stats.legs_open.fetch_sub(1, Ordering::Relaxed);
         if let Some(cancel) = self.cancel_accept.take() {
             let _ = cancel.try_send(());
@@ -513,6 +507,15 @@ impl Drop for MediaLeg {
             });
         }
     }
+}
+
+/// Reads the DTLS connection until it closes, so that alerts (close_notify) are processed;
+/// nothing is sent as application data. A task of its own, idle between records: a read begun
+/// afresh beside every packet would take and release the connection's lock each time.
+async fn drain_dtls(dtls: Arc<DTLSConn>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    while dtls.read(&mut buf, None).await.is_ok() {}
+    tracing::debug!("DTLS closed");
 }
 
 enum Step {
