@@ -302,7 +302,12 @@ impl Stream {
                     }
                 }
                 event = leg.next_event() => match event {
-                    LegEvent::Secured => secured = true,
+                    LegEvent::Secured => {
+                        secured = true;
+                        if let Ok(mut h) = collector.to_secured.lock() {
+                            h.add(self.accepted.elapsed());
+                        }
+                    }
                     LegEvent::Rtp(packet) => {
                         let now = Instant::now();
                         let mut buf = packet;

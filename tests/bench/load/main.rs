@@ -255,7 +255,7 @@ fn server_version() -> String {
 async fn setup_rates(server: &Server, generator: &Generator) {
     let data = TempDir::new("bench");
     let (gateway, _) = start_gateway(server, &data).await;
-    println!("## Call setup\n\nEcho calls placed at each rate for 5 s, each held 3 s.\n\n| rate asked /s | placed | achieved /s | not up | initiate→accept p50 ms | p99 ms | accept→first media p50 ms | p99 ms |\n|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("## Call setup\n\nEcho calls placed at each rate for 5 s, each held 3 s.\n\n| rate asked /s | placed | achieved /s | not up | initiate→accept p50 ms | p99 ms | accept→SRTP up p50 ms | p99 ms | accept→first media p50 ms | p99 ms |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let echo: Jid = "bench-echo@gw.localhost".parse().expect("JID");
     for rate in [50.0, 100.0, 200.0] {
         let mut load = generator.load();
@@ -273,20 +273,23 @@ async fn setup_rates(server: &Server, generator: &Generator) {
         tokio::time::sleep(Duration::from_secs(4)).await;
         let run = load.finish().await;
         let accept = run.collector.to_accept.lock().ok();
+        let secured = run.collector.to_secured.lock().ok();
         let first = run.collector.to_media.lock().ok();
         let p = |h: &Option<std::sync::MutexGuard<'_, measure::Histogram>>, q| {
             ms(h.as_ref().and_then(|h| h.percentile(q)))
         };
         println!(
-            "| {rate:.0} | {count} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {rate:.0} | {count} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
             count as f64 / placing,
             run.failed.load(Ordering::Relaxed),
             p(&accept, 0.5),
             p(&accept, 0.99),
+            p(&secured, 0.5),
+            p(&secured, 0.99),
             p(&first, 0.5),
             p(&first, 0.99),
         );
-        drop((accept, first));
+        drop((accept, secured, first));
         if let Ok(errors) = run.errors.lock() {
             if !errors.is_empty() {
                 println!("<!-- setup at {rate}/s: {errors:?} -->");

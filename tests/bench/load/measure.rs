@@ -108,6 +108,8 @@ pub struct Collector {
     pub sent_intervals: Mutex<Histogram>,
     /// Call setup: session-initiate sent → session-accept received.
     pub to_accept: Mutex<Histogram>,
+    /// session-accept received → DTLS-SRTP up.
+    pub to_secured: Mutex<Histogram>,
     /// session-accept received → first RTP packet received.
     pub to_media: Mutex<Histogram>,
 }
