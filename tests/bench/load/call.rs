@@ -93,15 +93,8 @@ pub async fn place(
     let mut jingle_in = signalling.register(&sid);
     let result = async {
         let mut leg = MediaLeg::new(media.engine.clone(), IceRole::Controlling).await?;
-        let (ufrag, pwd) = leg.local_credentials().await;
-        let candidates = leg.initial_candidates().await;
-        let ssrc = rand::random();
-        let local = LocalTransport {
-            ufrag,
-            pwd,
-            candidates,
-            ssrc,
-        };
+        let local = local_transport(&mut leg).await;
+        let ssrc = local.ssrc;
         let mut initiate = Jingle::new(Action::SessionInitiate, Sid(sid.clone()));
         initiate.initiator = Some(from.clone());
         initiate.contents = vec![negotiate::offer(
@@ -191,16 +184,9 @@ pub async fn answer(
             offer.fingerprint.clone(),
             offer.dtls_role,
         );
-        let (ufrag, pwd) = leg.local_credentials().await;
-        let candidates = leg.initial_candidates().await;
+        let local = local_transport(&mut leg).await;
         leg.add_remote_candidates(&offer.candidates);
-        let ssrc = rand::random();
-        let local = LocalTransport {
-            ufrag,
-            pwd,
-            candidates,
-            ssrc,
-        };
+        let ssrc = local.ssrc;
         let (content, group) =
             negotiate::answer(&offer, &local, &media.engine.certificate.fingerprint_sha256);
         let mut accept = Jingle::new(Action::SessionAccept, Sid(sid.clone()));
@@ -225,6 +211,18 @@ pub async fn answer(
     .await;
     signalling.unregister(&sid);
     result
+}
+
+/// Our half of the transport for an offer or answer: the leg's credentials and first
+/// candidates, and a new SSRC.
+async fn local_transport(leg: &mut MediaLeg) -> LocalTransport {
+    let (ufrag, pwd) = leg.local_credentials().await;
+    LocalTransport {
+        ufrag,
+        pwd,
+        candidates: leg.initial_candidates().await,
+        ssrc: rand::random(),
+    }
 }
 
 fn terminated(jingle: &Jingle) -> String {
