@@ -203,9 +203,28 @@ async fn drive(
     let mut accepted_at = Some(Instant::now());
     let mut secured = false;
     let mut check = Instant::now();
+    // The frame and report timers live across iterations and are moved only when their
+    // deadline changes: a timer made afresh on every loop (every received packet) would be
+    // registered and removed again each time.
+    let tick_timer = tokio::time::sleep(Duration::ZERO);
+    let rtcp_timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(tick_timer, rtcp_timer);
+    let (mut tick_at, mut rtcp_at) = (None, None);
     loop {
         let tick = audio.next_tick();
+        if tick != tick_at {
+            if let Some(at) = tick {
+                tick_timer.as_mut().reset(at.into());
+            }
+            tick_at = tick;
+        }
         let rtcp = audio.next_report();
+        if rtcp != rtcp_at {
+            if let Some(at) = rtcp {
+                rtcp_timer.as_mut().reset(at.into());
+            }
+            rtcp_at = rtcp;
+        }
         tokio::select! {
             // Until media flows, ticks do not run: an endpoint that cannot serve the call
             // (a sound device that would not open) is asked here.
@@ -262,7 +281,9 @@ async fn drive(
                 LegEvent::Rtcp(packet) => audio.receive_rtcp(&packet, Instant::now()),
                 LegEvent::Failed(reason) => return Some(reason),
             },
-            _ = sleep_until(tick) => {
+            _ = &mut tick_timer, if tick_at.is_some() => {
+                // Set again on the next turn, even should the deadline not have moved.
+                tick_at = None;
                 let result = audio.tick(Instant::now(), endpoint.as_mut());
                 for packet in &result.packets {
                     leg.send_rtp(&packet.header, &packet.payload).await;
@@ -296,7 +317,8 @@ async fn drive(
                     }
                 }
             }
-            _ = sleep_until(rtcp) => {
+            _ = &mut rtcp_timer, if rtcp_at.is_some() => {
+                rtcp_at = None;
                 if let Some(report) = audio.report(Instant::now()) {
                     leg.send_rtcp(&report).await;
                 }
