@@ -43,6 +43,10 @@ use support::TempDir;
 const LOAD_DOMAIN: &str = "load.localhost";
 const LOAD_SECRET: &str = "load-secret";
 
+/// The whole benchmark stops after this, whatever it is doing (its servers and gateways are
+/// stopped as they are dropped).
+const BENCHMARK_LIMIT: Duration = Duration::from_secs(45 * 60);
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -50,10 +54,19 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    if args.first().map(String::as_str) == Some("generate") {
-        runtime.block_on(generate(Options::parse(&args[1..])));
+    let finished = if args.first().map(String::as_str) == Some("generate") {
+        let options = Options::parse(&args[1..]);
+        let limit = options.hold
+            + Duration::from_secs_f64(options.calls as f64 / options.rate)
+            + Duration::from_secs(120);
+        runtime.block_on(async { tokio::time::timeout(limit, generate(options)).await })
     } else {
-        runtime.block_on(benchmark(Options::parse(&args)));
+        let options = Options::parse(&args);
+        runtime.block_on(async { tokio::time::timeout(BENCHMARK_LIMIT, benchmark(options)).await })
+    };
+    if finished.is_err() {
+        eprintln!("stopped: the run did not finish in time");
+        std::process::exit(1);
     }
 }
 
