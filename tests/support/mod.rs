@@ -154,17 +154,16 @@ impl GatewayProcess {
                 c
             }
         };
-        command.arg("--config").arg(&config);
+        command
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info,jingle_gateway=debug");
+        // Set after the default, so `extra` may set RUST_LOG.
         for (key, value) in test_env(server, data, extra) {
             command.env(key, value);
         }
         let output = std::fs::File::create(&log).expect("log file");
-        let filter = extra
-            .iter()
-            .find(|(key, _)| *key == "RUST_LOG")
-            .map_or("info,jingle_gateway=debug", |(_, value)| value);
         let child = command
-            .env("RUST_LOG", filter)
             .env("NO_COLOR", "1")
             .stdin(std::process::Stdio::null())
             .stdout(output.try_clone().expect("log"))

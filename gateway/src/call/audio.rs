@@ -151,52 +151,53 @@ impl AudioPath {
             self.remote_ssrc = Some(header.ssrc);
         }
         let kind = self.kind_of(header.payload_type);
-        let timestamp = match kind {
-            Some(PayloadKind::Audio(codec)) if codec != self.codec => self
-                .foreign
-                .get_or_insert_with(|| ForeignAudio::new(self.codec))
-                .timestamp(codec, header.timestamp),
-            _ => header.timestamp,
-        };
-        let audio = matches!(kind, Some(PayloadKind::Audio(_)));
-        self.received
-            .on_packet(header.sequence_number, timestamp, now, audio);
-        let buffered = match kind {
+        // The timestamp in the call codec's clock, and what the jitter buffer gets.
+        let (timestamp, buffered) = match kind {
             Some(PayloadKind::TelephoneEvent) => {
                 self.receive_dtmf(header.timestamp, &rtp.payload, now, endpoint);
-                None
+                (header.timestamp, None)
             }
             Some(PayloadKind::Audio(codec)) if codec == self.codec => {
                 let duration = self
                     .codec
                     .payload_duration(&rtp.payload)
                     .unwrap_or(FRAME_SAMPLES);
-                Some(Buffered {
-                    timestamp,
+                let buffered = Buffered {
+                    timestamp: header.timestamp,
                     payload: rtp.payload,
                     duration,
-                })
+                };
+                (header.timestamp, Some(buffered))
             }
             Some(PayloadKind::Audio(codec)) => {
                 self.foreign_packets += 1;
-                let foreign = self.foreign.as_mut().expect("made with the timestamp");
-                match foreign.transcode(codec, timestamp, &rtp.payload) {
-                    Ok(frame) => frame.map(|frame| Buffered {
-                        timestamp: frame.timestamp,
-                        payload: frame.payload,
-                        duration: frame.duration,
-                    }),
-                    Err(e) => {
+                let target = self.codec;
+                let foreign = self
+                    .foreign
+                    .get_or_insert_with(|| ForeignAudio::new(target));
+                let timestamp = foreign.timestamp(codec, header.timestamp);
+                let frame = foreign
+                    .transcode(codec, timestamp, &rtp.payload)
+                    .unwrap_or_else(|e| {
                         tracing::debug!(error = %e, ?codec, "undecodable audio");
                         None
-                    }
-                }
+                    });
+                let buffered = frame.map(|frame| Buffered {
+                    timestamp: frame.timestamp,
+                    payload: frame.payload,
+                    duration: frame.duration,
+                });
+                (timestamp, buffered)
             }
-            None => {
-                self.unknown_payload_types += 1;
-                return;
-            }
+            None => (header.timestamp, None),
         };
+        let audio = matches!(kind, Some(PayloadKind::Audio(_)));
+        self.received
+            .on_packet(header.sequence_number, timestamp, now, audio);
+        if kind.is_none() {
+            self.unknown_payload_types += 1;
+            return;
+        }
         // A packet that is not audio still takes its sequence number.
         self.jitter.insert(
             header.sequence_number,

@@ -153,7 +153,13 @@ mod tests {
     #[test]
     fn defaults_use_the_default_devices_and_refuse_a_second_caller() {
         let config = parse("").unwrap();
-        assert_eq!(*sound(&config), SoundDeviceConfig::default());
+        let sound = sound(&config);
+        assert_eq!(
+            (&sound.output, &sound.input),
+            (&DeviceChoice::Default, &DeviceChoice::Default)
+        );
+        assert_eq!((sound.output_volume, sound.input_volume), (1.0, 1.0));
+        assert_eq!(sound.when_busy, WhenBusy::Busy);
     }
 
     #[test]
@@ -210,6 +216,10 @@ mod tests {
         }
         let keys = parse("output = 3\n").unwrap_err();
         assert_eq!(keys, ["endpoints.lobby.output"]);
+        assert_eq!(
+            parse("input = \"\"\n").unwrap_err(),
+            ["endpoints.lobby.input"]
+        );
         let keys = parse("input = \"\"\nwhen_busy = \"queue\"\n").unwrap_err();
         assert!(
             keys.iter().any(|k| k == "endpoints.lobby.when_busy"),

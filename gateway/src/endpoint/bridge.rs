@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 
 use super::{Endpoint, EndpointEvent, Incoming, Outgoing};
-use crate::config::DtmfSourcesConfig;
 use crate::jingle::negotiate::Codec;
 use crate::media::codec::{AudioFrame, FRAME_SAMPLES};
 use crate::media::dtmf::Digit;
@@ -92,14 +91,6 @@ impl Endpoint for BridgeEnd {
         !self.forward
     }
 
-    fn dtmf_sources(&self) -> DtmfSourcesConfig {
-        DtmfSourcesConfig {
-            rfc4733: true,
-            inband: false,
-            chat: false,
-        }
-    }
-
     fn on_audio(&mut self, audio: Incoming<'_>) {
         let other = self.other();
         let forward = self.forward;
@@ -133,8 +124,7 @@ impl Endpoint for BridgeEnd {
     fn next_frame(&mut self) -> Outgoing<'_> {
         let side = self.side;
         let forward = self.forward;
-        let shared = Arc::clone(&self.shared);
-        let mut shared = lock(&shared);
+        let mut shared = lock(&self.shared);
         let towards = &mut shared.towards[side];
         if forward {
             let payload = towards.payloads.pop_front();

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{Endpoint, EndpointEvent, Incoming, Outgoing};
-use crate::config::{DeviceChoice, DtmfSourcesConfig, SoundDeviceConfig};
+use crate::config::{DeviceChoice, SoundDeviceConfig};
 use crate::jingle::EndReason;
 use crate::media::codec::{AudioFrame, FRAME_SAMPLES};
 use crate::media::dtmf::Digit;
@@ -50,19 +50,12 @@ impl Endpoint for SoundEndpoint {
         self.plays
     }
 
-    fn dtmf_sources(&self) -> DtmfSourcesConfig {
-        DtmfSourcesConfig {
-            rfc4733: true,
-            inband: false,
-            chat: false,
-        }
-    }
-
     fn on_audio(&mut self, audio: Incoming<'_>) {
         let pcm = match audio {
             Incoming::Audio { pcm, .. } | Incoming::Lost { pcm, .. } => pcm,
         };
-        if let Some(pcm) = pcm.filter(|_| self.plays) {
+        // Decoded only when `wants_pcm`, that is when this endpoint plays.
+        if let Some(pcm) = pcm {
             let scale = self.output_volume / 32768.0;
             lock(&self.link.to_device).push(pcm.iter().map(|&s| f32::from(s) * scale));
         }

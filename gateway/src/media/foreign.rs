@@ -54,11 +54,10 @@ impl ForeignAudio {
     /// The call-clock timestamp of `timestamp` in a `codec` stream: continuous while that codec
     /// goes on (reordered packets map back), starting afresh when the codec changes.
     pub fn timestamp(&mut self, codec: Codec, timestamp: u32) -> u32 {
-        let Some((last_codec, from, to)) = self.anchor.filter(|(c, _, _)| *c == codec) else {
+        let Some((_, from, to)) = self.anchor.filter(|(c, _, _)| *c == codec) else {
             self.anchor = Some((codec, timestamp, timestamp));
             return timestamp;
         };
-        debug_assert_eq!(last_codec, codec);
         let elapsed = i64::from(timestamp.wrapping_sub(from) as i32);
         let scaled = elapsed * i64::from(self.target.clock_rate()) / i64::from(codec.clock_rate());
         let mapped = to.wrapping_add(scaled as i32 as u32);

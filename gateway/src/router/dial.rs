@@ -74,6 +74,9 @@ impl Dialer {
         let bare = device.to_bare();
         if let Some(devices) = self.online.get_mut(&bare) {
             devices.remove(device);
+            if devices.is_empty() {
+                self.online.remove(&bare);
+            }
         }
     }
 

@@ -57,7 +57,13 @@ impl Router {
             // A device came online (a subscriber's broadcast, or directed presence): answer
             // it directly; the gateway may now ring it.
             Type::None if from.resource().is_some() => {
-                if let Ok(device) = from.clone().try_into_full() {
+                // Kept only for subscribers (bounded in number): the dialer's offline check
+                // asks about them alone, and anyone may send presence.
+                let subscribed = self
+                    .subscribers
+                    .all()
+                    .any(|(_, jid)| *jid == from.to_bare());
+                if let (true, Ok(device)) = (subscribed, from.clone().try_into_full()) {
                     self.dialer.device_online(device);
                 }
                 self.send_available(&callee, from)

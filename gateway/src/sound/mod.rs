@@ -32,7 +32,8 @@ pub struct CallLink {
     pub to_device: Mutex<SampleQueue>,
     /// Captured audio, to be sent to the caller.
     pub from_device: Mutex<SampleQueue>,
-    failure: Mutex<Option<String>>,
+    /// Written once, read every frame: no lock.
+    failure: OnceLock<String>,
     ended: AtomicBool,
 }
 
@@ -41,14 +42,14 @@ impl CallLink {
         Self {
             to_device: Mutex::new(SampleQueue::new(PLAYBACK_TARGET)),
             from_device: Mutex::new(SampleQueue::new(CAPTURE_TARGET)),
-            failure: Mutex::new(None),
+            failure: OnceLock::new(),
             ended: AtomicBool::new(false),
         }
     }
 
     /// Why the device failed this call (could not be opened, or stopped), if it did.
-    pub fn failure(&self) -> Option<String> {
-        lock(&self.failure).clone()
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 
     /// The call is over: the device lets go of it.
@@ -61,7 +62,7 @@ impl CallLink {
     }
 
     fn fail(&self, why: &str) {
-        lock(&self.failure).get_or_insert_with(|| why.to_string());
+        let _ = self.failure.set(why.to_string());
     }
 }
 
