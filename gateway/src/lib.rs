@@ -12,6 +12,7 @@ pub mod media;
 pub mod metrics;
 pub mod prompt;
 pub mod protocol;
+pub mod rate;
 pub mod reload;
 mod router;
 #[cfg(feature = "sound")]
@@ -34,7 +35,7 @@ use endpoint::EndpointFactory;
 use jingle::{Signalling, SignallingConfig};
 use media::engine::{MediaEngine, MediaStartError};
 use media::stats::MediaStats;
-use router::{Router, RouterParts};
+use router::{Router, RouterExit, RouterParts};
 use std::sync::Arc;
 use xmpp::link::{run_link, LinkConfig};
 use xmpp::subscribers::Subscribers;
@@ -69,6 +70,10 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
+    /// The component link's task ended without being asked to (it failed): the calls were
+    /// ended, and a supervisor should start the gateway again.
+    #[error("the component link stopped unexpectedly")]
+    LinkStopped,
 }
 
 /// Runs the gateway with a validated `config` until `shutdown` is cancelled, then ends every
@@ -203,9 +208,10 @@ pub async fn run_with_reloads(
         reconnect_min: config.xmpp.reconnect_min.0,
         reconnect_max: config.xmpp.reconnect_max.0,
         keepalive: config.xmpp.keepalive.0,
+        timeout: config.xmpp.timeout.0,
     };
     let (event_tx, event_rx) = mpsc::channel(1024);
-    let (outbound_tx, outbound_rx) = mpsc::channel(4096);
+    let (outbox, outbound_rx) = xmpp::outbox::outbox();
     let link_stop = CancellationToken::new();
     let mut link = tokio::spawn(run_link(
         link_config,
@@ -228,7 +234,7 @@ pub async fn run_with_reloads(
         reloads: reloaded_rx,
         outbound: config.outbound.clone(),
     };
-    Router::run(parts, event_rx, outbound_tx, shutdown).await;
+    let exit = Router::run(parts, event_rx, outbox, shutdown).await;
     services.cancel();
     for task in background {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
@@ -242,8 +248,13 @@ pub async fn run_with_reloads(
         let _ = tokio::time::timeout(Duration::from_secs(1), link).await;
     }
     engine.close().await;
-    tracing::info!("stopped");
-    Ok(())
+    match exit {
+        RouterExit::Shutdown => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+        RouterExit::LinkGone => Err(RunError::LinkStopped),
+    }
 }
 
 /// Binds the HTTP server configured at `key`, if there is one.

@@ -33,6 +33,16 @@ struct DeliveryLabels {
     via: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LaneLabels {
+    lane: String,
+}
+
 /// Every metric of the gateway.
 #[derive(Debug)]
 pub struct Metrics {
@@ -50,6 +60,8 @@ pub struct Metrics {
     connected_flag: AtomicBool,
     connections: Counter,
     calls_placed: Counter,
+    stanzas_dropped: Family<ReasonLabels, Counter>,
+    stanzas_not_sent: Family<LaneLabels, Counter>,
     prompts: Arc<RwLock<Option<Arc<PromptLibrary>>>>,
 }
 
@@ -79,6 +91,8 @@ impl Metrics {
             connected_flag: AtomicBool::new(false),
             connections: Counter::default(),
             calls_placed: Counter::default(),
+            stanzas_dropped: Family::default(),
+            stanzas_not_sent: Family::default(),
             prompts: Arc::default(),
         };
         let prompts = PromptCollector(metrics.prompts.clone());
@@ -144,7 +158,36 @@ impl Metrics {
             "Calls the gateway placed (IVR connect, follow-me), each target rung counted once",
             metrics.calls_placed.clone(),
         );
+        r.register(
+            "stanzas_dropped",
+            "Stanzas received and not used, by reason (a read limit: depth, size, name, \
+             attribute, attributes, text; or invalid)",
+            metrics.stanzas_dropped.clone(),
+        );
+        r.register(
+            "stanzas_not_sent",
+            "Stanzas not sent because the link's queue was full, by lane (signalling, bulk)",
+            metrics.stanzas_not_sent.clone(),
+        );
         metrics
+    }
+
+    /// A stanza received was not used, for `reason`.
+    pub fn stanza_dropped(&self, reason: &str) {
+        self.stanzas_dropped
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// A stanza was not sent: the `lane` of the link's queue was full.
+    pub fn stanza_not_sent(&self, lane: &str) {
+        self.stanzas_not_sent
+            .get_or_create(&LaneLabels {
+                lane: lane.to_string(),
+            })
+            .inc();
     }
 
     /// The gateway placed a call.

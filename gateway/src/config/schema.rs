@@ -110,6 +110,9 @@ pub struct XmppConfig {
     pub reconnect_max: ConfigDuration,
     /// Silence on the stream after which the gateway pings the server to check the link.
     pub keepalive: ConfigDuration,
+    /// A write to the server that blocks this long, or a keepalive ping unanswered this long,
+    /// counts as a lost link (the server stopped reading); also bounds connecting and logging in.
+    pub timeout: ConfigDuration,
 }
 
 impl Default for XmppConfig {
@@ -123,6 +126,7 @@ impl Default for XmppConfig {
             reconnect_min: ConfigDuration::millis(500),
             reconnect_max: ConfigDuration::secs(30),
             keepalive: ConfigDuration::secs(60),
+            timeout: ConfigDuration::secs(20),
         }
     }
 }

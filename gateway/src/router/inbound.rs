@@ -4,11 +4,11 @@
 
 use jid::Jid;
 use minidom::Element;
-use tokio_xmpp::Stanza;
 use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsResult, Item};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::message::{Message, MessageType};
 use xmpp_parsers::ns;
+use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use xmpp_parsers::version::VersionResult;
 
@@ -20,7 +20,7 @@ use crate::voicemail;
 use crate::voicemail::commands::CommandError;
 use crate::xmpp::disco;
 use crate::xmpp::iq_error::IqError;
-use crate::xmpp::link::InvalidStanza;
+use crate::xmpp::stream::{InvalidCause, InvalidStanza};
 
 impl Router {
     pub(super) fn handle_iq(&mut self, iq: Iq) {
@@ -188,9 +188,19 @@ impl Router {
         }
     }
 
-    /// A stanza that could not be parsed: an IQ request still gets its `bad-request`.
+    /// A stanza that could not be used: counted, logged (at most every few seconds), and an IQ
+    /// request still gets its one reply, `policy-violation` for a stanza beyond the read
+    /// limits and `bad-request` for one that is not valid.
     pub(super) fn handle_invalid(&mut self, invalid: InvalidStanza) {
-        tracing::debug!(kind = %invalid.kind, from = ?invalid.from, error = %invalid.error, "invalid stanza");
+        let reason = match &invalid.cause {
+            InvalidCause::Limit(limit) => limit.as_str(),
+            InvalidCause::Invalid(_) => "invalid",
+        };
+        self.metrics.stanza_dropped(reason);
+        if let Some(held_back) = self.dropped_log.allow(now()) {
+            tracing::warn!(kind = %invalid.kind, from = ?invalid.from, cause = %invalid.cause,
+                held_back, "dropping a stanza that cannot be used");
+        }
         let is_request = matches!(invalid.type_.as_deref(), Some("get") | Some("set"));
         if invalid.kind != "iq" || !is_request {
             return;
@@ -201,7 +211,13 @@ impl Router {
         let (Ok(from), Ok(to)) = (Jid::new(&from), Jid::new(&to)) else {
             return;
         };
-        let error = IqError::BadRequest(format!("invalid stanza: {}", invalid.error));
+        let error = match invalid.cause {
+            InvalidCause::Limit(limit) => IqError::PolicyViolation(format!(
+                "the stanza is beyond the gateway's {} limit",
+                limit.as_str()
+            )),
+            InvalidCause::Invalid(error) => IqError::BadRequest(format!("invalid stanza: {error}")),
+        };
         self.send(Stanza::Iq(Iq::Error {
             from: Some(to),
             to: Some(from),

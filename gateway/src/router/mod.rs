@@ -14,16 +14,18 @@ use std::time::Duration;
 use jid::{BareJid, Jid};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_xmpp::Stanza;
+use xmpp_parsers::stanza::Stanza;
 
 use crate::call::{CallEvent, CallEvents};
 use crate::call::{CallHandle, Calls};
 use crate::jingle::{CallId, Output, Signalling};
 use crate::metrics::Metrics;
+use crate::rate::LogThrottle;
 use crate::reload::Reloaded;
 use crate::voicemail::Voicemail;
 use crate::xmpp::disco::CalleeInfo;
 use crate::xmpp::link::LinkEvent;
+use crate::xmpp::outbox::{Lane, NotQueued, Outbox};
 use crate::xmpp::requests::{PendingRequests, Request};
 use crate::xmpp::subscribers::Subscribers;
 
@@ -66,7 +68,7 @@ pub struct Router {
     active: HashMap<CallId, CallHandle>,
     /// Calls told to stop whose tasks are still releasing their media.
     stopping: Vec<CallHandle>,
-    outbound: mpsc::Sender<Stanza>,
+    outbox: Outbox,
     call_events: CallEvents,
     pending: PendingRequests,
     online: watch::Sender<bool>,
@@ -76,20 +78,36 @@ pub struct Router {
     accepting: HashMap<String, (CallId, std::time::Instant)>,
     /// The calls placed for callers.
     dialer: dial::Dialer,
+    /// Log lines about stanzas dropped on the way in and out, which outsiders can cause.
+    dropped_log: LogThrottle,
+    not_sent_log: LogThrottle,
 }
+
+/// Why the router stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouterExit {
+    /// The gateway was asked to stop.
+    Shutdown,
+    /// The component link's task ended on its own: the process must not carry on without it.
+    LinkGone,
+}
+
+/// How often a log line about dropped stanzas may be written; the others are counted in it.
+const DROPPED_LOG_PERIOD: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for the last stanzas to leave and calls to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 impl Router {
     /// Runs the router until `shutdown` is cancelled, then ends every call with a Jingle reason,
-    /// says goodbye with unavailable presence and lets the link close the stream.
+    /// says goodbye with unavailable presence and lets the link close the stream. Returns early,
+    /// ending the calls too, if the link's task ends.
     pub async fn run(
         parts: RouterParts,
         mut link_events: mpsc::Receiver<LinkEvent>,
-        outbound: mpsc::Sender<Stanza>,
+        outbox: Outbox,
         shutdown: CancellationToken,
-    ) {
+    ) -> RouterExit {
         let (call_events, mut call_event_rx) = mpsc::unbounded_channel();
         let mut requests = parts.requests;
         let mut reloads = parts.reloads;
@@ -101,7 +119,7 @@ impl Router {
             subscribers: parts.subscribers,
             calls: parts.calls,
             active: HashMap::new(),
-            outbound,
+            outbox,
             stopping: Vec::new(),
             call_events,
             pending: PendingRequests::default(),
@@ -110,8 +128,10 @@ impl Router {
             metrics: parts.metrics,
             accepting: HashMap::new(),
             dialer: dial::Dialer::new(parts.outbound),
+            dropped_log: LogThrottle::new(DROPPED_LOG_PERIOD),
+            not_sent_log: LogThrottle::new(DROPPED_LOG_PERIOD),
         };
-        loop {
+        let exit = loop {
             let deadline = router.core.poll_timeout();
             let timer = async {
                 match deadline {
@@ -120,15 +140,17 @@ impl Router {
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => break RouterExit::Shutdown,
                 event = link_events.recv() => match event {
                     Some(event) => router.handle_link_event(event),
-                    None => break,
+                    None => break RouterExit::LinkGone,
                 },
                 Some((call_id, event)) = call_event_rx.recv() => router.handle_call_event(call_id, event),
                 Some(request) = requests.recv() => {
+                    // The gateway's own messages and requests (voicemail delivery) are
+                    // signalling: a flood from outside must not push them out.
                     let stanza = router.pending.stanza(request);
-                    router.send(stanza);
+                    router.send_in(stanza, Lane::Signalling);
                 }
                 Some(reloaded) = reloads.recv() => router.apply(reloaded),
                 _ = timer => {
@@ -137,8 +159,9 @@ impl Router {
                     router.stopping.retain(|call| !call.is_finished());
                 }
             }
-        }
+        };
         router.shut_down().await;
+        exit
     }
 
     fn handle_call_event(&mut self, call_id: CallId, event: CallEvent) {
@@ -184,7 +207,7 @@ impl Router {
                 Stanza::Message(message) => self.handle_message(message),
                 Stanza::Presence(presence) => self.handle_presence(presence),
             },
-            LinkEvent::Invalid(invalid) => self.handle_invalid(invalid),
+            LinkEvent::Invalid(invalid) => self.handle_invalid(*invalid),
         }
     }
 
@@ -315,16 +338,29 @@ impl Router {
         }
     }
 
-    /// Queues a stanza for the link. Never waits: a router that waited on the link while the
-    /// link waits on the router would stop both. A full queue (the link is gone or stuck)
-    /// drops the stanza.
+    /// Queues a stanza for the link in the lane its kind belongs to.
     fn send(&mut self, stanza: Stanza) {
-        match self.outbound.try_send(stanza) {
+        let lane = outbound::lane_of(&stanza);
+        self.send_in(stanza, lane);
+    }
+
+    /// Queues a stanza for the link in `lane`. Never waits: a router that waited on the link
+    /// while the link waits on the router would stop both. A full lane (the link is gone or
+    /// stuck, or a flood filled the bulk lane) drops the stanza.
+    fn send_in(&mut self, stanza: Stanza, lane: Lane) {
+        match self.outbox.send(stanza, lane) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!("the component link is not keeping up; dropping a stanza")
+            Err(NotQueued::Full(lane)) => {
+                self.metrics.stanza_not_sent(lane.as_str());
+                if let Some(held_back) = self.not_sent_log.allow(now()) {
+                    tracing::warn!(
+                        lane = lane.as_str(),
+                        held_back,
+                        "the component link is not keeping up; dropping a stanza"
+                    );
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(NotQueued::Closed) => {
                 tracing::debug!("the component link has stopped; dropping a stanza")
             }
         }

@@ -2,15 +2,36 @@
 
 use jid::Jid;
 use minidom::Element;
-use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::message::{Id, Lang, Message, MessageType};
 use xmpp_parsers::receipts::Received;
+use xmpp_parsers::stanza::Stanza;
 
 use crate::jingle::Output;
+use crate::protocol::jmi::NS_JMI;
+use crate::xmpp::outbox::Lane;
 
 /// XEP-0334 `<store/>`: JMI messages are archived so the caller's other devices see them.
 const NS_HINTS: &str = "urn:xmpp:hints";
+
+/// The lane of the link's queue a stanza of the router waits in: IQs and call signalling
+/// (Jingle Message Initiation, receipts) go before presence, chat and bounces.
+pub(super) fn lane_of(stanza: &Stanza) -> Lane {
+    match stanza {
+        Stanza::Iq(_) => Lane::Signalling,
+        Stanza::Message(message) if message.type_ != MessageType::Error => {
+            let signalling = message
+                .payloads
+                .iter()
+                .any(|p| p.ns() == NS_JMI || p.is("received", xmpp_parsers::ns::RECEIPTS));
+            match signalling {
+                true => Lane::Signalling,
+                false => Lane::Bulk,
+            }
+        }
+        Stanza::Message(_) | Stanza::Presence(_) => Lane::Bulk,
+    }
+}
 
 /// A chat message with `body`.
 pub(super) fn chat(from: Jid, to: Jid, body: String) -> Stanza {
@@ -60,5 +81,35 @@ pub(super) fn stanza_for(output: Output) -> Option<Stanza> {
         | Output::IceRestart { .. }
         | Output::StopCall { .. }
         | Output::CallNotStarted { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::jingle::Sid;
+    use crate::protocol::jmi::Jmi;
+    use xmpp_parsers::presence::Presence;
+
+    #[test]
+    fn signalling_and_bulk_are_told_apart() {
+        let jid = Jid::new("a@b/c").unwrap();
+        let jmi = stanza_for(Output::Jmi {
+            from: jid.clone(),
+            to: jid.clone(),
+            jmi: Jmi::Ringing {
+                sid: Sid("s".into()),
+            },
+        })
+        .unwrap();
+        assert_eq!(lane_of(&jmi), Lane::Signalling);
+        let iq = Stanza::Iq(Iq::from_get("x", xmpp_parsers::ping::Ping));
+        assert_eq!(lane_of(&iq), Lane::Signalling);
+        let chat = chat(jid.clone(), jid.clone(), "1".into());
+        assert_eq!(lane_of(&chat), Lane::Bulk);
+        assert_eq!(
+            lane_of(&Stanza::Presence(Presence::available())),
+            Lane::Bulk
+        );
     }
 }

@@ -6,8 +6,8 @@
 //! subscribers (or devices that sent directed presence), so other callers' calls end by consent.
 
 use jid::{BareJid, Jid};
-use tokio_xmpp::Stanza;
 use xmpp_parsers::presence::{Presence, Type};
+use xmpp_parsers::stanza::Stanza;
 
 use super::Router;
 

@@ -26,6 +26,9 @@ pub enum IqError {
     /// The thing asked for does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// The request goes beyond a limit of the gateway (a stanza too large or too deep).
+    #[error("policy violation: {0}")]
+    PolicyViolation(String),
 }
 
 impl IqError {
@@ -86,6 +89,12 @@ impl IqError {
                 text.as_str(),
                 None,
             ),
+            Self::PolicyViolation(text) => (
+                ErrorType::Modify,
+                DefinedCondition::PolicyViolation,
+                text.as_str(),
+                None,
+            ),
             Self::Unsupported => (
                 ErrorType::Cancel,
                 DefinedCondition::ServiceUnavailable,
@@ -124,5 +133,6 @@ mod tests {
         assert!(xml(IqError::Jingle(Refusal::Overloaded)).contains("<resource-constraint"));
         assert!(xml(IqError::Unsupported).contains("<service-unavailable"));
         assert!(xml(IqError::BadRequest("x".into())).contains("<bad-request"));
+        assert!(xml(IqError::PolicyViolation("x".into())).contains("<policy-violation"));
     }
 }

@@ -1,32 +1,34 @@
 //! The XEP-0114 component link: connects, authenticates, keeps the stream alive and reconnects.
 //!
-//! Built from tokio-xmpp's public stream pieces rather than its `Component`, which ends on the
-//! first stanza it cannot parse and loses the cause: here an unparseable stanza is reported (so
-//! an IQ can be answered with `bad-request`) and the stream goes on; a quiet stream is pinged; only
-//! a lost connection or a stream error ends it. Stream errors at login (wrong secret, unknown
-//! domain, another instance holding the domain) are logged once and retried slowly.
+//! The stream is ours ([`super::stream`]): a stanza that cannot be read, however built, is
+//! reported (so an IQ can be answered) and the stream goes on. The link is lost only when the
+//! connection fails, the server ends the stream, a write blocks for `timeout` (the server stopped
+//! reading), or a keepalive ping is unanswered for `timeout`. The reconnection back-off starts
+//! again from `reconnect_min` only after a link stayed up for [`STABLE_AFTER`], so a stanza that
+//! made the server drop the link cannot make the gateway reconnect in a tight loop. Stream errors
+//! at login (wrong secret, unknown domain, another instance holding the domain) are logged once
+//! and retried slowly.
 
-use std::borrow::Cow;
 use std::io;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
 use jid::Jid;
-use tokio::io::BufStream;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_xmpp::parsers::component::Handshake;
-use tokio_xmpp::parsers::iq::Iq;
-use tokio_xmpp::parsers::ns;
-use tokio_xmpp::parsers::ping::Ping;
-use tokio_xmpp::xmlstream::{
-    initiate_stream, FallibleStreamElement, ReadError, StreamElementError, StreamHeader, Timeouts,
-    XmppStream, XmppStreamElement,
-};
-use tokio_xmpp::Stanza;
+use xmpp_parsers::component::Handshake;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::ping::Ping;
+use xmpp_parsers::stanza::Stanza;
+use xmpp_parsers::stream_error::StreamError;
 
 use super::backoff::Backoff;
+use super::outbox::OutboxReceiver;
+use super::stream::{Connection, ConnectionError, InvalidStanza, ReadLimits, StreamItem};
+
+/// A link that stayed up this long resets the reconnection back-off when it is lost.
+pub const STABLE_AFTER: Duration = Duration::from_secs(60);
 
 /// How to reach the server's component listener.
 #[derive(Debug, Clone)]
@@ -45,23 +47,8 @@ pub struct LinkConfig {
     pub reconnect_max: Duration,
     /// Silence after which the server is pinged.
     pub keepalive: Duration,
-}
-
-/// A stanza that could not be parsed, with what could be read of its header.
-#[derive(Debug, Clone)]
-pub struct InvalidStanza {
-    /// `iq`, `message` or `presence`.
-    pub kind: String,
-    /// `from` attribute.
-    pub from: Option<String>,
-    /// `to` attribute.
-    pub to: Option<String>,
-    /// `type` attribute.
-    pub type_: Option<String>,
-    /// `id` attribute.
-    pub id: Option<String>,
-    /// Why it could not be parsed.
-    pub error: String,
+    /// How long a write may block, and a keepalive ping may go unanswered.
+    pub timeout: Duration,
 }
 
 /// What the link reports to the gateway.
@@ -73,8 +60,8 @@ pub enum LinkEvent {
     Disconnected,
     /// A stanza from the server.
     Stanza(Box<Stanza>),
-    /// A stanza that could not be parsed.
-    Invalid(InvalidStanza),
+    /// A stanza that could not be used.
+    Invalid(Box<InvalidStanza>),
 }
 
 /// Why a connection attempt or an established stream ended.
@@ -84,13 +71,23 @@ enum LinkError {
     Resolve { host: String, source: io::Error },
     #[error("cannot connect to {addr}: {source}")]
     Connect { addr: String, source: io::Error },
-    #[error("{0}")]
-    Io(#[from] io::Error),
+    #[error(transparent)]
+    Stream(#[from] ConnectionError),
     /// The server refused the component with a stream error.
     #[error("the server refused the component: <{condition}/>{text}")]
     Refused { condition: String, text: String },
+    #[error("the server sent no stream id")]
+    NoStreamId,
     #[error("the server closed the stream")]
     Closed,
+    #[error("the server did not answer a keepalive ping within {0:?}")]
+    Unanswered(Duration),
+}
+
+impl From<io::Error> for LinkError {
+    fn from(e: io::Error) -> Self {
+        Self::Stream(ConnectionError::Io(e))
+    }
 }
 
 impl LinkError {
@@ -125,14 +122,12 @@ impl LinkError {
     }
 }
 
-type Stream = XmppStream<BufStream<TcpStream>>;
-
-/// Runs the link until `shutdown` is cancelled or `outbound` is closed, reconnecting as needed.
-/// Stanzas queued while disconnected are dropped.
+/// Runs the link until `shutdown` is cancelled or every sender of `outbound` is gone,
+/// reconnecting as needed. Stanzas queued while disconnected are dropped.
 pub async fn run_link(
     config: LinkConfig,
     events: mpsc::Sender<LinkEvent>,
-    mut outbound: mpsc::Receiver<Stanza>,
+    mut outbound: OutboxReceiver,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
@@ -143,19 +138,23 @@ pub async fn run_link(
             attempt = connect(&config) => attempt,
         };
         let delay = match attempt {
-            Ok(stream) => {
+            Ok(connection) => {
                 tracing::info!(host = %config.host, port = config.port, domain = %config.domain, "component connected");
                 last_operator_error = None;
-                backoff.reset();
                 if events.send(LinkEvent::Connected).await.is_err() {
                     return;
                 }
-                match serve(stream, &config, &events, &mut outbound, &shutdown).await {
+                let connected = Instant::now();
+                match serve(connection, &config, &events, &mut outbound, &shutdown).await {
                     Ok(()) => return,
                     Err(e) => {
-                        tracing::warn!(error = %e, "component stream lost");
+                        let up_for = connected.elapsed();
+                        tracing::warn!(error = %e, up_for = ?up_for, "component stream lost");
                         if events.send(LinkEvent::Disconnected).await.is_err() {
                             return;
+                        }
+                        if up_for >= STABLE_AFTER {
+                            backoff.reset();
                         }
                         if e.needs_operator() {
                             tracing::error!(error = %e, "{}", e.advice());
@@ -202,7 +201,7 @@ pub async fn run_link(
 }
 
 /// Opens the stream and authenticates.
-async fn connect(config: &LinkConfig) -> Result<Stream, LinkError> {
+async fn connect(config: &LinkConfig) -> Result<Connection, LinkError> {
     let addrs: Vec<_> = tokio::net::lookup_host((config.host.as_str(), config.port))
         .await
         .map_err(|source| LinkError::Resolve {
@@ -213,12 +212,14 @@ async fn connect(config: &LinkConfig) -> Result<Stream, LinkError> {
     let mut last_error = None;
     let mut tcp = None;
     for addr in &addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
+        let attempt = tokio::time::timeout(config.timeout, TcpStream::connect(addr)).await;
+        match attempt {
+            Ok(Ok(stream)) => {
                 tcp = Some(stream);
                 break;
             }
-            Err(e) => last_error = Some(e),
+            Ok(Err(e)) => last_error = Some(e),
+            Err(_) => last_error = Some(io::Error::from(io::ErrorKind::TimedOut)),
         }
     }
     let tcp = tcp.ok_or_else(|| LinkError::Connect {
@@ -226,56 +227,30 @@ async fn connect(config: &LinkConfig) -> Result<Stream, LinkError> {
         source: last_error.unwrap_or_else(|| io::Error::other("no address")),
     })?;
     tcp.set_nodelay(true)?;
-    let timeouts = Timeouts {
-        read_timeout: config.keepalive,
-        response_timeout: Duration::from_secs(30),
-    };
-    let mut pending = initiate_stream(
-        BufStream::new(tcp),
-        ns::COMPONENT,
-        StreamHeader {
-            to: Some(Cow::Borrowed(config.domain.as_str())),
-            from: None,
-            id: None,
-        },
-        timeouts,
-    )
-    .await?;
-    let stream_id = pending
-        .take_header()
-        .id
-        .map(|id| id.into_owned())
-        .ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, "the server sent no stream id")
-        })?;
-    let mut stream: Stream = pending.skip_features();
-    stream
-        .send(&XmppStreamElement::ComponentHandshake(
-            Handshake::from_stream_id_and_password(stream_id, &config.secret),
-        ))
-        .await?;
-    loop {
-        match stream.next().await {
-            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::ComponentHandshake(_)))) => {
-                return Ok(stream)
+    let login = async {
+        let (mut connection, stream_id) =
+            Connection::open(tcp, &config.domain, ReadLimits::DEFAULT, config.timeout).await?;
+        let stream_id = stream_id.ok_or(LinkError::NoStreamId)?;
+        let handshake = Handshake::from_stream_id_and_password(stream_id, &config.secret);
+        connection
+            .send_element(&minidom::Element::from(handshake))
+            .await?;
+        loop {
+            match connection.next().await? {
+                StreamItem::Handshake => return Ok(connection),
+                StreamItem::Error(e) => return Err(refused(*e)),
+                StreamItem::Footer => return Err(LinkError::Closed),
+                other => tracing::debug!(item = ?other, "unexpected during the handshake"),
             }
-            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
-                return Err(refused(e.0))
-            }
-            Some(Ok(other)) => {
-                tracing::debug!(element = ?other, "unexpected element during the handshake");
-            }
-            Some(Err(ReadError::SoftTimeout)) => {}
-            Some(Err(ReadError::ParseError(e))) => {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e).into())
-            }
-            Some(Err(ReadError::HardError(e))) => return Err(e.into()),
-            Some(Err(ReadError::StreamFooterReceived)) | None => return Err(LinkError::Closed),
         }
+    };
+    match tokio::time::timeout(config.timeout, login).await {
+        Ok(result) => result,
+        Err(_) => Err(LinkError::Unanswered(config.timeout)),
     }
 }
 
-fn refused(error: tokio_xmpp::parsers::stream_error::StreamError) -> LinkError {
+fn refused(error: StreamError) -> LinkError {
     let text = error
         .texts
         .values()
@@ -288,69 +263,59 @@ fn refused(error: tokio_xmpp::parsers::stream_error::StreamError) -> LinkError {
 
 /// Moves stanzas both ways until the stream ends (`Err`) or the gateway shuts down (`Ok`).
 async fn serve(
-    mut stream: Stream,
+    mut connection: Connection,
     config: &LinkConfig,
     events: &mpsc::Sender<LinkEvent>,
-    outbound: &mut mpsc::Receiver<Stanza>,
+    outbound: &mut OutboxReceiver,
     shutdown: &CancellationToken,
 ) -> Result<(), LinkError> {
     let mut pings = 0u64;
+    let mut last_read = Instant::now();
+    // When a keepalive ping went out with nothing read since.
+    let mut pinged: Option<Instant> = None;
     loop {
+        let wake = match pinged {
+            Some(at) => at + config.timeout,
+            None => last_read + config.keepalive,
+        };
         tokio::select! {
             // Outbound first: on shutdown the last session-terminates are already queued.
             biased;
             stanza = outbound.recv() => match stanza {
-                Some(stanza) => stream.send(&XmppStreamElement::Stanza(stanza)).await?,
+                Some(stanza) => connection.send_stanza(stanza).await?,
                 None => {
-                    close(&mut stream).await;
+                    connection.close().await;
                     return Ok(());
                 }
             },
             _ = shutdown.cancelled() => {
-                close(&mut stream).await;
+                connection.close().await;
                 return Ok(());
             }
-            item = stream.next() => {
-                let event = match item {
-                    Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::Stanza(stanza)))) => {
-                        LinkEvent::Stanza(Box::new(stanza))
-                    }
-                    Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(e)))) => {
-                        return Err(refused(e.0));
-                    }
-                    Some(Ok(FallibleStreamElement::Ok(other))) => {
-                        tracing::debug!(element = ?other, "ignoring a stream-level element");
+            _ = tokio::time::sleep_until(wake) => {
+                if pinged.is_some() {
+                    return Err(LinkError::Unanswered(config.timeout));
+                }
+                // Any answer, even an error, proves the link is alive.
+                pings += 1;
+                connection.send_stanza(keepalive_ping(config, pings)).await?;
+                pinged = Some(Instant::now());
+            }
+            item = connection.next() => {
+                last_read = Instant::now();
+                pinged = None;
+                let event = match item? {
+                    StreamItem::Stanza(stanza) => LinkEvent::Stanza(stanza),
+                    StreamItem::Invalid(invalid) => LinkEvent::Invalid(invalid),
+                    StreamItem::Error(e) => return Err(refused(*e)),
+                    StreamItem::Footer => return Err(LinkError::Closed),
+                    other => {
+                        tracing::debug!(item = ?other, "ignoring a stream-level element");
                         continue;
                     }
-                    Some(Ok(FallibleStreamElement::Err(StreamElementError::InvalidStanza { name, header, error, .. }))) => {
-                        LinkEvent::Invalid(InvalidStanza {
-                            kind: name.to_string(),
-                            from: header.from,
-                            to: header.to,
-                            type_: header.type_,
-                            id: header.id,
-                            error: error.to_string(),
-                        })
-                    }
-                    Some(Ok(FallibleStreamElement::Err(e))) => {
-                        tracing::debug!(error = %e, "ignoring an invalid stream-level element");
-                        continue;
-                    }
-                    Some(Err(ReadError::SoftTimeout)) => {
-                        // Any answer, even an error, proves the link is alive.
-                        pings += 1;
-                        stream.send(&XmppStreamElement::Stanza(keepalive_ping(config, pings))).await?;
-                        continue;
-                    }
-                    Some(Err(ReadError::ParseError(e))) => {
-                        tracing::warn!(error = %e, "skipping unparseable XML on the component stream");
-                        continue;
-                    }
-                    Some(Err(ReadError::HardError(e))) => return Err(e.into()),
-                    Some(Err(ReadError::StreamFooterReceived)) | None => return Err(LinkError::Closed),
                 };
                 if events.send(event).await.is_err() {
-                    close(&mut stream).await;
+                    connection.close().await;
                     return Ok(());
                 }
             }
@@ -371,20 +336,4 @@ fn keepalive_ping(config: &LinkConfig, n: u64) -> Stanza {
         iq = iq.with_from(from).with_to(to);
     }
     Stanza::Iq(iq)
-}
-
-async fn close(stream: &mut Stream) {
-    let closing = async {
-        let _ = stream.shutdown().await;
-        // Wait briefly for the server's footer so the close is clean.
-        while let Some(item) = stream.next().await {
-            if matches!(
-                item,
-                Err(ReadError::StreamFooterReceived) | Err(ReadError::HardError(_))
-            ) {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
 }

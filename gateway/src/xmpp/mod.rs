@@ -6,5 +6,7 @@ mod backoff;
 pub mod disco;
 pub mod iq_error;
 pub mod link;
+pub mod outbox;
 pub mod requests;
+pub mod stream;
 pub mod subscribers;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use jid::Jid;
 use minidom::Element;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::message::Message;
+use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::StanzaError;
 
 /// Why an IQ request got no result.

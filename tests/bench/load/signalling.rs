@@ -11,6 +11,7 @@ use std::time::Duration;
 use jid::Jid;
 use jingle_gateway::protocol::jingle::{Action, Jingle};
 use jingle_gateway::xmpp::link::{run_link, LinkConfig, LinkEvent};
+use jingle_gateway::xmpp::outbox::{self, Lane, Outbox};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_xmpp::parsers::iq::Iq;
@@ -23,7 +24,7 @@ pub type Incoming = (Jid, Jid, Jingle);
 pub struct Signalling {
     /// Our component domain.
     pub domain: String,
-    out: mpsc::Sender<Stanza>,
+    out: Outbox,
     calls: Mutex<HashMap<String, mpsc::UnboundedSender<Jingle>>>,
     pending: Mutex<HashMap<String, oneshot::Sender<Result<(), String>>>>,
     next_id: AtomicU64,
@@ -40,7 +41,8 @@ impl Signalling {
         secret: &str,
     ) -> Result<(Arc<Self>, mpsc::UnboundedReceiver<Incoming>), String> {
         let (events_tx, mut events) = mpsc::channel(4096);
-        let (out, outbound) = mpsc::channel(4096);
+        // Room for every call of a ramp's IQs at once: the generator must not drop its own.
+        let (out, outbound) = outbox::with_capacity(1 << 16, 16);
         let shutdown = CancellationToken::new();
         let config = LinkConfig {
             host: host.into(),
@@ -50,6 +52,7 @@ impl Signalling {
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(2),
             keepalive: Duration::from_secs(60),
+            timeout: Duration::from_secs(20),
         };
         tokio::spawn(run_link(config, events_tx, outbound, shutdown.clone()));
         match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
@@ -106,9 +109,8 @@ impl Signalling {
             payload: jingle.to_element(),
         };
         self.out
-            .send(Stanza::Iq(iq))
-            .await
-            .map_err(|_| "the link is closed".to_string())?;
+            .send(Stanza::Iq(iq), Lane::Signalling)
+            .map_err(|e| e.to_string())?;
         let answer = tokio::time::timeout(Duration::from_secs(10), rx).await;
         if let Ok(mut pending) = self.pending.lock() {
             pending.remove(&id);
@@ -128,7 +130,7 @@ impl Signalling {
             id,
             payload: jingle.to_element(),
         };
-        let _ = self.out.send(Stanza::Iq(iq)).await;
+        let _ = self.out.send(Stanza::Iq(iq), Lane::Signalling);
     }
 
     /// Detaches from the server.
@@ -153,7 +155,7 @@ impl Signalling {
                     id,
                     payload: None,
                 };
-                let _ = self.out.send(Stanza::Iq(result)).await;
+                let _ = self.out.send(Stanza::Iq(result), Lane::Signalling);
                 let Ok(jingle) = Jingle::parse(&payload) else {
                     return;
                 };
