@@ -23,7 +23,6 @@ pub mod xmpp;
 #[cfg(test)]
 mod testing;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use jid::BareJid;
@@ -32,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use config::Config;
 use endpoint::EndpointFactory;
-use jingle::{Signalling, SignallingConfig};
+use jingle::{CallLimits, Signalling, SignallingConfig};
 use media::engine::{MediaEngine, MediaStartError};
 use media::stats::MediaStats;
 use router::{Router, RouterExit, RouterParts};
@@ -132,20 +131,19 @@ pub async fn run_with_reloads(
         false => bind_http("metrics.bind", config.metrics.bind, None).await?,
     };
     let engine = Arc::new(MediaEngine::start(&config.media, stats).await?);
-    let endpoints = Arc::new(EndpointFactory::new(
-        reload::endpoint_kinds(&config),
-        prompts,
-        mailboxes.clone(),
-    ));
+    let endpoints = Arc::new(EndpointFactory::new(&config, prompts, mailboxes.clone()));
     let core = Signalling::new(SignallingConfig {
         domain: domain.clone(),
-        callees: callees
-            .iter()
-            .map(|(name, info)| (name.clone(), info.available))
-            .collect::<HashMap<_, _>>(),
-        max_calls: config.calls.max_calls as usize,
-        max_calls_per_jid: config.calls.max_calls_per_jid as usize,
-        max_calls_per_caller: config.calls.max_calls_per_caller as usize,
+        callees: reload::admission_of(&config),
+        limits: CallLimits {
+            max_calls: config.calls.max_calls as usize,
+            max_calls_per_jid: config.calls.max_calls_per_jid as usize,
+            max_calls_per_caller: config.calls.max_calls_per_caller as usize,
+            max_calls_per_domain: config.calls.max_calls_per_domain as usize,
+            per_caller: rate::Rate::per_minute(config.calls.calls_per_caller_per_minute),
+            per_domain: rate::Rate::per_minute(config.calls.calls_per_domain_per_minute),
+        },
+        local_domains: config.local_domains(),
         ring_timeout: config.calls.ring_timeout.0,
         answer_timeout: config.calls.answer_timeout.0,
         max_duration: config.calls.max_duration.0,

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, EndpointKind};
 use crate::endpoint::EndpointFactory;
+use crate::jingle::Callee;
 use crate::metrics::Metrics;
 use crate::voicemail::Voicemail;
 use crate::xmpp::disco::CalleeInfo;
@@ -20,6 +21,8 @@ use crate::xmpp::disco::CalleeInfo;
 pub struct Reloaded {
     /// The virtual JIDs.
     pub callees: BTreeMap<String, CalleeInfo>,
+    /// The virtual JIDs as the signalling core admits calls to them.
+    pub admission: HashMap<String, Callee>,
     /// Their endpoints.
     pub endpoints: Arc<EndpointFactory>,
     /// Whom the gateway may ring.
@@ -61,12 +64,19 @@ pub fn callees_of(config: &Config, domain: &str) -> Result<BTreeMap<String, Call
     Ok(callees)
 }
 
-/// Each virtual JID's endpoint kind.
-pub fn endpoint_kinds(config: &Config) -> HashMap<String, EndpointKind> {
+/// Each virtual JID as the signalling core admits calls to it: whether its endpoint is
+/// available, and who may call it.
+pub fn admission_of(config: &Config) -> HashMap<String, Callee> {
     config
         .endpoints
         .iter()
-        .map(|(name, endpoint)| (name.clone(), endpoint.kind.clone()))
+        .map(|(name, endpoint)| {
+            let callee = Callee {
+                available: endpoint.kind.is_available(),
+                callers: config.callers_of(name),
+            };
+            (name.clone(), callee)
+        })
         .collect()
 }
 
@@ -132,13 +142,10 @@ async fn prepare(
     // The last step that can fail: once mailboxes are swapped, the rest is swapped too.
     voicemail.reload(new)?;
     metrics.set_prompts(prompts.clone());
-    let endpoints = Arc::new(EndpointFactory::new(
-        endpoint_kinds(new),
-        prompts,
-        voicemail.clone(),
-    ));
+    let endpoints = Arc::new(EndpointFactory::new(new, prompts, voicemail.clone()));
     Ok(Reloaded {
         callees,
+        admission: admission_of(new),
         endpoints,
         outbound: new.outbound.clone(),
     })
@@ -153,7 +160,12 @@ fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         }
     };
     check("xmpp", running.xmpp != new.xmpp);
-    check("calls", running.calls != new.calls);
+    // The `callers` lists are taken on reload (with the endpoints); the limits are not.
+    let limits = |calls: &crate::config::CallsConfig| crate::config::CallsConfig {
+        callers: Vec::new(),
+        ..calls.clone()
+    };
+    check("calls", limits(&running.calls) != limits(&new.calls));
     check("media", running.media != new.media);
     check("storage", running.storage != new.storage);
     check("log", running.log != new.log);

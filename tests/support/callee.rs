@@ -94,6 +94,7 @@ impl TestCaller {
             proposal,
             Jmi::Reject {
                 sid,
+                tie_break: false,
                 reason: Some(reason),
             },
         )

@@ -281,6 +281,29 @@ fn endpoints(
                 None
             }
         };
+        let callers = match settings.remove("callers") {
+            None => None,
+            Some(Value::Array(entries)) => {
+                let strings: Option<Vec<String>> = entries
+                    .into_iter()
+                    .map(|e| e.as_str().map(str::to_string))
+                    .collect();
+                if strings.is_none() {
+                    errors.push(ConfigError::new(
+                        format!("{key}.callers"),
+                        "must be a list of strings",
+                    ));
+                }
+                strings
+            }
+            Some(_) => {
+                errors.push(ConfigError::new(
+                    format!("{key}.callers"),
+                    "must be a list of strings",
+                ));
+                None
+            }
+        };
         let kind = match settings.remove("kind") {
             Some(Value::String(kind)) => match EndpointKind::from_name(&kind) {
                 Some(kind) => kind,
@@ -312,7 +335,7 @@ fn endpoints(
                 for extra in settings.keys() {
                     errors.push(ConfigError::new(
                         format!("{key}.{extra}"),
-                        "unknown key (an echo endpoint has only `kind` and `name`)",
+                        "unknown key (an echo endpoint has only `kind`, `name` and `callers`)",
                     ));
                 }
                 EndpointKind::Echo
@@ -334,6 +357,7 @@ fn endpoints(
             name,
             EndpointConfig {
                 name: display_name,
+                callers,
                 kind,
             },
         );
@@ -402,6 +426,41 @@ mod tests {
                 "{expected} missing from {keys:?}"
             );
         }
+    }
+
+    #[test]
+    fn callers_lists_are_checked_and_a_sound_device_defaults_to_local_users() {
+        let text = format!(
+            "{MINIMAL}[calls]\ncallers = [\"*\", \"bad jid@@\"]\nlocal_domains = [\"x y\"]\n\
+             [endpoints.lobby]\nkind = \"sound-device\"\n\
+             [endpoints.desk]\nkind = \"echo\"\ncallers = [\"@local\", 3]\n"
+        );
+        let keys = keys(load(&text).unwrap_err());
+        assert_eq!(
+            keys,
+            [
+                "endpoints.desk.callers",
+                "calls.callers[1]",
+                "calls.local_domains[0]"
+            ]
+        );
+        let text = format!(
+            "{MINIMAL}[endpoints.lobby]\nkind = \"sound-device\"\n\
+             [endpoints.desk]\nkind = \"echo\"\ncallers = [\"partner.example\"]\n"
+        );
+        let config = load(&text).unwrap();
+        let caller = |jid: &str| jid::FullJid::new(jid).unwrap();
+        let local = config.local_domains();
+        assert_eq!(local, ["localhost"]);
+        let lobby = config.callers_of("lobby");
+        assert!(lobby.allows(&caller("alice@localhost/a"), &local));
+        assert!(!lobby.allows(&caller("mallory@evil.example/a"), &local));
+        assert!(config
+            .callers_of("echo")
+            .allows(&caller("mallory@evil.example/a"), &local));
+        let desk = config.callers_of("desk");
+        assert!(desk.allows(&caller("bob@partner.example/a"), &local));
+        assert!(!desk.allows(&caller("alice@localhost/a"), &local));
     }
 
     #[test]

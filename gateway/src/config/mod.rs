@@ -1,6 +1,7 @@
 //! Configuration: one documented TOML schema, `GATEWAY_*` environment overrides, validated once at
 //! start with every problem listed.
 
+pub mod callers;
 mod duration;
 mod env;
 mod ivr;
@@ -11,6 +12,7 @@ mod sound;
 mod validate;
 mod voicemail;
 
+pub use callers::{CallerList, CallerPattern};
 pub use duration::ConfigDuration;
 pub use ivr::{ActionConfig, DtmfSourcesConfig, IvrConfig, MenuConfig};
 pub use load::{ConfigError, ConfigErrors};

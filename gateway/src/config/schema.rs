@@ -142,6 +142,23 @@ pub struct CallsConfig {
     /// Calls (and XEP-0353 proposals) at once from one user, so one user cannot take every
     /// slot; more are refused.
     pub max_calls_per_caller: u32,
+    /// Calls (and proposals) at once from the users of one domain other than the local
+    /// domains: a remote server can mint any number of users, so this keeps one domain from
+    /// taking every slot of a virtual JID.
+    pub max_calls_per_domain: u32,
+    /// New calls and proposals a minute from one user (in a burst at most this many).
+    pub calls_per_caller_per_minute: u32,
+    /// New calls and proposals a minute from the users of one domain other than the local
+    /// domains.
+    pub calls_per_domain_per_minute: u32,
+    /// Who may call the virtual JIDs that have no `callers` list of their own (sound devices
+    /// default to `["@local"]`): `"*"` anyone, `"@local"` users of `local_domains`, a domain,
+    /// a bare JID or a full JID.
+    pub callers: Vec<String>,
+    /// The domains of the XMPP server the gateway is attached to: `"@local"` in `callers`
+    /// means their users, and the per-domain limits do not apply to them. Empty: the component
+    /// domain's parent (`gw.example.org` -> `example.org`).
+    pub local_domains: Vec<String>,
     /// How long a call rung with XEP-0353 `<propose/>` may take to send its `session-initiate`
     /// after the gateway's `<proceed/>`.
     pub ring_timeout: ConfigDuration,
@@ -158,6 +175,11 @@ impl Default for CallsConfig {
             max_calls: 500,
             max_calls_per_jid: 100,
             max_calls_per_caller: 10,
+            max_calls_per_domain: 20,
+            calls_per_caller_per_minute: 10,
+            calls_per_domain_per_minute: 60,
+            callers: vec![crate::config::callers::ANYONE.to_string()],
+            local_domains: Vec::new(),
             ring_timeout: ConfigDuration::secs(30),
             answer_timeout: ConfigDuration::secs(30),
             max_duration: ConfigDuration::secs(4 * 3600),
@@ -303,6 +325,9 @@ impl Default for LogConfig {
 pub struct EndpointConfig {
     /// Name shown to users (disco identity, presence status); defaults to the JID's local part.
     pub name: Option<String>,
+    /// Who may call this JID (entries as in `calls.callers`); unset: `calls.callers`, or
+    /// `["@local"]` for a sound device.
+    pub callers: Option<Vec<String>>,
     /// What answers calls to this JID, with that endpoint's settings.
     pub kind: EndpointKind,
 }
@@ -319,6 +344,40 @@ pub enum EndpointKind {
     /// `kind = "sound-device"`: a bridge to this machine's speaker and microphone (builds with
     /// the `sound` feature).
     SoundDevice(Box<crate::config::SoundDeviceConfig>),
+}
+
+impl EndpointConfig {
+    /// The `callers` entries that apply to this JID, `default` being `calls.callers`.
+    pub fn callers_entries<'a>(&'a self, default: &'a [String]) -> std::borrow::Cow<'a, [String]> {
+        match (&self.callers, &self.kind) {
+            (Some(callers), _) => callers.as_slice().into(),
+            // A room's microphone is not for the federation to listen to.
+            (None, EndpointKind::SoundDevice(_)) => {
+                vec![crate::config::callers::LOCAL.to_string()].into()
+            }
+            (None, _) => default.into(),
+        }
+    }
+}
+
+impl Config {
+    /// The domains whose users count as local (see `calls.local_domains`).
+    pub fn local_domains(&self) -> Vec<String> {
+        crate::config::callers::local_domains(
+            &self.calls.local_domains,
+            self.xmpp.domain.as_deref(),
+        )
+    }
+
+    /// Who may call the virtual JID `name` (anyone, for a name that is not configured).
+    pub fn callers_of(&self, name: &str) -> crate::config::CallerList {
+        self.endpoints
+            .get(name)
+            .and_then(|e| {
+                crate::config::CallerList::parse(&e.callers_entries(&self.calls.callers)).ok()
+            })
+            .unwrap_or_else(crate::config::CallerList::anyone)
+    }
 }
 
 impl EndpointKind {

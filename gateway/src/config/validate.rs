@@ -5,6 +5,17 @@ use jid::BareJid;
 use super::load::ConfigError;
 use super::schema::Config;
 
+/// Problems with the `callers` list at `key`, each naming its entry.
+fn validate_callers(key: &str, entries: &[String]) -> Vec<ConfigError> {
+    match super::CallerList::parse(entries) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems
+            .into_iter()
+            .map(|(index, message)| ConfigError::new(format!("{key}[{index}]"), message))
+            .collect(),
+    }
+}
+
 /// Every semantic problem in `config`, each naming its key.
 pub fn validate(config: &Config) -> Vec<ConfigError> {
     let mut errors = Vec::new();
@@ -75,6 +86,31 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
         ));
     }
     for (key, value) in [
+        ("calls.max_calls_per_caller", calls.max_calls_per_caller),
+        ("calls.max_calls_per_domain", calls.max_calls_per_domain),
+        (
+            "calls.calls_per_caller_per_minute",
+            calls.calls_per_caller_per_minute,
+        ),
+        (
+            "calls.calls_per_domain_per_minute",
+            calls.calls_per_domain_per_minute,
+        ),
+    ] {
+        if value == 0 {
+            errors.push(ConfigError::new(key, "must be at least 1"));
+        }
+    }
+    errors.extend(validate_callers("calls.callers", &calls.callers));
+    for (index, domain) in calls.local_domains.iter().enumerate() {
+        if !BareJid::new(domain).is_ok_and(|jid| jid.node().is_none()) {
+            errors.push(ConfigError::new(
+                format!("calls.local_domains[{index}]"),
+                format!("`{domain}` is not a domain name"),
+            ));
+        }
+    }
+    for (key, value) in [
         ("calls.ring_timeout", calls.ring_timeout),
         ("calls.answer_timeout", calls.answer_timeout),
         ("calls.max_duration", calls.max_duration),
@@ -110,6 +146,9 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
     let mut dial_targets = Vec::new();
     for (name, endpoint) in &config.endpoints {
         let key = format!("endpoints.{name}");
+        if let Some(callers) = &endpoint.callers {
+            errors.extend(validate_callers(&format!("{key}.callers"), callers));
+        }
         match &endpoint.kind {
             crate::config::EndpointKind::Ivr(ivr) => {
                 errors.extend(ivr.validate(&key, &availability));

@@ -109,26 +109,48 @@ pub struct EndpointFactory {
     kinds: HashMap<String, EndpointKind>,
     prompts: Arc<PromptLibrary>,
     voicemail: Arc<Voicemail>,
+    /// Who may reach each virtual JID, also by a transfer from another one.
+    callers: HashMap<String, crate::config::CallerList>,
+    local_domains: Vec<String>,
 }
 
 impl EndpointFactory {
-    /// Endpoints by virtual JID local part, playing prompts from `prompts`; mailboxes store
-    /// messages in `voicemail`.
+    /// The endpoints of `config`'s virtual JIDs, playing prompts from `prompts`; mailboxes
+    /// store messages in `voicemail`.
     pub fn new(
-        kinds: HashMap<String, EndpointKind>,
+        config: &crate::config::Config,
         prompts: Arc<PromptLibrary>,
         voicemail: Arc<Voicemail>,
     ) -> Self {
+        let names = config.endpoints.keys();
         Self {
-            kinds,
+            kinds: config
+                .endpoints
+                .iter()
+                .map(|(name, endpoint)| (name.clone(), endpoint.kind.clone()))
+                .collect(),
             prompts,
             voicemail,
+            callers: names
+                .map(|name| (name.clone(), config.callers_of(name)))
+                .collect(),
+            local_domains: config.local_domains(),
         }
     }
 
     /// A new endpoint for a call from `peer` to `callee`, or why there is none: `callee` does
-    /// not exist or is not available in this build, or its sound device is in use.
+    /// not exist or is not available in this build, its `callers` list does not name `peer`
+    /// (a transfer from a JID open to more callers than this one), or its sound device is in
+    /// use.
     pub fn create(&self, callee: &str, peer: &str) -> Result<Box<dyn Endpoint>, EndReason> {
+        let allowed = jid::FullJid::new(peer).is_ok_and(|peer| {
+            self.callers
+                .get(callee)
+                .is_some_and(|callers| callers.allows(&peer, &self.local_domains))
+        });
+        if !allowed {
+            return Err(EndReason::CallerNotAllowed);
+        }
         match self.kinds.get(callee) {
             Some(EndpointKind::Echo) => Ok(Box::new(Echo::default())),
             Some(EndpointKind::Ivr(config)) => Ok(Box::new(ivr::Ivr::new(

@@ -17,6 +17,12 @@ pub enum EndReason {
     Cancelled,
     /// The config does not let the gateway call this target now (not allowed, or rate limited).
     NotAllowed,
+    /// The virtual JID's `callers` list does not name the caller.
+    CallerNotAllowed,
+    /// The caller, or its domain, has or starts too many calls.
+    TooManyCalls,
+    /// The gateway and the peer called each other at once, and this call lost the tie-break.
+    TieBreak,
     /// The caller went offline or its client stopped answering.
     PeerGone,
     /// The endpoint finished the call (menu said goodbye, message recorded).
@@ -70,7 +76,9 @@ impl EndReason {
             Self::PeerHungUp(reason) => *reason,
             Self::PeerRetracted | Self::Cancelled => Reason::Cancel,
             Self::PeerRejected(reason) => *reason,
-            Self::NotAllowed => Reason::Decline,
+            Self::NotAllowed | Self::CallerNotAllowed => Reason::Decline,
+            Self::TooManyCalls => Reason::Busy,
+            Self::TieBreak => Reason::Expired,
             Self::PeerGone => Reason::Gone,
             Self::EndpointHungUp | Self::ContentRemoved => Reason::Success,
             Self::Busy => Reason::Busy,
@@ -96,6 +104,9 @@ impl EndReason {
     pub fn text(&self) -> Option<&'static str> {
         match self {
             Self::EndpointUnavailable => Some("this service is not available yet"),
+            Self::CallerNotAllowed => Some("you may not call this address"),
+            Self::TooManyCalls => Some("too many calls; try again later"),
+            Self::TieBreak => Some("Tie-Break"),
             Self::UnsupportedApplications => Some("no common audio codec (Opus, PCMU or PCMA)"),
             Self::UnsupportedTransports => Some("ICE-UDP is required"),
             Self::NoFingerprint => Some("DTLS-SRTP is required"),
@@ -127,6 +138,9 @@ impl EndReason {
             Self::PeerRejected(_) => "peer_rejected",
             Self::Cancelled => "cancelled",
             Self::NotAllowed => "not_allowed",
+            Self::CallerNotAllowed => "caller_not_allowed",
+            Self::TooManyCalls => "too_many_calls",
+            Self::TieBreak => "tie_break",
             Self::PeerGone => "peer_gone",
             Self::EndpointHungUp => "endpoint_hung_up",
             Self::ContentRemoved => "content_removed",
@@ -152,11 +166,16 @@ impl EndReason {
         }
     }
 
-    /// Whether the peer ended the call itself, so no `session-terminate` is owed to it.
+    /// Whether the peer ended the call itself (or, after a tie-break, never had it), so no
+    /// `session-terminate` is owed to it.
     pub fn ended_by_peer(&self) -> bool {
         matches!(
             self,
-            Self::PeerHungUp(_) | Self::PeerRetracted | Self::PeerRejected(_) | Self::PeerGone
+            Self::PeerHungUp(_)
+                | Self::PeerRetracted
+                | Self::PeerRejected(_)
+                | Self::PeerGone
+                | Self::TieBreak
         )
     }
 }

@@ -8,7 +8,9 @@ pub mod signalling;
 pub mod timers;
 
 pub use end_reason::EndReason;
-pub use signalling::{CallStart, MediaEvent, Output, Refusal, Signalling, SignallingConfig};
+pub use signalling::{
+    CallLimits, CallStart, Callee, MediaEvent, Output, Refusal, Signalling, SignallingConfig,
+};
 
 use std::fmt;
 

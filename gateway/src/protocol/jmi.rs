@@ -26,6 +26,8 @@ pub enum Jmi {
         sid: Sid,
         /// Why, if said.
         reason: Option<ReasonElement>,
+        /// Withdrawn because both parties proposed at once and this one lost (`<tie-break/>`).
+        tie_break: bool,
     },
     /// One of the callee's devices accepted (sent to the callee's other devices).
     Accept {
@@ -43,6 +45,8 @@ pub enum Jmi {
         sid: Sid,
         /// Why, if said.
         reason: Option<ReasonElement>,
+        /// Declined because both parties proposed at once and this one lost (`<tie-break/>`).
+        tie_break: bool,
     },
     /// The callee is being alerted.
     Ringing {
@@ -101,6 +105,7 @@ impl Jmi {
             elem.get_child("reason", NS_JINGLE)
                 .map(ReasonElement::parse)
         };
+        let tie_break = elem.has_child("tie-break", NS_JMI);
         Ok(match elem.name() {
             "propose" => Self::Propose {
                 sid,
@@ -113,12 +118,14 @@ impl Jmi {
             "retract" => Self::Retract {
                 sid,
                 reason: reason(),
+                tie_break,
             },
             "accept" => Self::Accept { sid },
             "proceed" => Self::Proceed { sid },
             "reject" => Self::Reject {
                 sid,
                 reason: reason(),
+                tie_break,
             },
             "ringing" => Self::Ringing { sid },
             "finish" => Self::Finish {
@@ -136,14 +143,18 @@ impl Jmi {
 
     /// Writes the JMI element.
     pub fn to_element(&self) -> Element {
-        let (name, reason) = match self {
-            Self::Propose { .. } => ("propose", None),
-            Self::Retract { reason, .. } => ("retract", reason.as_ref()),
-            Self::Accept { .. } => ("accept", None),
-            Self::Proceed { .. } => ("proceed", None),
-            Self::Reject { reason, .. } => ("reject", reason.as_ref()),
-            Self::Ringing { .. } => ("ringing", None),
-            Self::Finish { reason, .. } => ("finish", reason.as_ref()),
+        let (name, reason, tie_break) = match self {
+            Self::Propose { .. } => ("propose", None, false),
+            Self::Retract {
+                reason, tie_break, ..
+            } => ("retract", reason.as_ref(), *tie_break),
+            Self::Accept { .. } => ("accept", None, false),
+            Self::Proceed { .. } => ("proceed", None, false),
+            Self::Reject {
+                reason, tie_break, ..
+            } => ("reject", reason.as_ref(), *tie_break),
+            Self::Ringing { .. } => ("ringing", None, false),
+            Self::Finish { reason, .. } => ("finish", reason.as_ref(), false),
         };
         let mut b = attr!(build(name, NS_JMI), "id", self.sid().0.as_str());
         if let Self::Propose { media, .. } = self {
@@ -155,6 +166,9 @@ impl Jmi {
         }
         if let Some(reason) = reason {
             b = b.append(reason.to_element());
+        }
+        if tie_break {
+            b = b.append(build("tie-break", NS_JMI).build());
         }
         b.build()
     }

@@ -188,6 +188,7 @@ fn jmi_round_trips() {
         },
         Jmi::Reject {
             sid: sid.clone(),
+            tie_break: false,
             reason: Some(ReasonElement {
                 reason: Reason::Busy,
                 text: Some("full".into()),

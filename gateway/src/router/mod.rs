@@ -316,13 +316,7 @@ impl Router {
                 self.send(Stanza::Presence(goodbye));
             }
         }
-        self.core.set_callees(
-            reloaded
-                .callees
-                .iter()
-                .map(|(name, info)| (name.clone(), info.available))
-                .collect(),
-        );
+        self.core.set_callees(reloaded.admission);
         self.callees = reloaded.callees;
         self.calls.set_endpoints(reloaded.endpoints);
         self.dialer.set_config(reloaded.outbound);

@@ -65,6 +65,24 @@ impl IqError {
                 "too many calls in progress",
                 None,
             ),
+            Self::Jingle(Refusal::Forbidden) => (
+                ErrorType::Auth,
+                DefinedCondition::Forbidden,
+                "you may not call this address",
+                None,
+            ),
+            Self::Jingle(Refusal::TooManyCalls) => (
+                ErrorType::Wait,
+                DefinedCondition::ResourceConstraint,
+                "too many calls from you or your server; try again later",
+                None,
+            ),
+            Self::Jingle(Refusal::TieBreak) => (
+                ErrorType::Cancel,
+                DefinedCondition::Conflict,
+                "both parties initiated a session; the other one goes on",
+                Some(JingleErrorCondition::TieBreak),
+            ),
             Self::Jingle(Refusal::ShuttingDown) => (
                 ErrorType::Cancel,
                 DefinedCondition::ServiceUnavailable,

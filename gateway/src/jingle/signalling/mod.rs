@@ -19,10 +19,15 @@ use super::session::{Session, SessionState};
 use super::timers::{Timer, Timers};
 use super::CallId;
 
+mod admission;
+mod glare;
 mod outbound;
 #[cfg(test)]
 mod tests;
 
+pub use admission::{CallLimits, Callee, MAX_TRACKED_CALLERS, MAX_TRACKED_DOMAINS};
+
+use admission::{Admission, InProgress, Refused};
 use outbound::OutgoingProposal;
 
 /// What the signalling core needs to know, fixed for its lifetime.
@@ -30,14 +35,13 @@ use outbound::OutgoingProposal;
 pub struct SignallingConfig {
     /// The component domain.
     pub domain: String,
-    /// Virtual JID local parts, each with whether its endpoint can take calls in this build.
-    pub callees: HashMap<String, bool>,
-    /// Calls at once over all virtual JIDs.
-    pub max_calls: usize,
-    /// Calls at once per virtual JID.
-    pub max_calls_per_jid: usize,
-    /// Calls (and proposals) at once from one user (bare JID).
-    pub max_calls_per_caller: usize,
+    /// The virtual JIDs by local part: whether they take calls, and from whom.
+    pub callees: HashMap<String, Callee>,
+    /// How many calls at once, and how many new ones a minute.
+    pub limits: CallLimits,
+    /// The domains of the server the gateway is attached to (`"@local"` in `callers`; exempt
+    /// from the per-domain limits).
+    pub local_domains: Vec<String>,
     /// XEP-0353: from `<proceed/>` to `session-initiate`.
     pub ring_timeout: Duration,
     /// From `session-initiate` to the acknowledged `session-accept`.
@@ -67,6 +71,13 @@ pub enum Refusal {
     UnsupportedInfo,
     /// Too many calls in progress (`resource-constraint`).
     Overloaded,
+    /// The caller may not call this virtual JID (`forbidden`).
+    Forbidden,
+    /// The caller, or its domain, has or starts too many calls (`resource-constraint`).
+    TooManyCalls,
+    /// Both parties initiated at once and the caller's session lost (`conflict` +
+    /// `<tie-break/>`, XEP-0166).
+    TieBreak,
     /// The gateway is shutting down (`service-unavailable`).
     ShuttingDown,
 }
@@ -214,6 +225,7 @@ pub struct Signalling {
     /// IQs we sent, so that the caller's answers (and only the caller's) reach the session.
     pending_iqs: HashMap<String, PendingIq>,
     outputs: VecDeque<Output>,
+    admission: Admission,
     next_call: u64,
     next_iq: u64,
     closing: bool,
@@ -223,6 +235,7 @@ impl Signalling {
     /// A core with no sessions.
     pub fn new(config: SignallingConfig) -> Self {
         Self {
+            admission: Admission::new(config.limits.clone(), config.local_domains.clone()),
             config,
             sessions: HashMap::new(),
             by_key: HashMap::new(),
@@ -236,8 +249,9 @@ impl Signalling {
         }
     }
 
-    /// The virtual JIDs (local part, and whether their endpoint is available) for new calls.
-    pub fn set_callees(&mut self, callees: HashMap<String, bool>) {
+    /// The virtual JIDs (local part, whether their endpoint is available, who may call) for new
+    /// calls.
+    pub fn set_callees(&mut self, callees: HashMap<String, Callee>) {
         self.config.callees = callees;
     }
 
@@ -270,6 +284,10 @@ impl Signalling {
     ) -> Result<(), Refusal> {
         let key = (from, jingle.sid.clone());
         if let Some(&call_id) = self.by_key.get(&key) {
+            let ours = self.sessions.get(&call_id).is_some_and(|s| s.outbound);
+            if ours && jingle.action == Action::SessionInitiate {
+                return self.initiate_on_our_session(now, call_id, to, jingle);
+            }
             return self.handle_session_action(now, call_id, jingle);
         }
         if jingle.action != Action::SessionInitiate {
@@ -289,13 +307,17 @@ impl Signalling {
             .node()
             .map(|n| n.to_string())
             .ok_or(Refusal::UnknownCallee)?;
-        let available = *self
+        let policy = self
             .config
             .callees
             .get(&callee)
+            .cloned()
             .ok_or(Refusal::UnknownCallee)?;
         if self.closing {
             return Err(Refusal::ShuttingDown);
+        }
+        if !self.wins_against_our_initiate(&key.0, &key.1, &callee) {
+            return Err(Refusal::TieBreak);
         }
         // A proposal is only for the virtual JID it was made to.
         let proposal = match self.proposals.remove(&key) {
@@ -306,17 +328,25 @@ impl Signalling {
             }
             None => None,
         };
-        if proposal.is_none()
-            && (self.calls_in_progress() >= self.config.max_calls
-                || self.calls_from(&key.0) >= self.config.max_calls_per_caller)
-        {
-            return Err(Refusal::Overloaded);
+        // A call proceeded with was admitted as a proposal.
+        let admitted = match proposal {
+            Some(_) => Ok(()),
+            None => {
+                let in_progress = self.in_progress(&key.0, &callee);
+                self.admission.admit(now, &key.0, &policy, in_progress)
+            }
+        };
+        match admitted {
+            Err(Refused::NotAllowed) => return Err(Refusal::Forbidden),
+            Err(Refused::GatewayFull | Refused::CallerFull) => return Err(Refusal::Overloaded),
+            Err(Refused::DomainFull | Refused::TooFast) => return Err(Refusal::TooManyCalls),
+            Err(Refused::CalleeFull) | Ok(()) => {}
         }
         let (peer, sid) = key;
         let via_jmi = proposal.is_some();
-        let refusal = if !available {
+        let refusal = if !policy.available {
             Some(EndReason::EndpointUnavailable)
-        } else if proposal.is_none() && self.calls_to(&callee) >= self.config.max_calls_per_jid {
+        } else if admitted == Err(Refused::CalleeFull) {
             Some(EndReason::Busy)
         } else {
             None
@@ -497,7 +527,7 @@ impl Signalling {
         let Some(callee) = to.node().map(|n| n.to_string()) else {
             return;
         };
-        let Some(&available) = self.config.callees.get(&callee) else {
+        let Some(policy) = self.config.callees.get(&callee).cloned() else {
             return;
         };
         let key = (from, jmi.sid().clone());
@@ -513,7 +543,11 @@ impl Signalling {
                 if self.proposals.contains_key(&key) || self.by_key.contains_key(&key) {
                     return; // A repeated proposal: already answered.
                 }
-                self.handle_propose(now, key, callee, available, &media);
+                if !self.wins_against_our_proposal(&key.0, &key.1, &callee) {
+                    self.reject_tie_break(key, callee);
+                    return;
+                }
+                self.handle_propose(now, key, callee, &policy, &media);
             }
             Jmi::Retract { .. } => {
                 if self.proposals.remove(&key).is_some() {
@@ -543,7 +577,7 @@ impl Signalling {
         now: Instant,
         key: SessionKey,
         callee: String,
-        available: bool,
+        policy: &Callee,
         media: &[String],
     ) {
         let (peer, sid) = key;
@@ -554,15 +588,17 @@ impl Signalling {
             Some(EndReason::Shutdown)
         } else if !media.iter().any(|m| m == "audio") {
             Some(EndReason::UnsupportedApplications)
-        } else if !available {
-            Some(EndReason::EndpointUnavailable)
-        } else if self.calls_in_progress() >= self.config.max_calls
-            || self.calls_to(&callee) >= self.config.max_calls_per_jid
-            || self.calls_from(&peer) >= self.config.max_calls_per_caller
-        {
-            Some(EndReason::Busy)
         } else {
-            None
+            let in_progress = self.in_progress(&peer, &callee);
+            match self.admission.admit(now, &peer, policy, in_progress) {
+                Err(Refused::NotAllowed) => Some(EndReason::CallerNotAllowed),
+                Err(Refused::DomainFull | Refused::TooFast) => Some(EndReason::TooManyCalls),
+                Err(Refused::GatewayFull | Refused::CallerFull | Refused::CalleeFull) => {
+                    Some(EndReason::Busy)
+                }
+                Ok(()) if !policy.available => Some(EndReason::EndpointUnavailable),
+                Ok(()) => None,
+            }
         };
         if let Some(reason) = refusal {
             self.outputs.push_back(Output::Jmi {
@@ -570,6 +606,7 @@ impl Signalling {
                 to: peer.clone().into(),
                 jmi: Jmi::Reject {
                     sid,
+                    tie_break: false,
                     reason: Some(reason.to_reason_element()),
                 },
             });
@@ -637,6 +674,9 @@ impl Signalling {
                 if gone {
                     // The peer is offline, or has lost the session.
                     self.end_session(call_id, EndReason::PeerGone);
+                } else if pending.critical && condition == DefinedCondition::Conflict {
+                    // Our session-initiate lost a tie-break against the peer's (XEP-0166).
+                    self.end_session(call_id, EndReason::TieBreak);
                 } else if pending.critical {
                     self.end_session(call_id, EndReason::PeerError);
                 }
@@ -899,29 +939,31 @@ impl Signalling {
         self.sessions.len() + self.proposals.len() + self.outgoing.len()
     }
 
-    fn calls_from(&self, peer: &FullJid) -> usize {
-        let bare = peer.to_bare();
-        self.sessions
+    /// The calls in progress a new call from `caller` to `callee` is counted with.
+    fn in_progress(&self, caller: &FullJid, callee: &str) -> InProgress {
+        let bare = caller.to_bare();
+        let domain = caller.domain();
+        let peers = self
+            .sessions
             .values()
-            .filter(|s| s.peer.to_bare() == bare)
-            .count()
-            + self
-                .proposals
-                .keys()
-                .filter(|(p, _)| p.to_bare() == bare)
-                .count()
-    }
-
-    fn calls_to(&self, callee: &str) -> usize {
-        self.sessions
-            .values()
-            .filter(|s| s.callee == callee)
-            .count()
-            + self
-                .proposals
-                .values()
-                .filter(|p| p.callee == callee)
-                .count()
+            .map(|s| (&s.peer, s.callee.as_str()))
+            .chain(
+                self.proposals
+                    .iter()
+                    .map(|((p, _), q)| (p, q.callee.as_str())),
+            );
+        let mut counts = InProgress {
+            total: self.calls_in_progress(),
+            to_callee: 0,
+            from_caller: 0,
+            from_domain: 0,
+        };
+        for (peer, to) in peers {
+            counts.to_callee += usize::from(to == callee);
+            counts.from_caller += usize::from(peer.to_bare() == bare);
+            counts.from_domain += usize::from(peer.domain() == domain);
+        }
+        counts
     }
 }
 

@@ -21,9 +21,9 @@ use crate::protocol::jmi::Jmi;
 pub(super) struct OutgoingProposal {
     pub(super) call_id: CallId,
     /// Local part of the virtual JID that calls.
-    callee: String,
+    pub(super) callee: String,
     /// The user rung.
-    target: BareJid,
+    pub(super) target: BareJid,
     /// Ends the ringing.
     pub(super) timers: Timers,
 }
@@ -56,7 +56,7 @@ impl Signalling {
         if self.closing {
             return Err(EndReason::Shutdown);
         }
-        if self.calls_in_progress() >= self.config.max_calls {
+        if self.calls_in_progress() >= self.admission.limits().max_calls {
             return Err(EndReason::Busy);
         }
         let device = self
@@ -119,6 +119,7 @@ impl Signalling {
                         to: proposal.target.into(),
                         jmi: Jmi::Retract {
                             sid,
+                            tie_break: false,
                             reason: Some(ReasonElement {
                                 reason: Reason::Cancel,
                                 text: Some(reason.as_str().into()),

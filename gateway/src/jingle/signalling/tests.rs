@@ -27,13 +27,19 @@ fn config() -> SignallingConfig {
     SignallingConfig {
         domain: "gw.localhost".into(),
         callees: HashMap::from([
-            ("echo".to_string(), true),
-            ("other".to_string(), true),
-            ("voicemail".to_string(), false),
+            ("echo".to_string(), open_to_all(true)),
+            ("other".to_string(), open_to_all(true)),
+            ("voicemail".to_string(), open_to_all(false)),
         ]),
-        max_calls: 10,
-        max_calls_per_jid: 5,
-        max_calls_per_caller: 5,
+        limits: CallLimits {
+            max_calls: 10,
+            max_calls_per_jid: 5,
+            max_calls_per_caller: 5,
+            max_calls_per_domain: 8,
+            per_caller: crate::rate::Rate::per_minute(100),
+            per_domain: crate::rate::Rate::per_minute(100),
+        },
+        local_domains: vec!["localhost".into()],
         ring_timeout: Duration::from_secs(30),
         answer_timeout: Duration::from_secs(20),
         max_duration: Duration::from_secs(3600),
@@ -41,6 +47,13 @@ fn config() -> SignallingConfig {
         prefer_dtls_active: true,
         resource: "gateway".into(),
         iq_id_prefix: "gw-".into(),
+    }
+}
+
+fn open_to_all(available: bool) -> Callee {
+    Callee {
+        available,
+        callers: crate::config::CallerList::anyone(),
     }
 }
 
@@ -346,8 +359,8 @@ fn unusable_offers_are_acknowledged_then_terminated_with_the_reason() {
 #[test]
 fn call_limits_busy_per_jid_and_resource_constraint_overall() {
     let mut config = config();
-    config.max_calls_per_jid = 1;
-    config.max_calls = 2;
+    config.limits.max_calls_per_jid = 1;
+    config.limits.max_calls = 2;
     let mut h = Harness::with(config);
     h.established_call("a");
     // A second call to echo@: busy.
@@ -503,6 +516,7 @@ fn jmi_retract_ring_timeout_and_refusals() {
         false,
         Jmi::Retract {
             sid: Sid("r".into()),
+            tie_break: false,
             reason: None,
         },
     );
@@ -757,7 +771,7 @@ fn peer_errors_and_disappearance_end_calls_without_a_terminate() {
 #[test]
 fn a_proposal_is_only_for_its_callee_and_callers_have_a_limit() {
     let mut config = config();
-    config.max_calls_per_caller = 2;
+    config.limits.max_calls_per_caller = 2;
     let mut h = Harness::with(config);
     let propose = |sid: &str| Jmi::Propose {
         sid: Sid(sid.into()),
@@ -963,6 +977,7 @@ fn a_placed_call_rejected_unanswered_bounced_or_cancelled_fails() {
         BOB_PHONE,
         Jmi::Reject {
             sid,
+            tie_break: false,
             reason: Some(EndReason::Busy.to_reason_element()),
         },
     );
@@ -1094,3 +1109,5 @@ fn a_full_jid_gets_a_session_initiate_and_may_decline_it() {
     ));
     h.expect_nothing();
 }
+
+mod hostile;
