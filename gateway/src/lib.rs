@@ -93,6 +93,12 @@ pub async fn run_with_reloads(
     stats: Arc<MediaStats>,
     reloads: mpsc::UnboundedReceiver<Config>,
 ) -> Result<(), RunError> {
+    if !config.ignored_env.is_empty() {
+        tracing::warn!(
+            variables = %config.ignored_env.join(", "),
+            "ignoring GATEWAY_ environment variables that name no config section"
+        );
+    }
     let (Some(domain), Some(secret)) = (config.xmpp.domain.clone(), config.xmpp.secret.clone())
     else {
         return Err(RunError::Config(

@@ -10,14 +10,26 @@ use super::schema::{
 
 const PREFIX: &str = "GATEWAY_";
 
+/// What applying the environment found besides the overrides it made.
+#[derive(Debug, Default)]
+pub struct EnvOutcome {
+    /// Variables with a bad value, or naming no key of a known section.
+    pub errors: Vec<ConfigError>,
+    /// `GATEWAY_*` variables whose second word is no config section: set by something else
+    /// (process supervisors, test scripts, Kubernetes for a service named `gateway`), ignored.
+    pub ignored: Vec<String>,
+}
+
 /// Sets `[section] key` for every `GATEWAY_SECTION_KEY` variable in `env`. The value is read as
 /// the type the key has by default (string, integer, boolean, array); a key with no default takes
-/// the value as a string. Returns a problem for each variable that names no section.
-pub fn apply_env_overrides<I>(table: &mut Table, env: I) -> Vec<ConfigError>
+/// the value as a string. A variable that names no section is ignored (and listed); one that
+/// names a section but no key, or has a bad value, is a problem.
+pub fn apply_env_overrides<I>(table: &mut Table, env: I) -> EnvOutcome
 where
     I: IntoIterator<Item = (String, String)>,
 {
     let mut errors = Vec::new();
+    let mut ignored = Vec::new();
     let mut vars: Vec<(String, String)> = env
         .into_iter()
         .filter(|(name, _)| name.starts_with(PREFIX))
@@ -25,16 +37,17 @@ where
     vars.sort();
     for (name, raw) in vars {
         let rest = name[PREFIX.len()..].to_ascii_lowercase();
-        let Some((section, key)) = rest.split_once('_') else {
-            errors.push(ConfigError::new(name, "expected GATEWAY_<SECTION>_<KEY>"));
+        let (section, key) = rest.split_once('_').unwrap_or((rest.as_str(), ""));
+        if !SECTIONS.contains(&section) {
+            ignored.push(name);
             continue;
-        };
-        if !SECTIONS.contains(&section) || key.is_empty() {
+        }
+        if key.is_empty() {
             errors.push(ConfigError::new(
                 name,
                 format!(
-                    "names no config key (sections that accept overrides: {})",
-                    SECTIONS.join(", ")
+                    "names a section but no key: expected GATEWAY_{}_<KEY>",
+                    section.to_ascii_uppercase()
                 ),
             ));
             continue;
@@ -59,7 +72,7 @@ where
             )),
         }
     }
-    errors
+    EnvOutcome { errors, ignored }
 }
 
 /// The default value of `[section] key`, if the key has one.
@@ -141,18 +154,41 @@ mod tests {
     #[test]
     fn bad_overrides_name_the_variable() {
         let mut table = Table::new();
-        let errors = apply_env_overrides(
+        let outcome = apply_env_overrides(
             &mut table,
-            vars(&[
-                ("GATEWAY_XMPP_PORT", "lots"),
-                ("GATEWAY_NOPE_X", "1"),
-                ("GATEWAY_XMPP", "1"),
-            ]),
+            vars(&[("GATEWAY_XMPP_PORT", "lots"), ("GATEWAY_XMPP", "1")]),
         );
-        let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
+        let keys: Vec<_> = outcome.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["GATEWAY_XMPP", "GATEWAY_XMPP_PORT"]);
+    }
+
+    #[test]
+    fn variables_of_no_section_are_ignored_and_a_misspelt_key_is_not() {
+        // What Kubernetes sets for a service named `gateway`, and what supervisors set.
+        let env = vars(&[
+            ("GATEWAY_PORT", "tcp://10.0.0.7:5347"),
+            ("GATEWAY_SERVICE_HOST", "10.0.0.7"),
+            ("GATEWAY_PORT_5347_TCP_ADDR", "10.0.0.7"),
+            ("GATEWAY_CMD", "run"),
+            ("GATEWAY_XMPP_SEKRET", "x"),
+        ]);
+        let text = "[xmpp]\ndomain = \"gw.localhost\"\nsecret = \"s\"\n[endpoints.echo]\nkind = \"echo\"\n";
+        let errors = Config::from_toml_str(text, env.clone()).unwrap_err();
+        let keys: Vec<_> = errors.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["xmpp.sekret"]);
+        let mut table = Table::new();
+        let outcome = apply_env_overrides(&mut table, env);
         assert_eq!(
-            keys,
-            ["GATEWAY_NOPE_X", "GATEWAY_XMPP", "GATEWAY_XMPP_PORT"]
+            outcome.ignored,
+            [
+                "GATEWAY_CMD",
+                "GATEWAY_PORT",
+                "GATEWAY_PORT_5347_TCP_ADDR",
+                "GATEWAY_SERVICE_HOST"
+            ]
         );
+        let without_typo = vars(&[("GATEWAY_PORT", "tcp://10.0.0.7:5347")]);
+        let config = Config::from_toml_str(text, without_typo).unwrap();
+        assert_eq!(config.ignored_env, ["GATEWAY_PORT"]);
     }
 }

@@ -84,7 +84,8 @@ impl Config {
                 e.message().trim().to_string(),
             )])
         })?;
-        let mut errors = apply_env_overrides(&mut table, env);
+        let env = apply_env_overrides(&mut table, env);
+        let mut errors = env.errors;
         let config = Config {
             xmpp: section(&mut table, "xmpp", &mut errors),
             calls: section(&mut table, "calls", &mut errors),
@@ -98,6 +99,7 @@ impl Config {
             outbound: section(&mut table, "outbound", &mut errors),
             endpoints: endpoints(table.remove("endpoints"), &mut errors),
             origin: ConfigOrigin::Text,
+            ignored_env: env.ignored,
         };
         for key in table.keys() {
             errors.push(ConfigError::new(

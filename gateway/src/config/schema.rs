@@ -37,6 +37,8 @@ pub struct Config {
     pub endpoints: BTreeMap<String, EndpointConfig>,
     /// Where the config came from (relative paths start from its directory).
     pub origin: ConfigOrigin,
+    /// `GATEWAY_*` environment variables that name no config section, and were ignored.
+    pub ignored_env: Vec<String>,
 }
 
 /// Where a config came from.

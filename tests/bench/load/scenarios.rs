@@ -115,6 +115,8 @@ on_failure = { action = "connect", targets = ["answer@load.localhost/desk"], rin
 pub const GATEWAY_ENV: &[(&str, &str)] = &[
     ("GATEWAY_CALLS_MAX_CALLS", "5000"),
     ("GATEWAY_CALLS_MAX_CALLS_PER_JID", "5000"),
+    // The generator's domain counts as the server's own: no per-domain limits or rates.
+    ("GATEWAY_CALLS_LOCAL_DOMAINS", "localhost,load.localhost"),
     ("GATEWAY_VOICEMAIL_UPLOAD", "off"),
     ("GATEWAY_OUTBOUND_ALLOW", "load.localhost"),
     ("GATEWAY_OUTBOUND_MAX_CALLS", "5000"),
