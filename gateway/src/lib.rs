@@ -113,7 +113,8 @@ pub async fn run_with_reloads(
         source,
     };
     std::fs::create_dir_all(&data_dir).map_err(data_dir_error)?;
-    let subscribers = Subscribers::load(&data_dir.join("subscribers")).map_err(data_dir_error)?;
+    let subscribers = Subscribers::load(&data_dir.join("subscribers"), config.local_domains())
+        .map_err(data_dir_error)?;
 
     let callees = reload::callees_of(&config, &domain).map_err(RunError::Config)?;
 

@@ -42,6 +42,29 @@ pub enum CallCommand {
     Stop,
 }
 
+/// Commands from the caller's side (candidates, ICE restarts, chat keys) that may wait for a
+/// call task at once; more are dropped, so a peer flooding the router cannot fill a call's
+/// queue without bound.
+pub const MAX_QUEUED_PEER_COMMANDS: usize = 32;
+
+/// A call task's side of its commands: the router's own (never dropped, few by design) before
+/// those the caller's stanzas cause (bounded).
+pub struct CallCommands {
+    control: mpsc::UnboundedReceiver<CallCommand>,
+    peer: mpsc::Receiver<CallCommand>,
+}
+
+impl CallCommands {
+    /// The next command; `None` once the router has let the call go.
+    pub async fn recv(&mut self) -> Option<CallCommand> {
+        tokio::select! {
+            biased;
+            command = self.control.recv() => command,
+            Some(command) = self.peer.recv() => Some(command),
+        }
+    }
+}
+
 /// What a call task tells the router.
 #[derive(Debug)]
 pub enum CallEvent {
@@ -69,6 +92,7 @@ pub struct CallHandle {
     callee: String,
     codec: Option<Codec>,
     commands: mpsc::UnboundedSender<CallCommand>,
+    peer_commands: mpsc::Sender<CallCommand>,
     task: JoinHandle<()>,
 }
 
@@ -76,6 +100,11 @@ impl CallHandle {
     /// The call.
     pub fn call_id(&self) -> CallId {
         self.call_id
+    }
+
+    /// The other party's full JID.
+    pub fn peer(&self) -> &FullJid {
+        &self.peer
     }
 
     /// The local part of the virtual JID called (or calling, for a call we placed).
@@ -111,14 +140,12 @@ impl CallHandle {
 
     /// Passes trickled candidates to the media leg.
     pub fn add_remote_candidates(&self, candidates: Vec<Candidate>) {
-        let _ = self
-            .commands
-            .send(CallCommand::RemoteCandidates(candidates));
+        self.queue_peer_command(CallCommand::RemoteCandidates(candidates));
     }
 
     /// Restarts ICE with the caller's new credentials.
     pub fn restart_ice(&self, ufrag: String, pwd: String, candidates: Vec<Candidate>) {
-        let _ = self.commands.send(CallCommand::RestartIce {
+        self.queue_peer_command(CallCommand::RestartIce {
             ufrag,
             pwd,
             candidates,
@@ -127,7 +154,14 @@ impl CallHandle {
 
     /// Passes keys typed in a chat message.
     pub fn chat_digits(&self, text: String) {
-        let _ = self.commands.send(CallCommand::ChatDigits(text));
+        self.queue_peer_command(CallCommand::ChatDigits(text));
+    }
+
+    /// Queues a command the peer's stanzas caused; dropped when the call has too many waiting.
+    fn queue_peer_command(&self, command: CallCommand) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.peer_commands.try_send(command) {
+            tracing::debug!(call_id = %self.call_id, "the call is not keeping up with its peer; dropping a request");
+        }
     }
 
     /// Ends the call's media and endpoint; the task keeps running until it has released
@@ -180,7 +214,9 @@ impl Calls {
 
     /// Starts the media leg and endpoint of a call.
     pub fn start(&self, start: CallStart, events: CallEvents) -> CallHandle {
-        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (commands, control) = mpsc::unbounded_channel();
+        let (peer_commands, peer) = mpsc::channel(MAX_QUEUED_PEER_COMMANDS);
+        let command_rx = CallCommands { control, peer };
         let call_id = start.call_id;
         let peer = start.peer.clone();
         let callee = start.callee.clone();
@@ -216,7 +252,43 @@ impl Calls {
             callee,
             codec,
             commands,
+            peer_commands,
             task,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_flooding_peer_fills_only_its_own_bounded_queue() {
+        let (commands, control) = mpsc::unbounded_channel();
+        let (peer_commands, peer) = mpsc::channel(MAX_QUEUED_PEER_COMMANDS);
+        let mut queue = CallCommands { control, peer };
+        let handle = CallHandle {
+            call_id: CallId(1),
+            peer: FullJid::new("mallory@evil.example/x").unwrap(),
+            callee: "echo".into(),
+            codec: None,
+            commands,
+            peer_commands,
+            task: tokio::spawn(async {}),
+        };
+        for _ in 0..10 * MAX_QUEUED_PEER_COMMANDS {
+            handle.chat_digits("1".into());
+        }
+        handle.stop();
+        // The router's stop comes first, then what the peer's queue held.
+        assert!(matches!(queue.recv().await, Some(CallCommand::Stop)));
+        let mut queued = 0;
+        while let Ok(Some(command)) =
+            tokio::time::timeout(std::time::Duration::from_millis(10), queue.recv()).await
+        {
+            assert!(matches!(command, CallCommand::ChatDigits(_)));
+            queued += 1;
+        }
+        assert_eq!(queued, MAX_QUEUED_PEER_COMMANDS);
     }
 }

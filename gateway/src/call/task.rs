@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::audio::AudioPath;
-use super::{CallCommand, CallEvent, CallEvents};
+use super::{CallCommand, CallCommands, CallEvent, CallEvents};
 use crate::endpoint::{CallInfo, Endpoint, EndpointEvent, EndpointFactory};
 use crate::jingle::negotiate::{LocalTransport, Negotiated};
 use crate::jingle::{CallStart, EndReason, MediaEvent};
@@ -26,7 +25,7 @@ pub(super) async fn run_call(
     metrics: Arc<Metrics>,
     mut endpoint: Box<dyn Endpoint>,
     start: CallStart,
-    mut commands: mpsc::UnboundedReceiver<CallCommand>,
+    mut commands: CallCommands,
     events: CallEvents,
 ) {
     let call_id = start.call_id;
@@ -133,7 +132,7 @@ async fn offer_local_transport(
     leg: &mut MediaLeg,
     ssrc: u32,
     start: &CallStart,
-    commands: &mut mpsc::UnboundedReceiver<CallCommand>,
+    commands: &mut CallCommands,
     events: &CallEvents,
 ) -> Result<Negotiated, Option<EndReason>> {
     let report = |event| {
@@ -188,7 +187,7 @@ async fn drive(
     endpoints: &EndpointFactory,
     start: &CallStart,
     media: &Negotiated,
-    commands: &mut mpsc::UnboundedReceiver<CallCommand>,
+    commands: &mut CallCommands,
     events: &CallEvents,
     metrics: &Metrics,
 ) -> Option<EndReason> {

@@ -10,6 +10,7 @@ pub mod timers;
 pub use end_reason::EndReason;
 pub use signalling::{
     CallLimits, CallStart, Callee, MediaEvent, Output, Refusal, Signalling, SignallingConfig,
+    MAX_TRACKED_CALLERS,
 };
 
 use std::fmt;

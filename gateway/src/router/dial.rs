@@ -17,6 +17,8 @@ use crate::jingle::{CallId, EndReason};
 
 /// The window the per-minute rate limits count in.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// Devices remembered online per user: anyone subscribed can claim any number of resources.
+pub(super) const MAX_DEVICES_PER_USER: usize = 16;
 
 /// One caller's ringing.
 #[derive(Debug)]
@@ -63,10 +65,10 @@ impl Dialer {
 
     /// A device of a user we see presence from came online.
     pub(super) fn device_online(&mut self, device: FullJid) {
-        self.online
-            .entry(device.to_bare())
-            .or_default()
-            .insert(device);
+        let devices = self.online.entry(device.to_bare()).or_default();
+        if devices.len() < MAX_DEVICES_PER_USER {
+            devices.insert(device);
+        }
     }
 
     /// A device went offline.
@@ -191,7 +193,7 @@ impl Router {
             return Err(EndReason::NotAllowed);
         }
         // A subscriber's presence is seen: with no device online, nothing would ring.
-        let sees_presence = self.subscribers.all().any(|(_, jid)| *jid == bare);
+        let sees_presence = self.subscribers.is_subscriber(&bare);
         let online = self.dialer.online.get(&bare).is_some_and(|d| !d.is_empty());
         if jid.resource().is_none() && sees_presence && !online {
             return Err(EndReason::PeerGone);
@@ -290,6 +292,19 @@ mod tests {
         assert!(dialer.within_limits(&support, start + Duration::from_secs(30)));
         // A minute after the first call, one more may go.
         assert!(dialer.within_limits(&sales, start + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_user_claiming_many_resources_is_remembered_with_a_few() {
+        let mut dialer = limited(10, 100, 100);
+        for n in 0..1000 {
+            let device = FullJid::new(&format!("mallory@example.org/r{n}")).unwrap();
+            dialer.device_online(device);
+        }
+        assert_eq!(
+            dialer.online[&jid("mallory@example.org")].len(),
+            MAX_DEVICES_PER_USER
+        );
     }
 
     #[test]

@@ -18,9 +18,9 @@ use xmpp_parsers::stanza::Stanza;
 
 use crate::call::{CallEvent, CallEvents};
 use crate::call::{CallHandle, Calls};
-use crate::jingle::{CallId, Output, Signalling};
+use crate::jingle::{CallId, EndReason, Output, Signalling};
 use crate::metrics::Metrics;
-use crate::rate::LogThrottle;
+use crate::rate::{KeyedBuckets, LogThrottle, Rate, Taken};
 use crate::reload::Reloaded;
 use crate::voicemail::Voicemail;
 use crate::xmpp::disco::CalleeInfo;
@@ -78,9 +78,14 @@ pub struct Router {
     accepting: HashMap<String, (CallId, std::time::Instant)>,
     /// The calls placed for callers.
     dialer: dial::Dialer,
+    /// Messages endpoints send for each caller (an IVR's `send_digits`), rate-limited.
+    messages_per_caller: KeyedBuckets<jid::BareJid>,
+    /// Presence announcements still to go out after a reconnect, paced.
+    announcements: std::collections::VecDeque<(Jid, jid::BareJid)>,
     /// Log lines about stanzas dropped on the way in and out, which outsiders can cause.
     dropped_log: LogThrottle,
     not_sent_log: LogThrottle,
+    refused_log: LogThrottle,
 }
 
 /// Why the router stopped.
@@ -91,6 +96,9 @@ pub enum RouterExit {
     /// The component link's task ended on its own: the process must not carry on without it.
     LinkGone,
 }
+
+/// Messages a minute the endpoints of one caller's calls may send (an IVR's `send_digits`).
+const MESSAGES_PER_CALLER_PER_MINUTE: u32 = 10;
 
 /// How often a log line about dropped stanzas may be written; the others are counted in it.
 const DROPPED_LOG_PERIOD: Duration = Duration::from_secs(10);
@@ -128,9 +136,17 @@ impl Router {
             metrics: parts.metrics,
             accepting: HashMap::new(),
             dialer: dial::Dialer::new(parts.outbound),
+            messages_per_caller: KeyedBuckets::new(
+                Rate::per_minute(MESSAGES_PER_CALLER_PER_MINUTE),
+                crate::jingle::MAX_TRACKED_CALLERS,
+            ),
+            announcements: std::collections::VecDeque::new(),
             dropped_log: LogThrottle::new(DROPPED_LOG_PERIOD),
             not_sent_log: LogThrottle::new(DROPPED_LOG_PERIOD),
+            refused_log: LogThrottle::new(DROPPED_LOG_PERIOD),
         };
+        let mut announce = tokio::time::interval(presence::ANNOUNCE_TICK);
+        announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let exit = loop {
             let deadline = router.core.poll_timeout();
             let timer = async {
@@ -153,6 +169,9 @@ impl Router {
                     router.send_in(stanza, Lane::Signalling);
                 }
                 Some(reloaded) = reloads.recv() => router.apply(reloaded),
+                _ = announce.tick(), if !router.announcements.is_empty() => {
+                    router.announce_some();
+                }
                 _ = timer => {
                     router.core.handle_timeout(now());
                     router.process_outputs();
@@ -171,11 +190,16 @@ impl Router {
                 self.process_outputs();
             }
             CallEvent::Message { to, body } => {
-                let Some(callee) = self
-                    .active
-                    .get(&call_id)
-                    .and_then(|call| self.callees.get(call.callee()))
-                else {
+                let Some(call) = self.active.get(&call_id) else {
+                    return;
+                };
+                // A caller pressing keys must not be able to flood the recipient.
+                let caller = call.peer().to_bare();
+                if self.messages_per_caller.try_take(&caller, now()) != Taken::Yes {
+                    tracing::info!(%caller, "too many messages from this caller's calls; not sent");
+                    return;
+                }
+                let Some(callee) = self.callees.get(call.callee()) else {
                     return;
                 };
                 let (Ok(to), from) = (Jid::new(&to), callee.jid.clone()) else {
@@ -274,7 +298,22 @@ impl Router {
                     peer,
                     reason,
                 } => {
-                    tracing::info!(callee = %callee, peer = %peer, reason = %reason, "call not started");
+                    // Refusals a flood causes are logged at most every few seconds.
+                    let flood = matches!(
+                        reason,
+                        EndReason::CallerNotAllowed | EndReason::TooManyCalls | EndReason::Busy
+                    );
+                    match flood {
+                        false => {
+                            tracing::info!(callee = %callee, peer = %peer, reason = %reason, "call not started")
+                        }
+                        true => {
+                            if let Some(held_back) = self.refused_log.allow(now()) {
+                                tracing::info!(callee = %callee, peer = %peer, reason = %reason,
+                                    held_back, "call not started");
+                            }
+                        }
+                    }
                     self.metrics.call_ended(&callee, reason.as_str(), false);
                 }
                 other => {
@@ -304,8 +343,9 @@ impl Router {
             let subscribers: Vec<_> = self
                 .subscribers
                 .all()
-                .filter(|(callee, _)| **callee == name)
-                .map(|(_, subscriber)| subscriber.clone())
+                .into_iter()
+                .filter(|(callee, _)| *callee == name)
+                .map(|(_, subscriber)| subscriber)
                 .collect();
             for subscriber in subscribers {
                 let goodbye = xmpp_parsers::presence::Presence::new(

@@ -11,6 +11,11 @@ use xmpp_parsers::stanza::Stanza;
 
 use super::Router;
 
+/// Subscribers announced to per tick after a reconnect (two stanzas each).
+pub(super) const ANNOUNCE_PER_TICK: usize = 50;
+/// How often announcements go out: 1,000 subscribers a second.
+pub(super) const ANNOUNCE_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl Router {
     pub(super) fn handle_presence(&mut self, presence: Presence) {
         let (Some(from), Some(to)) = (presence.from.clone(), presence.to.clone()) else {
@@ -27,6 +32,16 @@ impl Router {
         let subscriber = from.to_bare();
         match presence.type_ {
             Type::Subscribe => {
+                if let Err(why) = self.subscribers.add(&callee_name, subscriber.clone()) {
+                    // Refused, so the subscriber does not believe it will hear from us.
+                    tracing::debug!(%callee, %subscriber, ?why, "presence subscription not kept");
+                    self.send_presence(
+                        Presence::new(Type::Unsubscribed),
+                        &callee,
+                        subscriber.into(),
+                    );
+                    return;
+                }
                 self.send_presence(
                     Presence::new(Type::Subscribed),
                     &callee,
@@ -37,10 +52,7 @@ impl Router {
                     &callee,
                     subscriber.clone().into(),
                 );
-                self.send_available(&callee, subscriber.clone().into());
-                if !self.subscribers.add(&callee_name, subscriber.clone()) {
-                    tracing::warn!(%callee, "too many presence subscribers; not keeping a new one");
-                }
+                self.send_available(&callee, subscriber.into());
             }
             // Only a `subscribe` adds a subscriber: anyone can send the rest.
             Type::Subscribed => {}
@@ -59,10 +71,7 @@ impl Router {
             Type::None if from.resource().is_some() => {
                 // Kept only for subscribers (bounded in number): the dialer's offline check
                 // asks about them alone, and anyone may send presence.
-                let subscribed = self
-                    .subscribers
-                    .all()
-                    .any(|(_, jid)| *jid == from.to_bare());
+                let subscribed = self.subscribers.is_subscriber(&from.to_bare());
                 if let (true, Ok(device)) = (subscribed, from.clone().try_into_full()) {
                     self.dialer.device_online(device);
                 }
@@ -79,15 +88,26 @@ impl Router {
         }
     }
 
-    /// Available presence of every virtual JID to every subscriber (after connecting).
+    /// Queues available presence of every virtual JID to every subscriber (after connecting,
+    /// or a reload), to go out at [`ANNOUNCE_PER_TICK`] per [`ANNOUNCE_TICK`]: all at once,
+    /// thousands of subscribers would overflow the link's queue.
     pub(super) fn announce_presence(&mut self) {
         let pairs = self.subscriber_pairs();
         tracing::debug!(subscribers = pairs.len(), "announcing presence");
-        for (callee, subscriber) in pairs {
+        self.announcements = pairs.into();
+    }
+
+    /// Sends the next announcements due; returns whether some are left.
+    pub(super) fn announce_some(&mut self) -> bool {
+        for _ in 0..ANNOUNCE_PER_TICK {
+            let Some((callee, subscriber)) = self.announcements.pop_front() else {
+                return false;
+            };
             self.send_available(&callee, subscriber.clone().into());
             // Their devices answer with their presence: who can be rung.
             self.send_presence(Presence::new(Type::Probe), &callee, subscriber.into());
         }
+        !self.announcements.is_empty()
     }
 
     /// Unavailable presence to every subscriber, when the gateway stops (after its calls ended).
@@ -100,9 +120,10 @@ impl Router {
     fn subscriber_pairs(&self) -> Vec<(Jid, BareJid)> {
         self.subscribers
             .all()
+            .into_iter()
             .filter_map(|(name, subscriber)| {
-                let callee = self.callees.get(name)?;
-                Some((callee.jid.clone(), subscriber.clone()))
+                let callee = self.callees.get(&name)?;
+                Some((callee.jid.clone(), subscriber))
             })
             .collect()
     }

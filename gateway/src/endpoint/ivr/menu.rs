@@ -12,6 +12,8 @@ use crate::endpoint::DialPlan;
 
 /// One tick of the call's audio clock.
 const TICK: Duration = Duration::from_millis(20);
+/// Menus remembered for `back`; a caller going round a loop of menus forgets the oldest.
+pub const MAX_MENU_HISTORY: usize = 32;
 
 /// What the engine asks of the endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +83,7 @@ pub struct MenuEngine {
     start: String,
     menus: std::collections::BTreeMap<String, Menu>,
     current: String,
-    history: Vec<String>,
+    history: VecDeque<String>,
     state: State,
     keys: String,
     failures: u32,
@@ -126,7 +128,7 @@ impl MenuEngine {
             start: config.start.clone(),
             menus,
             current: config.start.clone(),
-            history: Vec::new(),
+            history: VecDeque::new(),
             state: State::Done,
             keys: String::new(),
             failures: 0,
@@ -307,11 +309,17 @@ impl MenuEngine {
         match action {
             ActionConfig::Play { prompt } => self.play(prompt, AfterPrompt::Reoffer),
             ActionConfig::Menu { menu } => {
-                self.history.push(self.current.clone());
+                if self.history.len() == MAX_MENU_HISTORY {
+                    self.history.pop_front();
+                }
+                self.history.push_back(self.current.clone());
                 self.enter(menu);
             }
             ActionConfig::Back => {
-                let previous = self.history.pop().unwrap_or_else(|| self.start.clone());
+                let previous = self
+                    .history
+                    .pop_back()
+                    .unwrap_or_else(|| self.start.clone());
                 self.enter(previous);
             }
             ActionConfig::Top => {
@@ -504,6 +512,20 @@ mod tests {
         drain(&mut e);
         e.on_digit('9');
         assert_eq!(drain(&mut e), [Command::Transfer("echo".into())]);
+    }
+
+    #[test]
+    fn going_round_menus_keeps_a_bounded_history() {
+        let mut e = engine();
+        e.start();
+        // main -> sub -> back -> main... and main -> sub without going back, over and over.
+        for _ in 0..10 * MAX_MENU_HISTORY {
+            e.enter("main".into());
+            e.act(ActionConfig::Menu { menu: "sub".into() }, String::new());
+        }
+        assert_eq!(e.history.len(), MAX_MENU_HISTORY);
+        e.act(ActionConfig::Back, String::new());
+        assert_eq!(e.current(), "main");
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub use admission::{CallLimits, Callee, MAX_TRACKED_CALLERS, MAX_TRACKED_DOMAINS
 use admission::{Admission, InProgress, Refused};
 use outbound::OutgoingProposal;
 
+/// IQs of one call whose answers are waited for at once.
+pub const MAX_PENDING_IQS_PER_CALL: usize = 16;
+
 /// What the signalling core needs to know, fixed for its lifetime.
 #[derive(Debug, Clone)]
 pub struct SignallingConfig {
@@ -916,6 +919,16 @@ impl Signalling {
     ) -> String {
         let id = format!("{}{}", self.config.iq_id_prefix, self.next_iq);
         self.next_iq += 1;
+        // A peer that never answers cannot make the table grow: past the bound, answers to a
+        // call's IQs are not waited for (only the first, critical ones matter).
+        let call_id = call_id.filter(|&call_id| {
+            let waiting = self
+                .pending_iqs
+                .values()
+                .filter(|p| p.call_id == call_id)
+                .count();
+            waiting < MAX_PENDING_IQS_PER_CALL
+        });
         if let Some(call_id) = call_id {
             self.pending_iqs.insert(
                 id.clone(),

@@ -353,3 +353,22 @@ fn a_tie_break_written_by_a_client_is_read() {
         }
     ));
 }
+
+#[test]
+fn a_peer_that_never_answers_leaves_a_bounded_table() {
+    let mut h = Harness::new();
+    let call = h.established_call("q1");
+    // Many local candidates trickled out, none of them acknowledged.
+    for port in 0..200 {
+        h.core
+            .handle_media(call, MediaEvent::LocalCandidate(candidate(41000 + port)));
+    }
+    let sent = h
+        .drain()
+        .into_iter()
+        .filter(|o| matches!(o, Output::JingleIq { .. }))
+        .count();
+    assert_eq!(sent, 200);
+    assert!(h.core.pending_iqs.len() <= MAX_PENDING_IQS_PER_CALL);
+    h.expect_nothing();
+}
