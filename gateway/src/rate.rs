@@ -131,20 +131,23 @@ impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
     }
 }
 
-/// Lets a log line through at most once per period, counting the ones held back.
+/// Lets log lines through at a bounded rate, counting the ones held back.
 #[derive(Debug, Clone)]
 pub struct LogThrottle {
-    period: Duration,
-    last: Option<Instant>,
+    bucket: Option<TokenBucket>,
+    rate: Rate,
     held_back: u64,
 }
 
 impl LogThrottle {
-    /// At most one line per `period`.
-    pub const fn new(period: Duration) -> Self {
+    /// `burst` lines at once, then one per `period`.
+    pub fn new(burst: u32, period: Duration) -> Self {
         Self {
-            period,
-            last: None,
+            bucket: None,
+            rate: Rate {
+                burst,
+                per_second: 1.0 / period.as_secs_f64().max(1e-3),
+            },
             held_back: 0,
         }
     }
@@ -152,15 +155,14 @@ impl LogThrottle {
     /// `Some(n)` when a line may be logged at `now`, `n` being how many were held back since the
     /// last one; `None` when this one is held back.
     pub fn allow(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.saturating_duration_since(last) < self.period => {
-                self.held_back += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.held_back))
-            }
+        let bucket = self
+            .bucket
+            .get_or_insert_with(|| TokenBucket::new(self.rate, now));
+        if bucket.try_take(now) {
+            Some(std::mem::take(&mut self.held_back))
+        } else {
+            self.held_back += 1;
+            None
         }
     }
 }
@@ -204,10 +206,12 @@ mod tests {
     #[test]
     fn the_throttle_counts_what_it_held_back() {
         let start = Instant::now();
-        let mut throttle = LogThrottle::new(Duration::from_secs(10));
+        let mut throttle = LogThrottle::new(2, Duration::from_secs(10));
+        assert_eq!(throttle.allow(start), Some(0));
         assert_eq!(throttle.allow(start), Some(0));
         assert_eq!(throttle.allow(start + Duration::from_secs(1)), None);
         assert_eq!(throttle.allow(start + Duration::from_secs(2)), None);
         assert_eq!(throttle.allow(start + Duration::from_secs(10)), Some(2));
+        assert_eq!(throttle.allow(start + Duration::from_secs(11)), None);
     }
 }

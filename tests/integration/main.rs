@@ -7,6 +7,7 @@ mod support;
 mod calls;
 mod connect;
 mod faults;
+mod hostile;
 mod ivr;
 mod operations;
 mod signalling;

@@ -11,7 +11,7 @@ use crate::support::{
 };
 
 /// GET `url`; returns status and body.
-async fn get(url: &str) -> (u16, String) {
+pub(crate) async fn get(url: &str) -> (u16, String) {
     let url = url.to_string();
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -33,7 +33,7 @@ async fn get(url: &str) -> (u16, String) {
 }
 
 /// The value of the metric line starting with `prefix`.
-fn metric(text: &str, prefix: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())

@@ -7,6 +7,7 @@ pub mod audio;
 pub mod callee;
 pub mod caller;
 pub mod client;
+pub mod raw;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
@@ -196,6 +197,21 @@ impl GatewayProcess {
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Kills it with SIGKILL, as a crash or the OOM killer would, and reaps it.

@@ -23,6 +23,11 @@ pub const COMPONENT: &str = "gw.localhost";
 pub const SECRET: &str = "secret";
 /// The user domain.
 pub const DOMAIN: &str = "localhost";
+/// A second component domain, standing in for a remote server in the hostile-input tests: it
+/// may send stanzas from any JID of its domain.
+pub const REMOTE: &str = "remote.localhost";
+/// Its secret.
+pub const REMOTE_SECRET: &str = "remote-secret";
 
 /// A running server.
 pub struct Server {
@@ -32,6 +37,8 @@ pub struct Server {
     pub c2s_port: u16,
     /// XEP-0114 component port.
     pub component_port: u16,
+    /// The component port [`REMOTE`] attaches to (Prosody: the same one).
+    pub remote_component_port: u16,
     /// HTTP port (WebSocket, uploads).
     pub http_port: u16,
     dir: TempDir,
@@ -47,10 +54,15 @@ impl Server {
 
     /// [`Server::start`] with `extra` appended to the main config file (top-level settings).
     pub fn start_with(kind: Kind, extra: &str) -> Server {
+        let component_port = free_port();
         let mut server = Server {
             kind,
             c2s_port: free_port(),
-            component_port: free_port(),
+            component_port,
+            remote_component_port: match kind {
+                Kind::Prosody => component_port,
+                Kind::Ejabberd => free_port(),
+            },
             http_port: free_port(),
             dir: TempDir::new(match kind {
                 Kind::Prosody => "prosody",
@@ -87,6 +99,10 @@ impl Server {
                 .replace("{DATA_DIR}", &dir)
                 .replace("{C2S_PORT}", &self.c2s_port.to_string())
                 .replace("{COMPONENT_PORT}", &self.component_port.to_string())
+                .replace(
+                    "{REMOTE_COMPONENT_PORT}",
+                    &self.remote_component_port.to_string(),
+                )
                 .replace("{HTTP_PORT}", &self.http_port.to_string())
         };
         match self.kind {
@@ -179,7 +195,12 @@ impl Server {
             });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        for port in [self.c2s_port, self.component_port, self.http_port] {
+        for port in [
+            self.c2s_port,
+            self.component_port,
+            self.remote_component_port,
+            self.http_port,
+        ] {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
                 if let Some(status) = self
                     .child
@@ -206,6 +227,18 @@ impl Server {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// Sends the server a signal (`STOP` freezes it as a wedged server would be, `CONT` lets it
+    /// go on).
+    pub fn signal(&self, name: &str) {
+        let Some(child) = &self.child else { return };
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after a grace period) and reaps it.
@@ -237,6 +270,8 @@ pub fn stop_process(child: &mut Child, grace: Duration) {
         return;
     }
     let pid = child.id().to_string();
+    // A process a test froze (SIGSTOP) must run again to hear SIGTERM.
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
@@ -298,6 +333,9 @@ VirtualHost "localhost"
 
 Include "{DATA_DIR}/jingle-gateway.cfg.lua"
 Include "{DATA_DIR}/jingle-gateway-upload.cfg.lua"
+
+Component "remote.localhost"
+    component_secret = "remote-secret"
 "#;
 
 /// The snippets of `config/prosody` and `config/ejabberd`, as users paste them.
@@ -325,6 +363,13 @@ include_config_file:
   - "{DATA_DIR}/jingle-gateway.yml"
   - "{DATA_DIR}/jingle-gateway-upload.yml"
 listen:
+  -
+    port: {REMOTE_COMPONENT_PORT}
+    ip: "127.0.0.1"
+    module: ejabberd_service
+    hosts:
+      remote.localhost:
+        password: "remote-secret"
   -
     port: {C2S_PORT}
     ip: "127.0.0.1"

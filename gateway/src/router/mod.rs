@@ -18,7 +18,7 @@ use xmpp_parsers::stanza::Stanza;
 
 use crate::call::{CallEvent, CallEvents};
 use crate::call::{CallHandle, Calls};
-use crate::jingle::{CallId, EndReason, Output, Signalling};
+use crate::jingle::{CallId, Output, Signalling};
 use crate::metrics::Metrics;
 use crate::rate::{KeyedBuckets, LogThrottle, Rate, Taken};
 use crate::reload::Reloaded;
@@ -100,8 +100,10 @@ pub enum RouterExit {
 /// Messages a minute the endpoints of one caller's calls may send (an IVR's `send_digits`).
 const MESSAGES_PER_CALLER_PER_MINUTE: u32 = 10;
 
-/// How often a log line about dropped stanzas may be written; the others are counted in it.
-const DROPPED_LOG_PERIOD: Duration = Duration::from_secs(10);
+/// Log lines about what outsiders cause (dropped stanzas, refused calls): this many at once,
+/// then one per period, each with the count of those held back.
+const LOG_BURST: u32 = 10;
+const LOG_PERIOD: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for the last stanzas to leave and calls to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -141,9 +143,9 @@ impl Router {
                 crate::jingle::MAX_TRACKED_CALLERS,
             ),
             announcements: std::collections::VecDeque::new(),
-            dropped_log: LogThrottle::new(DROPPED_LOG_PERIOD),
-            not_sent_log: LogThrottle::new(DROPPED_LOG_PERIOD),
-            refused_log: LogThrottle::new(DROPPED_LOG_PERIOD),
+            dropped_log: LogThrottle::new(LOG_BURST, LOG_PERIOD),
+            not_sent_log: LogThrottle::new(LOG_BURST, LOG_PERIOD),
+            refused_log: LogThrottle::new(LOG_BURST, LOG_PERIOD),
         };
         let mut announce = tokio::time::interval(presence::ANNOUNCE_TICK);
         announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -298,21 +300,11 @@ impl Router {
                     peer,
                     reason,
                 } => {
-                    // Refusals a flood causes are logged at most every few seconds.
-                    let flood = matches!(
-                        reason,
-                        EndReason::CallerNotAllowed | EndReason::TooManyCalls | EndReason::Busy
-                    );
-                    match flood {
-                        false => {
-                            tracing::info!(callee = %callee, peer = %peer, reason = %reason, "call not started")
-                        }
-                        true => {
-                            if let Some(held_back) = self.refused_log.allow(now()) {
-                                tracing::info!(callee = %callee, peer = %peer, reason = %reason,
-                                    held_back, "call not started");
-                            }
-                        }
+                    // Anyone can cause these, as fast as the server relays: a few are logged,
+                    // then one every few seconds with the count of the others.
+                    if let Some(held_back) = self.refused_log.allow(now()) {
+                        tracing::info!(callee = %callee, peer = %peer, reason = %reason,
+                            held_back, "call not started");
                     }
                     self.metrics.call_ended(&callee, reason.as_str(), false);
                 }
