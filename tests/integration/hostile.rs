@@ -416,3 +416,60 @@ async fn a_server_that_stops_reading_is_noticed() {
     })
     .await;
 }
+
+/// A virtual JID open to local users only: a remote server's user is refused (forbidden to a
+/// session-initiate, `<reject/>` to a proposal), a local user gets through.
+async fn callers_list_refuses_strangers(kind: Kind) {
+    let server = Server::start(kind);
+    let data = TempDir::new("gw-callers");
+    let tables = "[endpoints.private]\nkind = \"echo\"\ncallers = [\"@local\"]\n";
+    let _gateway = GatewayProcess::start(&server, &data, tables, &[("RUST_LOG", "info")], None);
+    let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+    wait_attached(&mut alice.client).await;
+    let mut remote =
+        RawComponent::connect(server.remote_component_port, REMOTE, REMOTE_SECRET).await;
+    let private = "private@gw.localhost";
+    let initiate = format!(
+        "<iq type='set' id='si' from='eve@{REMOTE}/x' to='{private}'>\
+         <jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='s1'/></iq>"
+    );
+    assert!(remote.stream.write(initiate.as_bytes()).await);
+    let answer = remote
+        .stream
+        .expect(Duration::from_secs(10), is_reply_to("si"))
+        .await
+        .expect("an answer to the session-initiate");
+    assert_eq!(error_condition(&answer).as_deref(), Some("forbidden"));
+    let propose = format!(
+        "<message type='chat' from='eve@{REMOTE}/x' to='{private}'>\
+         <propose xmlns='urn:xmpp:jingle-message:0' id='p1'>\
+         <description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'/></propose></message>"
+    );
+    assert!(remote.stream.write(propose.as_bytes()).await);
+    let reject = remote
+        .stream
+        .expect(Duration::from_secs(10), |e| {
+            e.name() == "message" && e.has_child("reject", "urn:xmpp:jingle-message:0")
+        })
+        .await
+        .expect("a reject");
+    assert_eq!(reject.attr("to"), Some(&*format!("eve@{REMOTE}/x")));
+    let mut call = alice
+        .call(private, &CallSetup::browser())
+        .await
+        .expect("a local user gets through");
+    let received = alice.exchange(&mut call, &Exchange::tone(2, 440.0)).await;
+    assert_tone(&received, 440.0, "alice on private@");
+    alice.hang_up(call).await;
+    alice.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_list_refuses_strangers_on_prosody() {
+    within(90, callers_list_refuses_strangers(Kind::Prosody)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_list_refuses_strangers_on_ejabberd() {
+    within(90, callers_list_refuses_strangers(Kind::Ejabberd)).await;
+}

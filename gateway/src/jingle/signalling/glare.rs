@@ -128,7 +128,7 @@ impl Signalling {
         };
         self.outputs.push_back(Output::Jmi {
             from: device,
-            to: peer.to_bare().into(),
+            to: peer.clone().into(),
             jmi: Jmi::Reject {
                 sid,
                 reason: Some(EndReason::TieBreak.to_reason_element()),

@@ -140,3 +140,55 @@ fn escape_attribute(value: &str) -> String {
         .replace('<', "&lt;")
         .replace('\'', "&apos;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A server that sends its header and then neither reads nor answers.
+    async fn deaf_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+                xmlns:stream='http://etherx.jabber.org/streams' id='x' from='gw.localhost'>";
+            tcp.write_all(header.as_bytes()).await.unwrap();
+            // Holds the connection open without reading.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(tcp);
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn a_write_the_server_does_not_read_times_out() {
+        let (addr, server) = deaf_server().await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let timeout = Duration::from_millis(300);
+        let (mut connection, id) =
+            Connection::open(tcp, "gw.localhost", ReadLimits::DEFAULT, timeout)
+                .await
+                .unwrap();
+        assert_eq!(id.as_deref(), Some("x"));
+        let big = Element::builder("message", ns::COMPONENT)
+            .append("m".repeat(1 << 20))
+            .build();
+        let started = std::time::Instant::now();
+        let mut result = Ok(());
+        // The socket buffers take a few MiB; then the write blocks.
+        for _ in 0..200 {
+            result = connection.send_element(&big).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(
+            matches!(result, Err(ConnectionError::WriteTimeout(t)) if t == timeout),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        server.abort();
+    }
+}

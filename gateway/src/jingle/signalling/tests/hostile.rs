@@ -301,7 +301,7 @@ fn glare_with_a_proposal_of_ours() {
     // Bob proposes too, with a higher id: rejected with <tie-break/> and <expired/>.
     h.propose(BOB_PHONE, ECHO, "zz-bob");
     let (from, to, reject) = h.expect_jmi();
-    assert_eq!((from, to), (jid(IVR_DEVICE), jid(BOB)));
+    assert_eq!((from, to), (jid(IVR_DEVICE), jid(BOB_PHONE)));
     let reject_xml = String::from(&reject.to_element());
     assert!(reject_xml.contains("<tie-break/>"), "{reject_xml}");
     assert!(reject_xml.contains("<expired/>"), "{reject_xml}");
