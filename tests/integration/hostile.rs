@@ -473,3 +473,45 @@ async fn callers_list_refuses_strangers_on_prosody() {
 async fn callers_list_refuses_strangers_on_ejabberd() {
     within(90, callers_list_refuses_strangers(Kind::Ejabberd)).await;
 }
+
+/// With every port of `media.port_range` taken, a new call is refused at once with `<busy/>`,
+/// not answered and left to time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_port_range_refuses_the_call_at_once() {
+    within(90, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw-ports");
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("a free UDP port")
+            .port();
+        let range = format!("{port}-{port}");
+        let gateway = crate::support::Gateway::start(crate::support::gateway_config(
+            &server,
+            &data,
+            &[("GATEWAY_MEDIA_PORT_RANGE", &range)],
+        ));
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let mut first = alice
+            .call(ECHO, &CallSetup::browser())
+            .await
+            .expect("the first call takes the one port");
+        let mut bob = TestCaller::new(server.c2s_port, "bob").await;
+        let asked = Instant::now();
+        let second = bob.call(ECHO, &CallSetup::browser()).await;
+        let refused_after = asked.elapsed();
+        assert_eq!(second.err().as_deref(), Some("busy"));
+        assert!(
+            refused_after < Duration::from_secs(5),
+            "refused after {refused_after:?}"
+        );
+        let received = alice.exchange(&mut first, &Exchange::tone(2, 440.0)).await;
+        assert_tone(&received, 440.0, "the first call");
+        alice.hang_up(first).await;
+        gateway.stop().await;
+        alice.close().await;
+        bob.close().await;
+    })
+    .await;
+}

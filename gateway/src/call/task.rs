@@ -142,6 +142,12 @@ async fn offer_local_transport(
     };
     let (ufrag, pwd) = leg.local_credentials().await;
     let candidates = leg.initial_candidates().await;
+    if candidates.is_empty() && leg.gathering_complete() {
+        // No port could be had (a full port range, no file descriptors): refused now, not
+        // after the ICE timeout.
+        tracing::warn!("no local candidate: no media port free");
+        return Err(Some(EndReason::NoMediaPort));
+    }
     if !report(MediaEvent::LocalTransport(LocalTransport {
         ufrag,
         pwd,

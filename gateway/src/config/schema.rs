@@ -213,9 +213,13 @@ pub struct MediaConfig {
     pub turn_servers: Vec<TurnServerConfig>,
     /// Accept callers' loopback candidates (127.0.0.0/8, ::1); for tests on one machine.
     pub allow_loopback_candidates: bool,
-    /// Accept callers' private-network candidates (10/8, 172.16/12, 192.168/16, fc00::/7).
+    /// Accept callers' private-network candidates (10/8, 172.16/12, 192.168/16, 100.64/10,
+    /// fc00::/7): only when callers and the gateway share a private network.
     pub allow_private_candidates: bool,
-    /// Remote candidates accepted per call; more are ignored.
+    /// Callers' candidates on a lower port are refused (privileged services live there).
+    pub min_candidate_port: u16,
+    /// Remote candidates accepted per call over its whole life (ICE restarts included); more are
+    /// ignored.
     pub max_remote_candidates: u32,
     /// A call whose ICE has not connected after this long ends with `<failed-transport/>`.
     pub ice_timeout: ConfigDuration,
@@ -242,7 +246,8 @@ impl Default for MediaConfig {
             stun_servers: Vec::new(),
             turn_servers: Vec::new(),
             allow_loopback_candidates: false,
-            allow_private_candidates: true,
+            allow_private_candidates: false,
+            min_candidate_port: 1024,
             max_remote_candidates: 30,
             ice_timeout: ConfigDuration::secs(20),
             consent_timeout: ConfigDuration::secs(30),

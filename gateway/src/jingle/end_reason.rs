@@ -37,6 +37,8 @@ pub enum EndReason {
     UnsupportedApplications,
     /// The offer had no ICE-UDP transport.
     UnsupportedTransports,
+    /// The offer's ICE username fragment or password does not follow RFC 8839.
+    BadIceCredentials,
     /// The offer had no usable DTLS fingerprint.
     NoFingerprint,
     /// The offer lacked `<rtcp-mux/>`, which the gateway needs.
@@ -55,6 +57,8 @@ pub enum EndReason {
     ConsentLost,
     /// Media could not be processed.
     MediaError,
+    /// No media port (or file descriptor) was free for the call.
+    NoMediaPort,
     /// The gateway is shutting down.
     Shutdown,
     /// The caller's client refused a request of the session (an IQ error).
@@ -86,12 +90,13 @@ impl EndReason {
             Self::UnsupportedApplications => Reason::UnsupportedApplications,
             Self::UnsupportedTransports => Reason::UnsupportedTransports,
             Self::NoFingerprint | Self::SecurityFailure => Reason::SecurityError,
-            Self::NoRtcpMux => Reason::IncompatibleParameters,
+            Self::NoRtcpMux | Self::BadIceCredentials => Reason::IncompatibleParameters,
             Self::RingTimeout | Self::AnswerTimeout => Reason::Timeout,
             Self::MaxDuration => Reason::Expired,
             Self::IceFailed => Reason::FailedTransport,
             Self::ConsentLost => Reason::ConnectivityError,
             Self::MediaError => Reason::MediaError,
+            Self::NoMediaPort => Reason::Busy,
             Self::Shutdown => Reason::Gone,
             Self::PeerError | Self::MailboxFull | Self::StorageFailed | Self::SoundDeviceFailed => {
                 Reason::FailedApplication
@@ -111,7 +116,9 @@ impl EndReason {
             Self::UnsupportedTransports => Some("ICE-UDP is required"),
             Self::NoFingerprint => Some("DTLS-SRTP is required"),
             Self::NoRtcpMux => Some("rtcp-mux is required"),
+            Self::BadIceCredentials => Some("ICE ufrag and pwd must follow RFC 8839"),
             Self::MaxDuration => Some("maximum call duration reached"),
+            Self::NoMediaPort => Some("no media port free; try again later"),
             Self::Shutdown => Some("the gateway is shutting down"),
             Self::MailboxFull => Some("the mailbox is full"),
             Self::SoundDeviceFailed => Some("the sound device is not available"),
@@ -150,6 +157,7 @@ impl EndReason {
             Self::UnsupportedTransports => "unsupported_transports",
             Self::NoFingerprint => "no_fingerprint",
             Self::NoRtcpMux => "no_rtcp_mux",
+            Self::BadIceCredentials => "bad_ice_credentials",
             Self::SecurityFailure => "security_failure",
             Self::RingTimeout => "ring_timeout",
             Self::AnswerTimeout => "answer_timeout",
@@ -157,6 +165,7 @@ impl EndReason {
             Self::IceFailed => "ice_failed",
             Self::ConsentLost => "consent_lost",
             Self::MediaError => "media_error",
+            Self::NoMediaPort => "no_media_port",
             Self::Shutdown => "shutdown",
             Self::PeerError => "peer_error",
             Self::MailboxFull => "mailbox_full",

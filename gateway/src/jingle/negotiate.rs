@@ -221,6 +221,9 @@ fn read(jingle: &Jingle, side: Side) -> Result<Negotiated, EndReason> {
     let (Some(ice_ufrag), Some(ice_pwd)) = (&transport.ufrag, &transport.pwd) else {
         return Err(EndReason::UnsupportedTransports);
     };
+    if !crate::protocol::ice_udp::credentials_valid(ice_ufrag, ice_pwd) {
+        return Err(EndReason::BadIceCredentials);
+    }
     let (fingerprint, setup) = FINGERPRINT_HASHES
         .iter()
         .find_map(|hash| {

@@ -60,6 +60,10 @@ pub struct Session {
     pub early_candidates: Vec<Candidate>,
     /// Ring, answer and duration timers.
     pub timers: Timers,
+    /// ICE restarts the peer made, and when the last one was.
+    pub restarts: u32,
+    /// When the peer last restarted ICE.
+    pub last_restart: Option<std::time::Instant>,
 }
 
 impl Session {

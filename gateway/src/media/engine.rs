@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use webrtc_ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
 
+use super::candidate_policy::CandidatePolicy;
 use super::dtls::{CertificateError, LocalCertificate};
-use super::ice::{stun_url, turn_url, CandidatePolicy, IceSettings, Sockets};
+use super::ice::{stun_url, turn_url, IceSettings, Sockets};
 use super::stats::MediaStats;
 use crate::config::{DtlsRoleConfig, MediaConfig};
 
@@ -130,6 +131,15 @@ impl MediaEngine {
                     allow_loopback: config.allow_loopback_candidates,
                     allow_private: config.allow_private_candidates,
                     ipv6: local_address.is_ipv6(),
+                    min_port: config.min_candidate_port,
+                    own: [
+                        Some(local_address),
+                        config.public_address,
+                        Some(config.bind_address).filter(|a| !a.is_unspecified()),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
                 },
             },
             certificate,

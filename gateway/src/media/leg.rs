@@ -199,7 +199,13 @@ impl MediaLeg {
         candidates
     }
 
-    /// Adds the caller's candidates that the policy admits, up to the per-call limit.
+    /// Whether gathering is over (with or without candidates).
+    pub fn gathering_complete(&self) -> bool {
+        self.gathering_done
+    }
+
+    /// Adds the caller's candidates that the policy admits, up to the call's budget (over its
+    /// whole life, ICE restarts included).
     pub fn add_remote_candidates(&mut self, candidates: &[Candidate]) {
         for candidate in candidates {
             if self.remote_candidates >= self.engine.max_remote_candidates {
@@ -238,7 +244,8 @@ impl MediaLeg {
             .map_err(|e| e.to_string())?;
         self.gathering_done = false;
         self.agent.gather_candidates().map_err(|e| e.to_string())?;
-        self.remote_candidates = 0;
+        // The remote-candidate budget is the call's, not the generation's: restarts do not
+        // renew it.
         Ok(self.agent.get_local_user_credentials().await)
     }
 

@@ -1,6 +1,7 @@
 //! The media engine: one ICE / DTLS-SRTP / RTP leg per call on a shared UDP port, codecs,
 //! jitter buffer, DTMF and RTCP.
 
+pub mod candidate_policy;
 pub mod codec;
 pub mod dtls;
 pub mod dtmf;

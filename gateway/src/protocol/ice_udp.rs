@@ -31,6 +31,19 @@ pub struct IceUdpTransport {
     pub fingerprints: Vec<Fingerprint>,
 }
 
+/// Whether `ufrag` and `pwd` follow RFC 8839: `ice-char` (letters, digits, `+`, `/`), a ufrag
+/// of 4 to 256 characters and a password of 22 to 256.
+pub fn credentials_valid(ufrag: &str, pwd: &str) -> bool {
+    let ice_chars = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    };
+    (4..=256).contains(&ufrag.len())
+        && (22..=256).contains(&pwd.len())
+        && ice_chars(ufrag)
+        && ice_chars(pwd)
+}
+
 /// ICE candidate type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CandidateType {

@@ -198,3 +198,24 @@ fn jmi_round_trips() {
         assert_eq!(Jmi::parse(&jmi.to_element()).unwrap(), jmi);
     }
 }
+
+#[test]
+fn ice_credentials_follow_rfc_8839() {
+    use super::ice_udp::credentials_valid;
+    let pwd = "asd88fgpdd777uzjYhagZg";
+    assert!(credentials_valid("8hhy", pwd));
+    assert!(credentials_valid(&"a".repeat(256), &"b/+".repeat(85)));
+    let long_ufrag = "a".repeat(257);
+    let long_pwd = "p".repeat(257);
+    for (ufrag, pwd) in [
+        ("abc", pwd),
+        (long_ufrag.as_str(), pwd),
+        ("ab c", pwd),
+        ("abcd:", pwd),
+        ("abcd", "short"),
+        ("abcd", long_pwd.as_str()),
+        ("abcd", "asd88fgpdd777uzjYhag\u{e9}g"),
+    ] {
+        assert!(!credentials_valid(ufrag, pwd), "{ufrag} {pwd}");
+    }
+}

@@ -83,6 +83,12 @@ impl IqError {
                 "both parties initiated a session; the other one goes on",
                 Some(JingleErrorCondition::TieBreak),
             ),
+            Self::Jingle(Refusal::RestartRefused) => (
+                ErrorType::Wait,
+                DefinedCondition::ResourceConstraint,
+                "ICE restart refused: too frequent, too many, or bad credentials",
+                None,
+            ),
             Self::Jingle(Refusal::ShuttingDown) => (
                 ErrorType::Cancel,
                 DefinedCondition::ServiceUnavailable,

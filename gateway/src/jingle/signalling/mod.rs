@@ -30,6 +30,11 @@ pub use admission::{CallLimits, Callee, MAX_TRACKED_CALLERS, MAX_TRACKED_DOMAINS
 use admission::{Admission, InProgress, Refused};
 use outbound::OutgoingProposal;
 
+/// ICE restarts a peer may make in one call.
+pub const MAX_RESTARTS_PER_CALL: u32 = 10;
+/// Shortest time between two ICE restarts of a peer.
+pub const MIN_RESTART_INTERVAL: Duration = Duration::from_secs(2);
+
 /// IQs of one call whose answers are waited for at once.
 pub const MAX_PENDING_IQS_PER_CALL: usize = 16;
 
@@ -81,6 +86,9 @@ pub enum Refusal {
     /// Both parties initiated at once and the caller's session lost (`conflict` +
     /// `<tie-break/>`, XEP-0166).
     TieBreak,
+    /// An ICE restart too soon after the last, one too many, or with credentials that do not
+    /// follow RFC 8839 (`resource-constraint`); the call goes on as it was.
+    RestartRefused,
     /// The gateway is shutting down (`service-unavailable`).
     ShuttingDown,
 }
@@ -407,6 +415,8 @@ impl Signalling {
                 state: SessionState::AwaitingTransport,
                 early_candidates: Vec::new(),
                 timers,
+                restarts: 0,
+                last_restart: None,
             },
         );
         Ok(())
@@ -424,10 +434,7 @@ impl Signalling {
         match jingle.action {
             Action::SessionInitiate if session.initiate == fingerprint_of(&jingle) => Ok(()),
             Action::SessionInitiate => Err(Refusal::OutOfOrder),
-            Action::TransportInfo => {
-                self.handle_transport_info(call_id, &jingle.contents);
-                Ok(())
-            }
+            Action::TransportInfo => self.handle_transport_info(now, call_id, &jingle.contents),
             Action::SessionInfo => match jingle.info {
                 Some(SessionInfo::Other(..)) => Err(Refusal::UnsupportedInfo),
                 _ => Ok(()),
@@ -478,9 +485,14 @@ impl Signalling {
         }
     }
 
-    fn handle_transport_info(&mut self, call_id: CallId, contents: &[Content]) {
+    fn handle_transport_info(
+        &mut self,
+        now: Instant,
+        call_id: CallId,
+        contents: &[Content],
+    ) -> Result<(), Refusal> {
         let Some(session) = self.sessions.get_mut(&call_id) else {
-            return;
+            return Err(Refusal::UnknownSession);
         };
         for content in contents {
             if content.name != session.content_name {
@@ -493,6 +505,18 @@ impl Signalling {
             let answered = session.negotiated.is_some();
             match (&transport.ufrag, &transport.pwd) {
                 (Some(ufrag), Some(pwd)) if answered && *ufrag != session.remote_ufrag => {
+                    // Each restart makes the gateway check new addresses: a few, not too fast.
+                    let too_soon = session
+                        .last_restart
+                        .is_some_and(|at| now.saturating_duration_since(at) < MIN_RESTART_INTERVAL);
+                    if session.restarts >= MAX_RESTARTS_PER_CALL
+                        || too_soon
+                        || !crate::protocol::ice_udp::credentials_valid(ufrag, pwd)
+                    {
+                        return Err(Refusal::RestartRefused);
+                    }
+                    session.restarts += 1;
+                    session.last_restart = Some(now);
                     session.remote_ufrag = ufrag.clone();
                     self.outputs.push_back(Output::IceRestart {
                         call_id,
@@ -510,6 +534,7 @@ impl Signalling {
                 _ => {}
             }
         }
+        Ok(())
     }
 
     /// An XEP-0353 element in a message from `from` to the virtual JID `to`. `message_id` and

@@ -231,6 +231,8 @@ impl Signalling {
                 state: SessionState::AwaitingTransport,
                 early_candidates: Vec::new(),
                 timers,
+                restarts: 0,
+                last_restart: None,
             },
         );
     }

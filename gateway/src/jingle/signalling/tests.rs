@@ -675,7 +675,7 @@ fn trickle_both_ways_and_ice_restart() {
     content.description = None;
     content.transport = Some(Transport::IceUdp(IceUdpTransport {
         ufrag: Some("new1".into()),
-        pwd: Some("new-password-of-24-chars".into()),
+        pwd: Some("newPassword0f24chars+ab".into()),
         candidates: vec![candidate(50000)],
         ..IceUdpTransport::default()
     }));

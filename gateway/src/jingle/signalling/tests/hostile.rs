@@ -372,3 +372,56 @@ fn a_peer_that_never_answers_leaves_a_bounded_table() {
     assert!(h.core.pending_iqs.len() <= MAX_PENDING_IQS_PER_CALL);
     h.expect_nothing();
 }
+
+#[test]
+fn ice_restarts_are_few_and_not_too_fast() {
+    let mut h = Harness::new();
+    let call = h.established_call("r");
+    let restart = |ufrag: &str, pwd: &str| {
+        let mut info = Jingle::new(Action::TransportInfo, Sid("r".into()));
+        let mut content = offer().contents.remove(0);
+        content.description = None;
+        content.transport = Some(Transport::IceUdp(IceUdpTransport {
+            ufrag: Some(ufrag.into()),
+            pwd: Some(pwd.into()),
+            candidates: vec![candidate(50000)],
+            ..IceUdpTransport::default()
+        }));
+        info.contents = vec![content];
+        info
+    };
+    let pwd = "asd88fgpdd777uzjYhagZg";
+    h.jingle(ALICE, ECHO, restart("gen1", pwd)).unwrap();
+    assert!(matches!(h.expect(), Output::IceRestart { call_id, .. } if call_id == call));
+    // Another at once: refused, and its candidates are not taken.
+    assert_eq!(
+        h.jingle(ALICE, ECHO, restart("gen2", pwd)),
+        Err(Refusal::RestartRefused)
+    );
+    h.expect_nothing();
+    // A 400-character ufrag, or one outside the grammar: refused whenever it comes.
+    h.advance(2);
+    let long = "u".repeat(400);
+    for ufrag in [long.as_str(), "ab:cd", "abc"] {
+        assert_eq!(
+            h.jingle(ALICE, ECHO, restart(ufrag, pwd)),
+            Err(Refusal::RestartRefused),
+            "{ufrag}"
+        );
+    }
+    h.expect_nothing();
+    // Spaced out, up to the limit per call.
+    for n in 2..=MAX_RESTARTS_PER_CALL {
+        h.jingle(ALICE, ECHO, restart(&format!("gen{n}"), pwd))
+            .unwrap();
+        assert!(matches!(h.expect(), Output::IceRestart { .. }));
+        h.advance(2);
+        // The session's answer timer is long gone: the call is established.
+        h.expect_nothing();
+    }
+    assert_eq!(
+        h.jingle(ALICE, ECHO, restart("oneTooMany", pwd)),
+        Err(Refusal::RestartRefused)
+    );
+    h.expect_nothing();
+}
