@@ -6,6 +6,8 @@
 pub mod call;
 pub mod config;
 pub mod endpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod jingle;
 pub mod media;

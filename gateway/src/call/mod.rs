@@ -1,7 +1,7 @@
 //! Call tasks: one per call, owning its media leg and its endpoint. The router talks to a call
 //! through a [`CallHandle`]; the call reports back through [`CallEvent`]s.
 
-mod audio;
+pub(crate) mod audio;
 mod task;
 
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! or two. GET and HEAD, single byte ranges, one request per connection; requests are bounded
 //! in size, time and number.
 
-mod request;
+pub(crate) mod request;
 
 use std::net::SocketAddr;
 use std::path::Path;

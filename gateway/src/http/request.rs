@@ -47,7 +47,8 @@ pub async fn read_request(stream: &mut TcpStream) -> Result<Request, u16> {
     parse_request(&buffer)
 }
 
-fn parse_request(head: &[u8]) -> Result<Request, u16> {
+/// Parses a complete request head (what [`read_request`] read); `Err` is the status to answer.
+pub(crate) fn parse_request(head: &[u8]) -> Result<Request, u16> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(head) {
