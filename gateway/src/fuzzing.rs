@@ -31,6 +31,7 @@ use crate::protocol::jingle::{Action, Creator, Description, Jingle, Transport};
 use crate::protocol::jmi::Jmi;
 use crate::protocol::rtp::{PayloadType, RtpDescription, NS_RTP};
 use crate::voicemail::store::finish_part;
+use crate::xmpp::stream::{ReadLimits, StanzaReader, StreamItem};
 
 /// Largest XML input the protocol targets parse.
 const MAX_XML: usize = 64 * 1024;
@@ -39,6 +40,69 @@ const MAX_XML: usize = 64 * 1024;
 const MAX_DEPTH: usize = 64;
 /// Most `<` in XML the protocol targets parse (a bound on depth that no markup can fool).
 const MAX_TAGS: usize = 1024;
+
+/// The component stream reader ([`StanzaReader`]): a stream header, then the input as the
+/// stream's body, fed in pieces whose size the first byte picks. Reading in pieces gives what
+/// reading at once gives, every element kept is within the limits, and nothing panics.
+pub fn stanza_reader(data: &[u8]) {
+    let Some((&chunk, body)) = data.split_first() else {
+        return;
+    };
+    const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
+        xmlns:stream='http://etherx.jabber.org/streams' id='fuzz' from='gw.example'>";
+    // Tight limits, so that small inputs reach every one of them.
+    let limits = ReadLimits {
+        max_depth: 8,
+        max_name: 16,
+        max_attribute: 64,
+        max_attributes: 4,
+        max_text: 128,
+        max_stanza: 512,
+    };
+    let read = |piece: usize| {
+        let mut reader = StanzaReader::new(limits);
+        let mut items = Vec::new();
+        let mut failed = false;
+        for bytes in std::iter::once(HEADER).chain(body.chunks(piece.max(1))) {
+            if reader.push(bytes).is_err() {
+                failed = true;
+                break;
+            }
+            items.extend(std::iter::from_fn(|| reader.poll()).map(|item| summary(&item)));
+        }
+        (items, failed)
+    };
+    let whole = read(body.len());
+    let pieces = read(usize::from(chunk % 16) + 1);
+    assert_eq!(whole, pieces, "reading in pieces differs");
+}
+
+/// What a stream item says, comparable and checked against the limits on the way.
+fn summary(item: &StreamItem) -> String {
+    match item {
+        StreamItem::Stanza(stanza) => {
+            let element = match &**stanza {
+                xmpp_parsers::stanza::Stanza::Iq(iq) => Element::from(iq.clone()),
+                xmpp_parsers::stanza::Stanza::Message(m) => Element::from(m.clone()),
+                xmpp_parsers::stanza::Stanza::Presence(p) => Element::from(p.clone()),
+            };
+            assert!(depth(&element) <= 8, "a stanza beyond the depth limit was kept");
+            format!("stanza {}", String::from(&element))
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// Nesting depth of `element` (the element itself counts), without recursion.
+fn depth(element: &Element) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(element, 1)];
+    while let Some((e, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        stack.extend(e.children().map(|c| (c, d + 1)));
+    }
+    deepest
+}
 
 /// `<jingle/>` ([`Jingle::parse`]); what reads must read the same once written as text, and a
 /// session-initiate or session-accept goes on to offer/answer negotiation.
@@ -522,6 +586,7 @@ mod tests {
     }
 
     replays!(
+        stanza_reader,
         protocol_jingle,
         protocol_ice_udp,
         protocol_rtp,

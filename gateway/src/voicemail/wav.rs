@@ -118,8 +118,20 @@ pub fn repair<F: Read + Write + Seek + SetLen>(file: &mut F) -> io::Result<Repai
                 let mut fmt = [0u8; 16];
                 file.read_exact(&mut fmt)
                     .map_err(|_| invalid("the recording ends in its format"))?;
+                let tag = u16::from_le_bytes([fmt[0], fmt[1]]);
+                let channels = u16::from_le_bytes([fmt[2], fmt[3]]);
                 let rate = u32::from_le_bytes([fmt[4], fmt[5], fmt[6], fmt[7]]);
-                let block_align = u16::from_le_bytes([fmt[12], fmt[13]]).max(1);
+                let block_align = u16::from_le_bytes([fmt[12], fmt[13]]);
+                let bits = u16::from_le_bytes([fmt[14], fmt[15]]);
+                // Only what the recorder writes: 16-bit PCM, mono, at a rate it uses.
+                let ours = tag == 1
+                    && channels == 1
+                    && bits == 16
+                    && block_align == 2
+                    && (8_000..=48_000).contains(&rate);
+                if !ours {
+                    return Err(invalid("not a recording of this gateway (format)"));
+                }
                 format = Some((rate, block_align));
             }
             b"data" => {
@@ -196,6 +208,32 @@ mod tests {
         let reader = hound::WavReader::new(Cursor::new(file.into_inner())).unwrap();
         assert_eq!(reader.duration(), 10_000);
         assert_eq!(reader.spec().sample_rate, 8000);
+    }
+
+    /// Found by the part_recovery_wav fuzzer: a format chunk claiming 1,040-bit samples was
+    /// "repaired" into a file no WAV reader opens.
+    #[test]
+    fn a_format_the_recorder_never_writes_is_not_a_recording() {
+        let header = |channels: u16, bits: u16, block_align: u16, rate: u32| {
+            let mut bytes = b"RIFF\x64\x1f\0\0WAVEfmt \x10\0\0\0\x01\0".to_vec();
+            bytes.extend_from_slice(&channels.to_le_bytes());
+            bytes.extend_from_slice(&rate.to_le_bytes());
+            bytes.extend_from_slice(&(rate * 2).to_le_bytes());
+            bytes.extend_from_slice(&block_align.to_le_bytes());
+            bytes.extend_from_slice(&bits.to_le_bytes());
+            bytes.extend_from_slice(b"data\x40\x1f\0\0");
+            bytes.extend_from_slice(&[0; 64]);
+            bytes
+        };
+        assert!(repair(&mut Cursor::new(header(1, 16, 2, 8000))).is_ok());
+        for bad in [
+            header(1, 1040, 2, 8000),
+            header(2, 16, 4, 8000),
+            header(1, 16, 2, 0),
+            header(1, 8, 1, 8000),
+        ] {
+            assert!(repair(&mut Cursor::new(bad)).is_err());
+        }
     }
 
     #[test]
