@@ -131,7 +131,7 @@ fn list_devices() -> ExitCode {
 
 fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config.log.filter()));
     // Colour only on a terminal: log files and journald get plain text.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();

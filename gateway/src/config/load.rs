@@ -466,6 +466,19 @@ mod tests {
     }
 
     #[test]
+    fn peer_driven_media_warnings_are_quiet_unless_asked_for() {
+        let config = load(MINIMAL).unwrap();
+        let filter = config.log.filter();
+        assert!(filter.starts_with("info,"), "{filter}");
+        assert!(filter.contains("webrtc_ice=error"), "{filter}");
+        let mut log = config.log.clone();
+        log.level = "info,webrtc_ice=debug".into();
+        assert!(!log.filter().contains("webrtc_ice=error"));
+        assert!(log.filter().contains("dtls=error"));
+        assert!(log.filter().parse::<tracing_subscriber::EnvFilter>().is_ok());
+    }
+
+    #[test]
     fn syntax_error_names_the_line() {
         let errors = load("[xmpp]\nport = = 3\n").unwrap_err();
         assert_eq!(errors.0.len(), 1);

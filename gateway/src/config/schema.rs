@@ -301,7 +301,9 @@ impl Default for StorageConfig {
 #[serde(default)]
 pub struct LogConfig {
     /// Log filter in `tracing` syntax: `info`, `debug`, or per module such as
-    /// `info,jingle_gateway::media=debug`. The `RUST_LOG` environment variable wins when set.
+    /// `info,jingle_gateway::media=debug`. The media crates (webrtc_ice, webrtc_srtp, dtls, turn,
+    /// stun), whose warnings any peer can cause, log only errors unless named here. The
+    /// `RUST_LOG` environment variable wins when set.
     pub level: String,
     /// `text` (for people) or `json` (one JSON object per line, for log collectors).
     pub format: LogFormat,
@@ -316,6 +318,23 @@ pub enum LogFormat {
     Text,
     /// JSON lines.
     Json,
+}
+
+/// The media crates whose warnings any peer can cause (a malformed STUN packet from anyone, a
+/// pair that never answers): quiet unless `log.level` names them.
+const PEER_DRIVEN_CRATES: &[&str] = &["webrtc_ice", "webrtc_srtp", "dtls", "turn", "stun"];
+
+impl LogConfig {
+    /// The filter to log with: `level`, and the media crates at `error` unless it names them.
+    pub fn filter(&self) -> String {
+        let mut filter = self.level.clone();
+        for name in PEER_DRIVEN_CRATES {
+            if !self.level.contains(name) {
+                filter.push_str(&format!(",{name}=error"));
+            }
+        }
+        filter
+    }
 }
 
 impl Default for LogConfig {
