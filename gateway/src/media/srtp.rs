@@ -1,9 +1,11 @@
 //! SRTP and SRTCP for one call, with the guards webrtc-srtp needs in front of it: packets too
 //! short to hold a tag are dropped before they reach code that would panic on them, SRTCP without
 //! the E bit (which webrtc-srtp would accept unauthenticated) is dropped, the replay window only
-//! starts at the first *authenticated* packet (a forged first packet cannot anchor it), and the
-//! number of SSRCs webrtc-srtp keeps state for (it does before authenticating) is bounded, for
-//! SRTP and SRTCP alike.
+//! starts at the first *authenticated* packet (a forged first packet cannot anchor it), and
+//! webrtc-srtp, which keeps state for every SSRC it sees before authenticating, only sees SSRCs
+//! that authenticated: a packet from a new SSRC is first tried on a probe context (rebuilt every
+//! [`PROBE_REBUILD`] packets, so a flood of made-up SSRCs costs bounded state and takes no slot
+//! from the genuine stream), and the SSRCs that authenticated are bounded.
 
 use std::collections::HashSet;
 
@@ -14,8 +16,10 @@ use webrtc_util::replay_detector::{ReplayDetector, WrappedSlidingWindowDetector}
 
 /// Replay window, in packets.
 const REPLAY_WINDOW: usize = 128;
-/// Distinct SSRCs given to webrtc-srtp per direction of protocol (RTP, RTCP), at most.
+/// Authenticated SSRCs per protocol (RTP, RTCP) at most: the stream's, and a few changes.
 const MAX_SSRCS: usize = 16;
+/// Packets from new SSRCs the probe context tries before it is made afresh.
+const PROBE_REBUILD: usize = 64;
 /// RTP fixed header length.
 const RTP_HEADER: usize = 12;
 /// RTCP header plus sender SSRC.
@@ -38,6 +42,11 @@ pub enum Dropped {
 pub struct SrtpSession {
     outbound: Context,
     inbound: Context,
+    /// Tries packets from SSRCs not authenticated yet, keeping the inbound context clean.
+    probe: Context,
+    probed: usize,
+    remote_key: Vec<u8>,
+    remote_salt: Vec<u8>,
     profile: ProtectionProfile,
     remote_ssrc: Option<u32>,
     rtp_ssrcs: HashSet<u32>,
@@ -71,11 +80,37 @@ impl SrtpSession {
                 Some(detector(u64::from(u16::MAX))),
                 Some(detector(0x7FFF_FFFF)),
             )?,
+            probe: Context::new(&keys.remote_key, &keys.remote_salt, profile, None, None)?,
+            probed: 0,
+            remote_key: keys.remote_key.clone(),
+            remote_salt: keys.remote_salt.clone(),
             profile,
             remote_ssrc: None,
             rtp_ssrcs: HashSet::new(),
             rtcp_ssrcs: HashSet::new(),
         })
+    }
+
+    /// Whether a packet from an SSRC not authenticated yet authenticates, tried on the probe
+    /// context so the inbound one keeps state for authenticated SSRCs only.
+    fn probe(&mut self, packet: &[u8], rtcp: bool) -> Result<(), Dropped> {
+        if self.probed >= PROBE_REBUILD {
+            self.probe = Context::new(
+                &self.remote_key,
+                &self.remote_salt,
+                self.profile,
+                None,
+                None,
+            )
+            .map_err(|_| Dropped::Authentication)?;
+            self.probed = 0;
+        }
+        self.probed += 1;
+        let result = match rtcp {
+            false => self.probe.decrypt_rtp(packet).map(drop),
+            true => self.probe.decrypt_rtcp(packet).map(drop),
+        };
+        result.map_err(|_| Dropped::Authentication)
     }
 
     /// The SSRC of the caller's authenticated stream, once known.
@@ -101,7 +136,13 @@ impl SrtpSession {
             return Err(Dropped::Authentication);
         }
         let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
-        admit(&mut self.rtp_ssrcs, ssrc)?;
+        if !self.rtp_ssrcs.contains(&ssrc) {
+            if self.rtp_ssrcs.len() >= MAX_SSRCS {
+                return Err(Dropped::UnknownSource);
+            }
+            self.probe(packet, false)?;
+            self.rtp_ssrcs.insert(ssrc);
+        }
         match self.inbound.decrypt_rtp(packet) {
             Ok(plain) => {
                 self.remote_ssrc = Some(ssrc);
@@ -125,25 +166,19 @@ impl SrtpSession {
             return Err(Dropped::Authentication);
         }
         let ssrc = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
-        admit(&mut self.rtcp_ssrcs, ssrc)?;
+        if !self.rtcp_ssrcs.contains(&ssrc) {
+            if self.rtcp_ssrcs.len() >= MAX_SSRCS {
+                return Err(Dropped::UnknownSource);
+            }
+            self.probe(packet, true)?;
+            self.rtcp_ssrcs.insert(ssrc);
+        }
         match self.inbound.decrypt_rtcp(packet) {
             Ok(plain) => Ok(plain),
             Err(webrtc_srtp::Error::SrtcpSsrcDuplicated(..)) => Err(Dropped::Replay),
             Err(_) => Err(Dropped::Authentication),
         }
     }
-}
-
-/// Each SSRC costs state inside webrtc-srtp, made before authentication: at most [`MAX_SSRCS`].
-fn admit(seen: &mut HashSet<u32>, ssrc: u32) -> Result<(), Dropped> {
-    if seen.contains(&ssrc) {
-        return Ok(());
-    }
-    if seen.len() >= MAX_SSRCS {
-        return Err(Dropped::UnknownSource);
-    }
-    seen.insert(ssrc);
-    Ok(())
 }
 
 /// A sliding-window replay detector that starts at the first packet that authenticates, so that
@@ -267,17 +302,39 @@ mod tests {
         assert_eq!(bob.unprotect_rtcp(&protected).unwrap().as_ref(), &rr);
     }
 
+    /// A flood of made-up SSRCs before the genuine stream takes none of its place.
     #[test]
-    fn ssrcs_tried_before_authentication_are_bounded() {
+    fn an_ssrc_flood_before_the_genuine_stream_does_not_shut_it_out() {
         let (mut alice, mut bob) = pair(ProtectionProfile::Aes128CmHmacSha1_80);
-        for ssrc in 0..MAX_SSRCS as u32 {
-            let mut forged = rtp(&mut alice, ssrc + 1000, 1).to_vec();
+        let (mut mallory, _) = pair(ProtectionProfile::Aes128CmHmacSha1_80);
+        for ssrc in 0..10_000u32 {
+            let mut forged = rtp(&mut mallory, ssrc + 1000, 1).to_vec();
             forged[20] ^= 1;
             assert_eq!(bob.unprotect_rtp(&forged), Err(Dropped::Authentication));
         }
+        assert!(bob.rtp_ssrcs.is_empty());
+        assert!(bob.unprotect_rtp(&rtp(&mut alice, 5, 1)).is_ok());
+        assert_eq!(bob.remote_ssrc(), Some(5));
+        // A replay of the first packet is caught by the inbound context.
+        assert_eq!(bob.unprotect_rtp(&rtp_again(&mut alice, 5, 1)), Err(Dropped::Replay));
+        // An authenticated change of SSRC is taken; made-up ones still cost nothing.
+        assert!(bob.unprotect_rtp(&rtp(&mut alice, 6, 1)).is_ok());
+        assert_eq!(bob.remote_ssrc(), Some(6));
+        assert_eq!(bob.rtp_ssrcs.len(), 2);
+        // Authenticated SSRCs are bounded too.
+        for ssrc in 100..100 + MAX_SSRCS as u32 {
+            let _ = bob.unprotect_rtp(&rtp(&mut alice, ssrc, 1));
+        }
+        assert_eq!(bob.rtp_ssrcs.len(), MAX_SSRCS);
         assert_eq!(
-            bob.unprotect_rtp(&rtp(&mut alice, 5, 1)),
+            bob.unprotect_rtp(&rtp(&mut alice, 999, 1)),
             Err(Dropped::UnknownSource)
         );
+    }
+
+    /// The packet `rtp` would make, from a sender made afresh (a replay of the first one).
+    fn rtp_again(_: &mut SrtpSession, ssrc: u32, seq: u16) -> Bytes {
+        let (mut fresh, _) = pair(ProtectionProfile::Aes128CmHmacSha1_80);
+        rtp(&mut fresh, ssrc, seq)
     }
 }
