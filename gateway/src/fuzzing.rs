@@ -64,11 +64,13 @@ pub fn stanza_reader(data: &[u8]) {
         let mut items = Vec::new();
         let mut failed = false;
         for bytes in std::iter::once(HEADER).chain(body.chunks(piece.max(1))) {
-            if reader.push(bytes).is_err() {
+            // What came complete before an error is read all the same.
+            let pushed = reader.push(bytes);
+            items.extend(std::iter::from_fn(|| reader.poll()).map(|item| summary(&item)));
+            if pushed.is_err() {
                 failed = true;
                 break;
             }
-            items.extend(std::iter::from_fn(|| reader.poll()).map(|item| summary(&item)));
         }
         (items, failed)
     };
@@ -86,7 +88,10 @@ fn summary(item: &StreamItem) -> String {
                 xmpp_parsers::stanza::Stanza::Message(m) => Element::from(m.clone()),
                 xmpp_parsers::stanza::Stanza::Presence(p) => Element::from(p.clone()),
             };
-            assert!(depth(&element) <= 8, "a stanza beyond the depth limit was kept");
+            assert!(
+                depth(&element) <= 8,
+                "a stanza beyond the depth limit was kept"
+            );
             format!("stanza {}", String::from(&element))
         }
         other => format!("{other:?}"),

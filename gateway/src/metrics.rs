@@ -337,6 +337,16 @@ impl Collector for MediaCollector {
                 &stats.candidates_refused,
             ),
             (
+                "unanswered_checks_sent",
+                "ICE checks sent to addresses that had not answered yet",
+                &stats.unanswered_sent,
+            ),
+            (
+                "unanswered_datagrams_dropped",
+                "Datagrams not sent to addresses that had not answered (media, checks over budget)",
+                &stats.unanswered_dropped,
+            ),
+            (
                 "media_legs_started",
                 "Media legs started",
                 &stats.legs_started,

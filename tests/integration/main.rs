@@ -9,6 +9,7 @@ mod connect;
 mod faults;
 mod hostile;
 mod ivr;
+mod media_edge;
 mod operations;
 mod signalling;
 #[cfg(feature = "sound")]

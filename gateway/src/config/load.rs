@@ -475,7 +475,10 @@ mod tests {
         log.level = "info,webrtc_ice=debug".into();
         assert!(!log.filter().contains("webrtc_ice=error"));
         assert!(log.filter().contains("dtls=error"));
-        assert!(log.filter().parse::<tracing_subscriber::EnvFilter>().is_ok());
+        assert!(log
+            .filter()
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_ok());
     }
 
     #[test]

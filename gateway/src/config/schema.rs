@@ -218,6 +218,10 @@ pub struct MediaConfig {
     pub allow_private_candidates: bool,
     /// Callers' candidates on a lower port are refused (privileged services live there).
     pub min_candidate_port: u16,
+    /// Packets a second, over all calls, that the shared port may send to addresses that have
+    /// not answered yet (connectivity checks); each call also pays from what its signalling
+    /// earned. Not applied with `port_range`.
+    pub unanswered_checks_per_second: u32,
     /// Remote candidates accepted per call over its whole life (ICE restarts included); more are
     /// ignored.
     pub max_remote_candidates: u32,
@@ -248,6 +252,7 @@ impl Default for MediaConfig {
             allow_loopback_candidates: false,
             allow_private_candidates: false,
             min_candidate_port: 1024,
+            unanswered_checks_per_second: 500,
             max_remote_candidates: 30,
             ice_timeout: ConfigDuration::secs(20),
             consent_timeout: ConfigDuration::secs(30),

@@ -9,6 +9,7 @@ use webrtc_ice::udp_mux::{UDPMuxDefault, UDPMuxParams};
 
 use super::candidate_policy::CandidatePolicy;
 use super::dtls::{CertificateError, LocalCertificate};
+use super::guard::{Guard, GuardedSocket};
 use super::ice::{stun_url, turn_url, IceSettings, Sockets};
 use super::stats::MediaStats;
 use crate::config::{DtlsRoleConfig, MediaConfig};
@@ -90,8 +91,10 @@ impl MediaEngine {
                     .local_addr()
                     .map_err(|source| MediaStartError::Bind { addr, source })?
                     .port();
+                let guard = Guard::new(config.unanswered_checks_per_second, stats.clone());
+                let socket = GuardedSocket::new(socket, guard.clone());
                 let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
-                (Sockets::Shared(mux.clone()), Some(mux), Some(port))
+                (Sockets::Shared(mux.clone(), guard), Some(mux), Some(port))
             }
         };
         let mut urls = Vec::new();

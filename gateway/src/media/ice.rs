@@ -35,8 +35,8 @@ pub enum AgentEvent {
 /// Where the agents' sockets come from.
 #[derive(Clone)]
 pub enum Sockets {
-    /// One UDP port shared by all calls.
-    Shared(Arc<UDPMuxDefault>),
+    /// One UDP port shared by all calls, guarded against reflection.
+    Shared(Arc<UDPMuxDefault>, Arc<super::guard::Guard>),
     /// A port per call from this range.
     Range(u16, u16),
 }
@@ -71,7 +71,7 @@ pub async fn new_agent(
         NetworkType::Udp4
     };
     let udp_network = match &settings.sockets {
-        Sockets::Shared(mux) => UDPNetwork::Muxed(mux.clone()),
+        Sockets::Shared(mux, _) => UDPNetwork::Muxed(mux.clone()),
         Sockets::Range(low, high) => UDPNetwork::Ephemeral(EphemeralUDP::new(*low, *high)?),
     };
     let disconnected = Duration::from_secs(5);

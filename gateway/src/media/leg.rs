@@ -25,7 +25,8 @@ use webrtc_util::Conn;
 
 use super::dtls::{handshake_config, is_dtls, srtp_keys, DtlsTransport};
 use super::engine::MediaEngine;
-use super::ice::{new_agent, to_agent, AgentEvent};
+use super::guard::{Guard, CREDIT_PER_CANDIDATE};
+use super::ice::{new_agent, to_agent, AgentEvent, Sockets};
 use super::srtp::{Dropped, SrtpSession};
 use super::stats::MediaStats;
 use crate::jingle::negotiate::{DtlsRole, RemoteFingerprint};
@@ -108,6 +109,8 @@ pub struct MediaLeg {
     fingerprint: Option<RemoteFingerprint>,
     buf: Box<[u8; MAX_DATAGRAM]>,
     closed: bool,
+    /// The shared port's guard (not with per-call ports), and our ufrag it knows the call by.
+    guard: Option<(Arc<Guard>, String)>,
 }
 
 impl MediaLeg {
@@ -119,6 +122,14 @@ impl MediaLeg {
             .map_err(|e| e.to_string())?;
         engine.stats.legs_open.fetch_add(1, Ordering::Relaxed);
         MediaStats::bump(&engine.stats.legs_started);
+        let guard = match &engine.ice.sockets {
+            Sockets::Shared(_, guard) => {
+                let (ufrag, _) = agent.get_local_user_credentials().await;
+                guard.register(&ufrag);
+                Some((guard.clone(), ufrag))
+            }
+            Sockets::Range(..) => None,
+        };
         let mut leg = Self {
             deadline: Instant::now() + engine.ice_timeout,
             engine,
@@ -134,6 +145,7 @@ impl MediaLeg {
             fingerprint: None,
             buf: Box::new([0; MAX_DATAGRAM]),
             closed: false,
+            guard,
         };
         if let Err(e) = leg.agent.gather_candidates() {
             leg.gathering_done = true;
@@ -220,7 +232,12 @@ impl MediaLeg {
             }
             match to_agent(candidate) {
                 Ok(remote) => match self.agent.add_remote_candidate(&remote) {
-                    Ok(()) => self.remote_candidates += 1,
+                    Ok(()) => {
+                        self.remote_candidates += 1;
+                        if let Some((guard, ufrag)) = &self.guard {
+                            guard.credit(ufrag, CREDIT_PER_CANDIDATE);
+                        }
+                    }
                     Err(e) => tracing::debug!(%candidate, error = %e, "remote candidate not added"),
                 },
                 Err(e) => tracing::debug!(%candidate, error = %e, "remote candidate unreadable"),
@@ -245,8 +262,13 @@ impl MediaLeg {
         self.gathering_done = false;
         self.agent.gather_candidates().map_err(|e| e.to_string())?;
         // The remote-candidate budget is the call's, not the generation's: restarts do not
-        // renew it.
-        Ok(self.agent.get_local_user_credentials().await)
+        // renew it, nor what the guard lets it send to addresses that did not answer.
+        let credentials = self.agent.get_local_user_credentials().await;
+        if let Some((guard, ufrag)) = &mut self.guard {
+            guard.rename(ufrag, &credentials.0);
+            *ufrag = credentials.0.clone();
+        }
+        Ok(credentials)
     }
 
     /// The peer's ICE credentials after a restart.
@@ -474,6 +496,9 @@ impl MediaLeg {
         if let Err(e) = self.agent.close().await {
             tracing::debug!(error = %e, "closing the ICE agent");
         }
+        if let Some((guard, ufrag)) = &self.guard {
+            guard.forget(ufrag);
+        }
         self.closed = true;
         self.engine.stats.legs_open.fetch_sub(1, Ordering::Relaxed);
     }
@@ -506,6 +531,9 @@ impl Drop for MediaLeg {
         self.engine.stats.legs_open.fetch_sub(1, Ordering::Relaxed);
         if let Some(cancel) = self.cancel_accept.take() {
             let _ = cancel.try_send(());
+        }
+        if let Some((guard, ufrag)) = &self.guard {
+            guard.forget(ufrag);
         }
         let agent = self.agent.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

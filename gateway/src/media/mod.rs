@@ -7,6 +7,7 @@ pub mod dtls;
 pub mod dtmf;
 pub mod engine;
 pub mod foreign;
+pub mod guard;
 pub mod ice;
 pub mod inband_dtmf;
 pub mod jitter;

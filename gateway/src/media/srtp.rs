@@ -316,7 +316,10 @@ mod tests {
         assert!(bob.unprotect_rtp(&rtp(&mut alice, 5, 1)).is_ok());
         assert_eq!(bob.remote_ssrc(), Some(5));
         // A replay of the first packet is caught by the inbound context.
-        assert_eq!(bob.unprotect_rtp(&rtp_again(&mut alice, 5, 1)), Err(Dropped::Replay));
+        assert_eq!(
+            bob.unprotect_rtp(&rtp_again(&mut alice, 5, 1)),
+            Err(Dropped::Replay)
+        );
         // An authenticated change of SSRC is taken; made-up ones still cost nothing.
         assert!(bob.unprotect_rtp(&rtp(&mut alice, 6, 1)).is_ok());
         assert_eq!(bob.remote_ssrc(), Some(6));

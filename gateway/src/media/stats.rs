@@ -29,6 +29,10 @@ pub struct MediaStats {
     pub garbage: AtomicU64,
     /// Remote candidates refused by policy (address family, loopback, private, count).
     pub candidates_refused: AtomicU64,
+    /// Checks sent to addresses that had not answered (paid by their call's signalling).
+    pub unanswered_sent: AtomicU64,
+    /// Datagrams not sent to addresses that had not answered (media, or checks over budget).
+    pub unanswered_dropped: AtomicU64,
     /// Payloads bridges passed between two calls as they were (same codec).
     pub bridge_forwarded: AtomicU64,
     /// 20 ms frames bridges passed decoded, to be encoded in the other call's codec.

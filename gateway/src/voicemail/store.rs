@@ -299,7 +299,9 @@ pub fn finish_part(path: &Path, format: RecordingFormat) -> io::Result<Duration>
             file.set_len(complete.length)?;
             file.sync_data()?;
             // The granule position comes from the file: a damaged one may be anything.
-            Ok(Duration::from_micros(complete.samples.saturating_mul(1000) / 48))
+            Ok(Duration::from_micros(
+                complete.samples.saturating_mul(1000) / 48,
+            ))
         }
         RecordingFormat::Wav => {
             let repaired = wav::repair(&mut file)?;
@@ -328,8 +330,12 @@ mod tests {
             head.truncate(19);
             let end = ogg::PacketWriteEndInfo::EndPage;
             writer.write_packet(head, 1, end, 0).unwrap();
-            writer.write_packet(b"OpusTags\0\0\0\0\0\0\0\0".to_vec(), 1, end, 0).unwrap();
-            writer.write_packet(vec![0xf8, 0xff, 0xfe], 1, end, u64::MAX - 7).unwrap();
+            writer
+                .write_packet(b"OpusTags\0\0\0\0\0\0\0\0".to_vec(), 1, end, 0)
+                .unwrap();
+            writer
+                .write_packet(vec![0xf8, 0xff, 0xfe], 1, end, u64::MAX - 7)
+                .unwrap();
         }
         fs::write(&path, &bytes).unwrap();
         let length = finish_part(&path, RecordingFormat::OggOpus).unwrap();

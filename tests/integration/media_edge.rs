@@ -1,0 +1,160 @@
+//! The media port is not a reflector: a caller who names addresses that never answer (sink
+//! sockets here, counting what reaches them) with the worst signalling it can write gets the
+//! gateway to send them less than it sent in signalling. Through a real Prosody, from the
+//! second component standing in for a remote server.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::raw::RawComponent;
+use crate::support::servers::{Kind, Server, REMOTE, REMOTE_SECRET};
+use crate::support::{within, GatewayProcess, TempDir};
+
+/// UDP sockets that count what they receive and never answer.
+struct Sinks {
+    ports: Vec<u16>,
+    datagrams: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+}
+
+impl Sinks {
+    async fn open(count: usize) -> Sinks {
+        let datagrams = Arc::new(AtomicU64::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
+        let mut ports = Vec::new();
+        for _ in 0..count {
+            let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("sink");
+            ports.push(socket.local_addr().expect("address").port());
+            let (datagrams, bytes) = (datagrams.clone(), bytes.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                while let Ok(n) = socket.recv(&mut buf).await {
+                    datagrams.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            });
+        }
+        Sinks {
+            ports,
+            datagrams,
+            bytes,
+        }
+    }
+}
+
+fn candidates(ports: &[u16], generation: usize) -> String {
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            format!(
+                "<candidate component='1' foundation='{i}' generation='{generation}' id='c{generation}x{i}' \
+                 ip='127.0.0.1' network='0' port='{port}' priority='2122260223' protocol='udp' type='host'/>"
+            )
+        })
+        .collect()
+}
+
+fn transport(ufrag: &str, ports: &[u16], generation: usize) -> String {
+    format!(
+        "<transport xmlns='urn:xmpp:jingle:transports:ice-udp:1' ufrag='{ufrag}' \
+         pwd='{}'>\
+         <fingerprint xmlns='urn:xmpp:jingle:apps:dtls:0' hash='sha-256' setup='actpass'>\
+         AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\
+         </fingerprint>{}</transport>",
+        "p".repeat(256),
+        candidates(ports, generation)
+    )
+}
+
+/// The attack of the issue: a call to echo@ naming 30 addresses that never answer with the
+/// longest ufrag the grammar allows, then ten ICE restarts in 15 s, each naming 30 more; and
+/// the same from nine more users of the domain.
+async fn reflection_is_bounded(kind: Kind) {
+    let server = Server::start(kind);
+    let data = TempDir::new("gw-reflect");
+    let gateway = GatewayProcess::start(&server, &data, "", &[("RUST_LOG", "info")], None);
+    assert!(
+        gateway
+            .wait_log("component connected", 1, Duration::from_secs(20))
+            .await,
+        "{}",
+        gateway.log()
+    );
+    let mut remote =
+        RawComponent::connect(server.remote_component_port, REMOTE, REMOTE_SECRET).await;
+    // Attached when the gateway answers a ping.
+    for _ in 0..100 {
+        let ping = "<iq type='get' id='up' from='x@remote.localhost/x' to='gw.localhost'>\
+                    <ping xmlns='urn:xmpp:ping'/></iq>";
+        assert!(remote.stream.write(ping.as_bytes()).await);
+        let answer = remote
+            .stream
+            .expect(Duration::from_millis(200), |e| e.attr("id") == Some("up"))
+            .await;
+        if answer.is_some_and(|a| a.attr("type") == Some("result")) {
+            break;
+        }
+    }
+    let sinks = Sinks::open(330).await;
+    let ufrag = "u".repeat(256);
+    let mut signalling = 0u64;
+    for caller in 0..10 {
+        let from = format!("mallory{caller}@{REMOTE}/x");
+        let sid = format!("reflect{caller}");
+        let initiate = format!(
+            "<iq type='set' id='i{caller}' from='{from}' to='echo@gw.localhost'>\
+             <jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='{sid}'>\
+             <content creator='initiator' name='0'>\
+             <description xmlns='urn:xmpp:jingle:apps:rtp:1' media='audio'>\
+             <payload-type id='0' name='PCMU' clockrate='8000'/><rtcp-mux/></description>{}\
+             </content></jingle></iq>",
+            transport(&ufrag, &sinks.ports[..30], 0)
+        );
+        signalling += initiate.len() as u64;
+        assert!(remote.stream.write(initiate.as_bytes()).await);
+    }
+    // The restarts cost the caller more signalling; what the initiates alone cost it is the
+    // bound that matters.
+    let initiates = signalling;
+    for generation in 1..=10 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for caller in 0..10 {
+            let from = format!("mallory{caller}@{REMOTE}/x");
+            let sid = format!("reflect{caller}");
+            let ports = &sinks.ports[(generation * 30) % 300..(generation * 30) % 300 + 30];
+            let new_ufrag = format!("{}{generation}", "r".repeat(250));
+            let info = format!(
+                "<iq type='set' id='t{caller}x{generation}' from='{from}' to='echo@gw.localhost'>\
+                 <jingle xmlns='urn:xmpp:jingle:1' action='transport-info' sid='{sid}'>\
+                 <content creator='initiator' name='0'>{}</content></jingle></iq>",
+                transport(&new_ufrag, ports, generation)
+            );
+            signalling += info.len() as u64;
+            assert!(remote.stream.write(info.as_bytes()).await);
+        }
+        remote.stream.drain();
+    }
+    // Let the checks run out.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (datagrams, bytes) = (
+        sinks.datagrams.load(Ordering::Relaxed),
+        sinks.bytes.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "{kind:?}: {signalling} bytes of signalling in ({initiates} of them session-initiates), \
+         {datagrams} datagrams and {bytes} bytes to addresses that never answered"
+    );
+    assert!(
+        bytes < initiates,
+        "{bytes} bytes reflected for {initiates} bytes of session-initiates"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_through_the_media_port_is_bounded() {
+    within(120, reflection_is_bounded(Kind::Prosody)).await;
+}
