@@ -158,3 +158,8 @@ async fn reflection_is_bounded(kind: Kind) {
 async fn reflection_through_the_media_port_is_bounded() {
     within(120, reflection_is_bounded(Kind::Prosody)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_through_the_media_port_is_bounded_on_ejabberd() {
+    within(120, reflection_is_bounded(Kind::Ejabberd)).await;
+}

@@ -23,10 +23,12 @@ use webrtc_util::Conn;
 use super::stats::MediaStats;
 use crate::rate::{Rate, TokenBucket};
 
-/// Bytes a call may send to addresses that have not answered, for its offer (an offer is well
-/// over a kilobyte of signalling).
-pub const CREDIT_PER_CALL: i64 = 1000;
-/// Bytes more for each remote candidate admitted (a candidate element is over 100 bytes).
+/// Bytes a call may send to addresses that have not answered, for its offer: the smallest
+/// session-initiate the gateway accepts (a payload type, rtcp-mux, ICE credentials and a
+/// SHA-256 fingerprint, in an IQ) is about 700 bytes.
+pub const CREDIT_PER_CALL: i64 = 500;
+/// Bytes more for each remote candidate admitted: the smallest candidate element is about 110
+/// bytes.
 pub const CREDIT_PER_CANDIDATE: i64 = 100;
 /// Addresses remembered as having answered.
 const MAX_ANSWERED: usize = 65_536;
