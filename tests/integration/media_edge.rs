@@ -212,3 +212,31 @@ async fn after_a_restart_no_media_goes_to_an_unchecked_address() {
     })
     .await;
 }
+
+/// A peer that answers the gateway's checks keeps its call past `media.consent_timeout`:
+/// consent is refreshed by checks (RFC 7675), not by the media alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_is_refreshed_by_answered_checks() {
+    within(90, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw-consent");
+        let gateway = Gateway::start(gateway_config(
+            &server,
+            &data,
+            &[("GATEWAY_MEDIA_CONSENT_TIMEOUT", "10s")],
+        ));
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let mut call = alice
+            .call("echo@gw.localhost", &CallSetup::browser())
+            .await
+            .expect("call");
+        let received = alice.exchange(&mut call, &Exchange::tone(16, 440.0)).await;
+        assert_eq!(received.terminated, None, "the call lost its consent");
+        crate::calls::assert_tone(&received, 440.0, "after the consent timeout");
+        alice.hang_up(call).await;
+        gateway.stop().await;
+        alice.close().await;
+    })
+    .await;
+}

@@ -227,9 +227,9 @@ pub struct MediaConfig {
     pub max_remote_candidates: u32,
     /// A call whose ICE has not connected after this long ends with `<failed-transport/>`.
     pub ice_timeout: ConfigDuration,
-    /// A call whose caller has sent nothing (media or ICE) for this long ends with
-    /// `<connectivity-error/>`; at least 10s. The gateway checks the caller with ICE requests
-    /// every 2 s, but (unlike strict RFC 7675) media alone also keeps the call.
+    /// A call whose peer has answered none of the gateway's ICE checks (sent every 2 s) for this
+    /// long ends with `<connectivity-error/>` (RFC 7675 consent: media alone does not keep the
+    /// call); at least 10s. With `port_range`, any datagram from the peer keeps it.
     pub consent_timeout: ConfigDuration,
     /// DTLS role taken when the caller lets us choose: `active` (we send the ClientHello) or
     /// `passive`.

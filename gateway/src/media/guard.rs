@@ -2,12 +2,16 @@
 //! to whatever addresses a caller names, and media to its best pair even before that pair
 //! answered; under it, every datagram passes here:
 //!
-//! - An address has *answered* once a STUN message carrying one of our calls' ufrags came from
-//!   it (only that call's peer knows the ufrag), or any datagram came from an address that had.
+//! - An address has *answered* once a check carrying one of our calls' ufrags came from it (only
+//!   that call's peer knows the ufrag), or a response to one of our checks (its transaction id
+//!   is one we sent there).
 //! - To an address that has not answered, only STUN goes, paid from the call's budget (what its
 //!   signalling earned: bytes credited per offer and per remote candidate admitted, less than
 //!   what the caller had to send for them) and from a gateway-wide budget of packets a second.
-//!   Anything else to it (media after an ICE restart, say) is dropped.
+//!   Anything else to it (media after an ICE restart, say) is dropped; so is anything but STUN
+//!   from it.
+//! - Consent (RFC 7675) is the last response to one of our checks: [`Guard::consent_age`] tells
+//!   a call how long ago its peer last gave it. Media alone does not keep a call.
 //!
 //! So what a caller can make the gateway send to addresses that never answered is bounded by
 //! what it sent, whatever it sends.
@@ -30,18 +34,55 @@ pub const CREDIT_PER_CALL: i64 = 500;
 /// Bytes more for each remote candidate admitted: the smallest candidate element is about 110
 /// bytes.
 pub const CREDIT_PER_CANDIDATE: i64 = 100;
-/// Addresses remembered as having answered.
-const MAX_ANSWERED: usize = 65_536;
-/// An answered address is forgotten after this long without a datagram.
-const ANSWERED_FOR: Duration = Duration::from_secs(60);
+/// Addresses remembered (checked, or answered).
+const MAX_PEERS: usize = 65_536;
+/// An address is forgotten after this long without a datagram either way.
+const PEER_IDLE: Duration = Duration::from_secs(60);
+/// Transaction ids of our last checks remembered per address.
+const CHECKS_REMEMBERED: usize = 8;
 
 const STUN_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
 const STUN_USERNAME: u16 = 0x0006;
 
+/// What the guard knows of one remote address.
+#[derive(Debug, Clone)]
+struct Peer {
+    answered: bool,
+    /// The last datagram to or from it.
+    active: Instant,
+    /// The last response to one of our checks (RFC 7675 consent).
+    consent: Option<Instant>,
+    /// Transaction ids of our last checks sent to it (the first `checks_sent` of them, while
+    /// fewer than the array holds: an all-zero id was never sent).
+    checks: [[u8; 12]; CHECKS_REMEMBERED],
+    checks_sent: usize,
+}
+
+impl Peer {
+    fn new(now: Instant) -> Self {
+        Self {
+            answered: false,
+            active: now,
+            consent: None,
+            checks: [[0; 12]; CHECKS_REMEMBERED],
+            checks_sent: 0,
+        }
+    }
+
+    fn sent_check(&self, id: &[u8; 12]) -> bool {
+        self.checks[..self.checks_sent.min(CHECKS_REMEMBERED)].contains(id)
+    }
+
+    fn remember_check(&mut self, id: [u8; 12]) {
+        self.checks[self.checks_sent % CHECKS_REMEMBERED] = id;
+        self.checks_sent += 1;
+    }
+}
+
 /// The guard's state, shared by the socket and the calls' legs.
 #[derive(Debug)]
 pub struct Guard {
-    answered: Mutex<HashMap<SocketAddr, Instant>>,
+    peers: Mutex<HashMap<SocketAddr, Peer>>,
     /// Per call (by our local ufrag): bytes it may still send to addresses that did not answer.
     budgets: Mutex<HashMap<String, i64>>,
     unanswered: Mutex<TokenBucket>,
@@ -57,7 +98,7 @@ impl Guard {
             per_second: f64::from(checks_per_second.max(1)),
         };
         Arc::new(Self {
-            answered: Mutex::default(),
+            peers: Mutex::default(),
             budgets: Mutex::default(),
             unanswered: Mutex::new(TokenBucket::new(rate, Instant::now())),
             stats,
@@ -90,79 +131,134 @@ impl Guard {
         lock(&self.budgets).remove(ufrag);
     }
 
-    /// Notes a datagram from `from`.
-    fn received(&self, datagram: &[u8], from: SocketAddr) {
+    /// How long ago `peer` last answered one of our checks; `None` if it never did.
+    pub fn consent_age(&self, peer: SocketAddr) -> Option<Duration> {
+        let consent = lock(&self.peers).get(&peer)?.consent?;
+        Some(consent.elapsed())
+    }
+
+    /// Whether a datagram from `from` may go up to webrtc-ice: STUN always (the agent checks
+    /// it), anything else only from an address that answered.
+    fn received(&self, datagram: &[u8], from: SocketAddr) -> bool {
         let now = Instant::now();
-        let mut answered = lock(&self.answered);
-        if let Some(seen) = answered.get_mut(&from) {
-            *seen = now;
-            return;
+        let stun = is_stun(datagram);
+        let mut peers = lock(&self.peers);
+        if let Some(peer) = peers.get_mut(&from) {
+            if peer.answered {
+                peer.active = now;
+            }
+            // A response to one of our checks: the peer answers, and gives consent.
+            if is_success_response(datagram) && peer.sent_check(&transaction_id(datagram)) {
+                peer.answered = true;
+                peer.active = now;
+                peer.consent = Some(now);
+                return true;
+            }
+            if peer.answered {
+                return true;
+            }
         }
-        // A check for one of our calls (its ufrag is the first part of USERNAME), or an answer
-        // to one of ours (a response carries no USERNAME; the agent checks its integrity).
+        if !stun {
+            MediaStats::bump(&self.stats.unanswered_dropped);
+            return false;
+        }
+        // A check for one of our calls: its ufrag is the first part of USERNAME.
         let ours = stun_username(datagram)
             .and_then(|username| username.split(':').next())
             .is_some_and(|ufrag| lock(&self.budgets).contains_key(ufrag));
-        if !ours && !is_stun_response(datagram) {
-            return;
-        }
-        if answered.len() >= MAX_ANSWERED {
-            answered.retain(|_, seen| now.duration_since(*seen) < ANSWERED_FOR);
-            if answered.len() >= MAX_ANSWERED {
-                return;
+        if ours {
+            if let Some(peer) = peer_entry(&mut peers, from, now) {
+                peer.answered = true;
+                peer.active = now;
             }
         }
-        answered.insert(from, now);
+        true
     }
 
     /// Whether `datagram` may go to `target`.
     fn may_send(&self, datagram: &[u8], target: SocketAddr) -> bool {
-        if lock(&self.answered).contains_key(&target) {
-            return true;
-        }
-        // Not answered: a check, paid by its call and from the gateway's budget, or nothing.
-        let Some(username) = stun_username(datagram) else {
-            MediaStats::bump(&self.stats.unanswered_dropped);
-            return false;
-        };
-        let ufrag = username.rsplit(':').next().unwrap_or_default();
-        let cost = datagram.len() as i64;
-        let paid = {
-            let mut budgets = lock(&self.budgets);
-            match budgets.get_mut(ufrag) {
-                Some(budget) if *budget >= cost => {
-                    *budget -= cost;
-                    true
+        let now = Instant::now();
+        let mut peers = lock(&self.peers);
+        let answered = peers.get(&target).is_some_and(|p| p.answered);
+        if !answered {
+            // Not answered: a check, paid by its call and from the gateway's budget, or nothing.
+            let Some(username) = stun_username(datagram) else {
+                MediaStats::bump(&self.stats.unanswered_dropped);
+                return false;
+            };
+            let ufrag = username.rsplit(':').next().unwrap_or_default();
+            let cost = datagram.len() as i64;
+            let paid = {
+                let mut budgets = lock(&self.budgets);
+                match budgets.get_mut(ufrag) {
+                    Some(budget) if *budget >= cost => {
+                        *budget -= cost;
+                        true
+                    }
+                    _ => false,
                 }
-                _ => false,
+            };
+            if !paid || !lock(&self.unanswered).try_take(now) {
+                MediaStats::bump(&self.stats.unanswered_dropped);
+                return false;
             }
-        };
-        if !paid || !lock(&self.unanswered).try_take(Instant::now()) {
-            MediaStats::bump(&self.stats.unanswered_dropped);
-            return false;
+            MediaStats::bump(&self.stats.unanswered_sent);
         }
-        MediaStats::bump(&self.stats.unanswered_sent);
+        // Remember our checks, so that their responses are known.
+        if is_binding_request(datagram) {
+            if let Some(peer) = peer_entry(&mut peers, target, now) {
+                peer.remember_check(transaction_id(datagram));
+                peer.active = now;
+            }
+        }
         true
     }
+}
+
+/// `address`'s entry, made if there is room (idle ones are forgotten to make some).
+fn peer_entry(
+    peers: &mut HashMap<SocketAddr, Peer>,
+    address: SocketAddr,
+    now: Instant,
+) -> Option<&mut Peer> {
+    if !peers.contains_key(&address) && peers.len() >= MAX_PEERS {
+        peers.retain(|_, peer| now.duration_since(peer.active) < PEER_IDLE);
+        if peers.len() >= MAX_PEERS {
+            return None;
+        }
+    }
+    Some(peers.entry(address).or_insert_with(|| Peer::new(now)))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Whether `datagram` is a STUN success or error response.
-fn is_stun_response(datagram: &[u8]) -> bool {
-    datagram.len() >= 20
-        && datagram[4..8] == STUN_COOKIE
-        && matches!(
-            u16::from_be_bytes([datagram[0], datagram[1]]) & 0x0110,
-            0x0100 | 0x0110
-        )
+/// Whether `datagram` is a STUN message (RFC 7983: first byte 0 to 3, and the magic cookie).
+fn is_stun(datagram: &[u8]) -> bool {
+    datagram.len() >= 20 && datagram[0] <= 3 && datagram[4..8] == STUN_COOKIE
+}
+
+/// Whether `datagram` is a STUN Binding request.
+fn is_binding_request(datagram: &[u8]) -> bool {
+    is_stun(datagram) && datagram[0..2] == [0x00, 0x01]
+}
+
+/// Whether `datagram` is a STUN Binding success response.
+fn is_success_response(datagram: &[u8]) -> bool {
+    is_stun(datagram) && datagram[0..2] == [0x01, 0x01]
+}
+
+/// The transaction id of a STUN message (`is_stun` holds).
+fn transaction_id(datagram: &[u8]) -> [u8; 12] {
+    let mut id = [0; 12];
+    id.copy_from_slice(&datagram[8..20]);
+    id
 }
 
 /// The USERNAME of a STUN message, if `datagram` is one and has it.
 fn stun_username(datagram: &[u8]) -> Option<&str> {
-    if datagram.len() < 20 || datagram[0] > 3 || datagram[4..8] != STUN_COOKIE {
+    if !is_stun(datagram) {
         return None;
     }
     let length = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
@@ -204,9 +300,12 @@ impl Conn for GuardedSocket {
     }
 
     async fn recv_from(&self, buf: &mut [u8]) -> webrtc_util::Result<(usize, SocketAddr)> {
-        let (n, from) = self.socket.recv_from(buf).await?;
-        self.guard.received(&buf[..n], from);
-        Ok((n, from))
+        loop {
+            let (n, from) = self.socket.recv_from(buf).await?;
+            if self.guard.received(&buf[..n], from) {
+                return Ok((n, from));
+            }
+        }
     }
 
     async fn send(&self, buf: &[u8]) -> webrtc_util::Result<usize> {
@@ -309,15 +408,47 @@ mod tests {
         // A check naming no call of ours proves nothing.
         guard.received(&check("nobody:theirs"), addr(20002));
         assert!(!guard.may_send(b"\x80\x6f media", addr(20002)));
-        // Junk from an address does not make it answered either; an answer to a check does.
-        guard.received(b"junk", addr(20003));
+        // Junk from an address does not make it answered, and does not go up.
+        assert!(!guard.received(b"\x80 junk that looks like RTP", addr(20003)));
         assert!(!guard.may_send(b"\x80\x6f media", addr(20003)));
-        let mut response = check("x:y");
+        // A response to a check of ours does; one to a check we never sent does not.
+        let mut forged = check("x:y");
+        forged[0..2].copy_from_slice(&[0x01, 0x01]);
+        forged[8..20].copy_from_slice(&[9; 12]);
+        guard.received(&forged, addr(20003));
+        assert!(!guard.may_send(b"\x80\x6f media", addr(20003)));
+        assert!(guard.may_send(&request, addr(20003)));
+        // Not even with the id an unused slot holds.
+        forged[8..20].copy_from_slice(&[0; 12]);
+        guard.received(&forged, addr(20003));
+        assert!(!guard.may_send(b"\x80\x6f media", addr(20003)));
+        let mut response = request.clone();
         response[0..2].copy_from_slice(&[0x01, 0x01]);
-        guard.received(&response, addr(20003));
+        assert!(guard.received(&response, addr(20003)));
         assert!(guard.may_send(b"\x80\x6f media", addr(20003)));
+        assert!(guard.received(b"\x80\x6f media back", addr(20003)));
         guard.forget("ours");
         assert!(!guard.may_send(&check("theirs:ours"), addr(20004)));
+    }
+
+    #[test]
+    fn consent_is_the_last_answer_to_a_check_not_media() {
+        let guard = Guard::new(1000, Arc::default());
+        guard.register("ours");
+        let peer = addr(40000);
+        // The peer checks us (it is answered) and sends media: no consent yet.
+        guard.received(&check("ours:theirs"), peer);
+        guard.received(b"\x80\x6f media", peer);
+        assert_eq!(guard.consent_age(peer), None);
+        // It answers our check: consent, fresh.
+        let request = check("theirs:ours");
+        assert!(guard.may_send(&request, peer));
+        let mut response = request;
+        response[0..2].copy_from_slice(&[0x01, 0x01]);
+        guard.received(&response, peer);
+        assert!(guard
+            .consent_age(peer)
+            .is_some_and(|age| age < Duration::from_secs(1)));
     }
 
     #[test]

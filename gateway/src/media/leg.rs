@@ -40,6 +40,8 @@ const FIRST_CANDIDATE_WAIT: Duration = Duration::from_secs(2);
 /// How long closing waits for candidate gathering to finish (an agent closed while gathering
 /// leaks what the gathering still adds).
 const GATHERING_WAIT: Duration = Duration::from_secs(6);
+/// How often a secured leg on the shared port checks its peer's consent.
+const CONSENT_CHECK: Duration = Duration::from_secs(1);
 /// Largest datagram read: what webrtc-ice itself accepts (a shorter buffer would make a large
 /// datagram an error instead of a dropped packet).
 const MAX_DATAGRAM: usize = 8192;
@@ -111,6 +113,9 @@ pub struct MediaLeg {
     closed: bool,
     /// The shared port's guard (not with per-call ports), and our ufrag it knows the call by.
     guard: Option<(Arc<Guard>, String)>,
+    /// When SRTP came up, and when consent is checked next.
+    secured_at: Instant,
+    consent_check: Instant,
 }
 
 impl MediaLeg {
@@ -146,6 +151,8 @@ impl MediaLeg {
             buf: Box::new([0; MAX_DATAGRAM]),
             closed: false,
             guard,
+            secured_at: Instant::now(),
+            consent_check: Instant::now(),
         };
         if let Err(e) = leg.agent.gather_candidates() {
             leg.gathering_done = true;
@@ -292,8 +299,11 @@ impl MediaLeg {
                 phase,
                 buf,
                 deadline,
+                consent_check,
+                guard,
                 ..
             } = self;
+            let consent_checked = guard.is_some();
             let step = match phase {
                 Phase::Idle => tokio::select! {
                     event = agent_events.recv() => Step::Agent(event),
@@ -332,11 +342,17 @@ impl MediaLeg {
                         Ok(n) => Step::Datagram(classify(&buf[..n], records, srtp, &self.engine.stats)),
                         Err(_) => Step::Failed(EndReason::ConsentLost),
                     },
+                    _ = tokio::time::sleep_until(*consent_check), if consent_checked => Step::CheckConsent,
                 },
                 Phase::Closed => return std::future::pending().await,
             };
             match step {
                 Step::Nothing => {}
+                Step::CheckConsent => {
+                    if let Some(failed) = self.check_consent() {
+                        return failed;
+                    }
+                }
                 Step::Datagram(Some(event)) => return event,
                 Step::Datagram(None) => {}
                 Step::Failed(reason) => return self.fail(reason),
@@ -415,6 +431,25 @@ impl MediaLeg {
         None
     }
 
+    /// RFC 7675: consent is the last response to our checks on the selected pair (the guard
+    /// sees them); media alone does not keep the call. A failure when it is older than
+    /// `media.consent_timeout`.
+    fn check_consent(&mut self) -> Option<LegEvent> {
+        self.consent_check = Instant::now() + CONSENT_CHECK;
+        let (Some((guard, _)), Phase::Secured { conn, .. }) = (&self.guard, &self.phase) else {
+            return None;
+        };
+        let remote = conn.remote_addr()?;
+        let age = guard
+            .consent_age(remote)
+            .unwrap_or_else(|| self.secured_at.elapsed());
+        if age <= self.engine.ice.consent_timeout {
+            return None;
+        }
+        tracing::info!(%remote, ?age, "the peer stopped answering checks: consent lost");
+        Some(self.fail(EndReason::ConsentLost))
+    }
+
     async fn start_srtp(&mut self, dtls: Box<DTLSConn>) -> Result<(), String> {
         let (profile, keys) = srtp_keys(&dtls, self.dtls_client).await?;
         let srtp = SrtpSession::new(profile, &keys).map_err(|e| e.to_string())?;
@@ -425,6 +460,8 @@ impl MediaLeg {
             return Err("not in the DTLS phase".into());
         };
         let dtls: Arc<DTLSConn> = Arc::from(dtls);
+        self.secured_at = Instant::now();
+        self.consent_check = self.secured_at + CONSENT_CHECK;
         self.phase = Phase::Secured {
             conn,
             drain: tokio::spawn(drain_dtls(dtls.clone())),
@@ -555,6 +592,7 @@ async fn drain_dtls(dtls: Arc<DTLSConn>) {
 
 enum Step {
     Nothing,
+    CheckConsent,
     Agent(Option<AgentEvent>),
     Connected(Result<Arc<dyn Conn + Send + Sync>, String>),
     Handshaken(Result<Box<DTLSConn>, String>),
