@@ -252,7 +252,7 @@ impl Default for MediaConfig {
             allow_loopback_candidates: false,
             allow_private_candidates: false,
             min_candidate_port: 1024,
-            unanswered_checks_per_second: 500,
+            unanswered_checks_per_second: 2000,
             max_remote_candidates: 30,
             ice_timeout: ConfigDuration::secs(20),
             consent_timeout: ConfigDuration::secs(30),

@@ -28,6 +28,8 @@ pub struct Scenario {
     pub gateway_sends: bool,
     /// What it exercises, for the report.
     pub what: &'static str,
+    /// Datagrams a second a stranger sprays at the media port meanwhile (0: none).
+    pub flood: u32,
 }
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -37,6 +39,15 @@ pub const SCENARIOS: &[Scenario] = &[
         levels: &[50, 100, 250, 500, 750],
         gateway_sends: true,
         what: "Opus in, the same packets back",
+        flood: 0,
+    },
+    Scenario {
+        name: "echo-under-flood",
+        callee: "bench-echo",
+        levels: &[100, 250],
+        gateway_sends: true,
+        what: "echo while a stranger sprays the media port (junk, STUN checks, RTP) at 20,000 datagrams/s",
+        flood: 20_000,
     },
     Scenario {
         name: "voicemail-opus",
@@ -44,6 +55,7 @@ pub const SCENARIOS: &[Scenario] = &[
         levels: &[100, 250, 500, 1000, 1500],
         gateway_sends: false,
         what: "Opus recorded to Ogg without decoding",
+        flood: 0,
     },
     Scenario {
         name: "voicemail-wav",
@@ -51,6 +63,7 @@ pub const SCENARIOS: &[Scenario] = &[
         levels: &[100, 250, 500, 1000],
         gateway_sends: false,
         what: "Opus decoded and recorded to WAV",
+        flood: 0,
     },
     Scenario {
         name: "ivr",
@@ -58,6 +71,7 @@ pub const SCENARIOS: &[Scenario] = &[
         levels: &[50, 100, 250, 500, 750],
         gateway_sends: true,
         what: "a prompt file from the cache, in a loop",
+        flood: 0,
     },
     Scenario {
         name: "live-encode",
@@ -65,6 +79,7 @@ pub const SCENARIOS: &[Scenario] = &[
         levels: &[25, 50, 100, 200],
         gateway_sends: true,
         what: "bridge: Opus caller, PCMU callee (2 legs per call, Opus encoded live)",
+        flood: 0,
     },
 ];
 
@@ -198,6 +213,8 @@ pub struct Target {
     pub pid: String,
     pub metrics: String,
     pub idle_rss: u64,
+    /// The shared media port.
+    pub media_port: u16,
 }
 
 pub fn ms(d: Option<Duration>) -> String {
@@ -228,6 +245,8 @@ pub async fn run_level(
     .await;
     // The last calls connect (and bridged calls reach their callee).
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let flood =
+        (scenario.flood > 0).then(|| tokio::spawn(stranger(target.media_port, scenario.flood)));
     let collector = load.run.collector.clone();
     let (gateway_cpu0, _) = process_sample(&target.pid);
     let (self_cpu0, _) = process_sample("self");
@@ -240,6 +259,9 @@ pub async fn run_level(
     let (gateway_cpu1, rss) = process_sample(&target.pid);
     let (self_cpu1, _) = process_sample("self");
     let (rx1, tx1) = gateway_packets(&target.metrics).await;
+    if let Some(flood) = flood {
+        flood.abort();
+    }
     let run = load.finish().await;
 
     let (received, sent) = (rx1.saturating_sub(rx0), tx1.saturating_sub(tx0));
@@ -291,6 +313,40 @@ pub async fn run_level(
     }
 }
 
+/// A stranger who never signalled sprays `port` with `per_second` datagrams a second from 8
+/// sockets: junk, STUN binding requests with made-up usernames, and RTP-looking packets.
+async fn stranger(port: u16, per_second: u32) {
+    let mut sockets = Vec::new();
+    for _ in 0..8 {
+        match tokio::net::UdpSocket::bind("127.0.0.1:0").await {
+            Ok(socket) => sockets.push(socket),
+            Err(_) => return,
+        }
+    }
+    let mut stun = vec![0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xA4, 0x42];
+    stun.extend_from_slice(&[7; 12]);
+    stun.extend_from_slice(&[0x00, 0x06, 0x00, 0x08]);
+    stun.extend_from_slice(b"abcd:efg");
+    let mut rtp = vec![0x80, 0x6f, 0, 1, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef];
+    rtp.extend_from_slice(&[0x55; 120]);
+    let junk = vec![0x42u8; 90];
+    let kinds = [stun, rtp, junk];
+    // Bursts every 10 ms.
+    let burst = (per_second / 100).max(1) as usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut n = 0usize;
+    loop {
+        tick.tick().await;
+        for _ in 0..burst {
+            let datagram = &kinds[n % kinds.len()];
+            let socket = &sockets[n % sockets.len()];
+            let _ =
+                socket.try_send_to(datagram, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+            n = n.wrapping_add(1);
+        }
+    }
+}
+
 pub const LEVEL_HEADER: &str = "| calls | up | loss in % | loss out % | late | ts errors | jitter ms | gw interval p99 ms | gen interval p99 ms | gw CPU % | gw packets/s | gw µs/packet | floor µs/packet | ratio | RSS/call KiB | gen CPU % | pass |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|";
 
 pub fn level_row(l: &Level) -> String {
@@ -335,6 +391,12 @@ pub async fn start_gateway(server: &Server, data: &TempDir) -> (GatewayProcess, 
         .and_then(|rest| rest.split_whitespace().next())
         .expect("metrics address in the log")
         .to_string();
+    let media_port = log
+        .lines()
+        .find(|l| l.contains("media ready"))
+        .and_then(|l| l.split("port=Some(").nth(1))
+        .and_then(|rest| rest.split(')').next()?.parse().ok())
+        .expect("media port in the log");
     let pid = gateway.pid().to_string();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, idle_rss) = process_sample(&pid);
@@ -344,6 +406,7 @@ pub async fn start_gateway(server: &Server, data: &TempDir) -> (GatewayProcess, 
             pid,
             metrics,
             idle_rss,
+            media_port,
         },
     )
 }
