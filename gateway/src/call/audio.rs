@@ -137,6 +137,10 @@ impl AudioPath {
     /// A received, authenticated RTP packet. Key presses go to the endpoint at once; audio goes
     /// into the jitter buffer.
     pub fn receive_rtp(&mut self, packet: &Bytes, now: Instant, endpoint: &mut dyn Endpoint) {
+        // The rtp crate panics on header extensions whose elements overrun their block.
+        if !crate::media::rtp::header_extensions_fit(packet) {
+            return;
+        }
         let mut buf = packet.clone();
         let Ok(rtp) = rtp::packet::Packet::unmarshal(&mut buf) else {
             return;

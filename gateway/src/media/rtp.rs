@@ -253,9 +253,98 @@ impl ReceiveStats {
     }
 }
 
+/// Whether the header extension of an RTP packet, if it has one, holds together: the block fits
+/// the packet, and each RFC 8285 element (one-byte or two-byte) fits the block. The rtp crate
+/// reads elements without checking (and panics), so a packet is checked here first.
+pub fn header_extensions_fit(packet: &[u8]) -> bool {
+    let Some(&first) = packet.first() else {
+        return false;
+    };
+    if first & 0x10 == 0 {
+        return true;
+    }
+    let start = 12 + 4 * usize::from(first & 0x0F);
+    let Some(head) = packet.get(start..start + 4) else {
+        return false;
+    };
+    let profile = u16::from_be_bytes([head[0], head[1]]);
+    let length = 4 * usize::from(u16::from_be_bytes([head[2], head[3]]));
+    let Some(block) = packet.get(start + 4..start + 4 + length) else {
+        return false;
+    };
+    let one_byte = profile == 0xBEDE;
+    let two_byte = profile & 0xFFF0 == 0x1000;
+    if !one_byte && !two_byte {
+        return true;
+    }
+    let mut at = 0;
+    while at < block.len() {
+        let b = block[at];
+        if b == 0 {
+            at += 1;
+            continue;
+        }
+        let (header, len) = if one_byte {
+            if b >> 4 == 15 {
+                // The reserved id ends the elements.
+                return true;
+            }
+            (1, usize::from(b & 0x0F) + 1)
+        } else {
+            match block.get(at + 1) {
+                Some(&len) => (2, usize::from(len)),
+                None => return false,
+            }
+        };
+        at += header + len;
+        if at > block.len() {
+            return false;
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the rtp_receive fuzzer: a one-byte element longer than its block panicked the
+    /// rtp crate.
+    #[test]
+    fn header_extensions_are_checked_before_the_rtp_crate_reads_them() {
+        let packet = |extension: &[u8]| {
+            let mut p = vec![0x90, 0x6f, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2];
+            p.extend_from_slice(extension);
+            p.extend_from_slice(&[0xAA; 20]);
+            p
+        };
+        // One-byte elements (0xBEDE), one word: id 1 with 2 bytes, then padding.
+        let good = packet(&[0xBE, 0xDE, 0, 1, 0x11, 1, 2, 0]);
+        assert!(header_extensions_fit(&good));
+        let mut buf = bytes::Bytes::from(good);
+        use webrtc_util::marshal::Unmarshal;
+        assert!(rtp::packet::Packet::unmarshal(&mut buf).is_ok());
+        // An element claiming 16 bytes in a one-word block.
+        assert!(!header_extensions_fit(&packet(&[
+            0xBE, 0xDE, 0, 1, 0x1F, 1, 2, 3
+        ])));
+        // Two-byte elements: length byte beyond the block.
+        assert!(!header_extensions_fit(&packet(&[
+            0x10, 0x00, 0, 1, 5, 9, 1, 2
+        ])));
+        assert!(header_extensions_fit(&packet(&[
+            0x10, 0x00, 0, 1, 5, 2, 1, 2
+        ])));
+        // A block longer than the packet.
+        assert!(!header_extensions_fit(&packet(&[0xBE, 0xDE, 0, 200])));
+        // No extension, or another profile: fine.
+        assert!(header_extensions_fit(&[
+            0x80, 0x6f, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2
+        ]));
+        assert!(header_extensions_fit(&packet(&[
+            0x12, 0x34, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF
+        ])));
+    }
     use crate::media::dtmf::{Digit, DtmfSender};
     use std::time::Duration;
 

@@ -121,6 +121,7 @@ pub fn repair<F: Read + Write + Seek + SetLen>(file: &mut F) -> io::Result<Repai
                 let tag = u16::from_le_bytes([fmt[0], fmt[1]]);
                 let channels = u16::from_le_bytes([fmt[2], fmt[3]]);
                 let rate = u32::from_le_bytes([fmt[4], fmt[5], fmt[6], fmt[7]]);
+                let byte_rate = u32::from_le_bytes([fmt[8], fmt[9], fmt[10], fmt[11]]);
                 let block_align = u16::from_le_bytes([fmt[12], fmt[13]]);
                 let bits = u16::from_le_bytes([fmt[14], fmt[15]]);
                 // Only what the recorder writes: 16-bit PCM, mono, at a rate it uses.
@@ -128,7 +129,9 @@ pub fn repair<F: Read + Write + Seek + SetLen>(file: &mut F) -> io::Result<Repai
                     && channels == 1
                     && bits == 16
                     && block_align == 2
-                    && (8_000..=48_000).contains(&rate);
+                    && (8_000..=48_000).contains(&rate)
+                    && byte_rate == rate * 2
+                    && size == 16;
                 if !ours {
                     return Err(invalid("not a recording of this gateway (format)"));
                 }
@@ -226,7 +229,10 @@ mod tests {
             bytes
         };
         assert!(repair(&mut Cursor::new(header(1, 16, 2, 8000))).is_ok());
+        let mut wrong_byte_rate = header(1, 16, 2, 8000);
+        wrong_byte_rate[31] = 0x20;
         for bad in [
+            wrong_byte_rate,
             header(1, 1040, 2, 8000),
             header(2, 16, 4, 8000),
             header(1, 16, 2, 0),
