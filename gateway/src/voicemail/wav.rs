@@ -93,76 +93,56 @@ pub struct Repaired {
 }
 
 /// Makes a WAV file's sizes match what it holds: the data chunk runs to the end of the file,
-/// cut to whole sample frames. Fails when the header itself is incomplete.
+/// cut to whole sample frames. Only the layout [`WavRecorder`] writes is repaired (a 16-byte
+/// `fmt ` chunk of 16-bit mono PCM at 12, `data` at 36): anything else is not one of our
+/// recordings, and walking a crafted chunk list could end in a file no reader opens.
+/// Fails when the header itself is incomplete.
 pub fn repair<F: Read + Write + Seek + SetLen>(file: &mut F) -> io::Result<Repaired> {
     let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
     let length = file.seek(SeekFrom::End(0))?;
     file.seek(SeekFrom::Start(0))?;
-    let mut riff = [0u8; 12];
-    file.read_exact(&mut riff)
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact(&mut header)
         .map_err(|_| invalid("the recording ends before its header"))?;
-    if &riff[..4] != b"RIFF" || &riff[8..] != b"WAVE" {
+    let u16_at = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
+    let u32_at = |at: usize| {
+        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    if &header[..4] != b"RIFF" || &header[8..12] != b"WAVE" {
         return Err(invalid("not a WAV recording"));
     }
-    let mut position = 12u64;
-    let mut format: Option<(u32, u16)> = None;
-    loop {
-        let mut chunk = [0u8; 8];
-        file.seek(SeekFrom::Start(position))?;
-        file.read_exact(&mut chunk)
-            .map_err(|_| invalid("the recording ends before its data"))?;
-        let size = u64::from(u32::from_le_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]));
-        let body = position + 8;
-        match &chunk[..4] {
-            b"fmt " => {
-                let mut fmt = [0u8; 16];
-                file.read_exact(&mut fmt)
-                    .map_err(|_| invalid("the recording ends in its format"))?;
-                let tag = u16::from_le_bytes([fmt[0], fmt[1]]);
-                let channels = u16::from_le_bytes([fmt[2], fmt[3]]);
-                let rate = u32::from_le_bytes([fmt[4], fmt[5], fmt[6], fmt[7]]);
-                let byte_rate = u32::from_le_bytes([fmt[8], fmt[9], fmt[10], fmt[11]]);
-                let block_align = u16::from_le_bytes([fmt[12], fmt[13]]);
-                let bits = u16::from_le_bytes([fmt[14], fmt[15]]);
-                // Only what the recorder writes: 16-bit PCM, mono, at a rate it uses.
-                let ours = tag == 1
-                    && channels == 1
-                    && bits == 16
-                    && block_align == 2
-                    && (8_000..=48_000).contains(&rate)
-                    && byte_rate == rate * 2
-                    && size == 16;
-                if !ours {
-                    return Err(invalid("not a recording of this gateway (format)"));
-                }
-                format = Some((rate, block_align));
-            }
-            b"data" => {
-                let (rate, block_align) = format.ok_or_else(|| invalid("data before format"))?;
-                let available = length.saturating_sub(body);
-                let data = available - available % u64::from(block_align);
-                let too_long = |_| invalid("too long for WAV");
-                let data32 = u32::try_from(data).map_err(too_long)?;
-                let riff32 = u32::try_from(body + data - 8).map_err(too_long)?;
-                file.set_len(body + data)?;
-                file.seek(SeekFrom::Start(4))?;
-                file.write_all(&riff32.to_le_bytes())?;
-                file.seek(SeekFrom::Start(position + 4))?;
-                file.write_all(&data32.to_le_bytes())?;
-                file.flush()?;
-                return Ok(Repaired {
-                    rate,
-                    samples: data / u64::from(block_align),
-                });
-            }
-            _ => {}
-        }
-        position = body + size + size % 2;
-        if position >= length {
-            return Err(invalid("the recording has no data"));
-        }
+    let rate = u32_at(24);
+    let ours = &header[12..16] == b"fmt "
+        && u32_at(16) == 16
+        && u16_at(20) == 1
+        && u16_at(22) == 1
+        && (8_000..=48_000).contains(&rate)
+        && u32_at(28) == rate * 2
+        && u16_at(32) == 2
+        && u16_at(34) == 16
+        && &header[36..40] == b"data";
+    if !ours {
+        return Err(invalid("not a recording of this gateway (format)"));
     }
+    let available = length - HEADER_LEN;
+    let data = available - available % 2;
+    let too_long = |_| invalid("too long for WAV");
+    let data32 = u32::try_from(data).map_err(too_long)?;
+    let riff32 = u32::try_from(HEADER_LEN + data - 8).map_err(too_long)?;
+    file.set_len(HEADER_LEN + data)?;
+    file.seek(SeekFrom::Start(4))?;
+    file.write_all(&riff32.to_le_bytes())?;
+    file.seek(SeekFrom::Start(40))?;
+    file.write_all(&data32.to_le_bytes())?;
+    file.flush()?;
+    Ok(Repaired {
+        rate,
+        samples: data / 2,
+    })
 }
+
+/// Bytes before the samples in a recording: RIFF header, `fmt ` chunk, `data` chunk header.
+const HEADER_LEN: u64 = 44;
 
 /// Files can be cut to a length (what [`repair`] needs besides reading and writing).
 pub trait SetLen {
@@ -240,6 +220,18 @@ mod tests {
         ] {
             assert!(repair(&mut Cursor::new(bad)).is_err());
         }
+    }
+
+    /// Found by the part_recovery_wav fuzzer: an unknown chunk of odd size before `fmt ` (RIFF
+    /// pads it, hound does not) was "repaired" into a file hound could not read.
+    #[test]
+    fn chunks_the_recorder_never_writes_are_not_a_recording() {
+        let mut bytes = b"RIFF\x64\x1f\0\0WAVE\0\0\0\0\x27\0\0\0".to_vec();
+        bytes.extend_from_slice(&[0; 40]);
+        bytes.extend_from_slice(b"fmt \x10\0\0\0\x01\0\x01\0\x40\x1f\0\0\x80\x3e\0\0\x02\0\x10\0");
+        bytes.extend_from_slice(b"data\x40\x1f\0\0");
+        bytes.extend_from_slice(&[0; 64]);
+        assert!(repair(&mut Cursor::new(bytes)).is_err());
     }
 
     #[test]
