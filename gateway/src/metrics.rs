@@ -343,7 +343,7 @@ impl Collector for MediaCollector {
             ),
             (
                 "unanswered_datagrams_dropped",
-                "Datagrams not sent to addresses that had not answered (media, checks over budget)",
+                "Datagrams dropped to or from addresses that had not answered (media and junk, checks over budget)",
                 &stats.unanswered_dropped,
             ),
             (

@@ -179,9 +179,16 @@ async fn benchmark(options: Options) {
             .unwrap_or_else(|| scenario.levels.to_vec());
         let mut best: Option<Level> = None;
         let mut first_failure: Option<Level> = None;
+        let mut floods = Vec::new();
         for n in levels {
             let level = run_level(&generator, scenario, n, &options, &target, packet_size).await;
             println!("{}", level_row(&level));
+            if let Some(flood) = level.flood {
+                floods.push(format!(
+                    "{n} calls: the stranger sent {:.0} datagrams/s, the guard dropped {:.0}/s",
+                    flood.sent_per_second, flood.dropped_per_second
+                ));
+            }
             if !level.errors.is_empty() {
                 println!("<!-- {} x {n}: {:?} -->", scenario.name, level.errors);
             }
@@ -194,6 +201,12 @@ async fn benchmark(options: Options) {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         println!();
+        if !floods.is_empty() {
+            for flood in floods {
+                println!("- {flood}");
+            }
+            println!();
+        }
         summary.push((scenario.name, best, first_failure));
         drop(gateway);
     }

@@ -1,7 +1,8 @@
 //! The scenarios the benchmark runs, the gateway it runs them on, and one concurrency level:
 //! ramp, measure a window, hang up, measure the floor at the same packet rate.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jid::Jid;
@@ -161,10 +162,10 @@ pub fn process_sample(pid: &str) -> (f64, u64) {
 }
 
 /// The gateway's RTP packet counters (received, sent), from its /metrics.
-pub async fn gateway_packets(metrics: &str) -> (u64, u64) {
+pub async fn gateway_packets(metrics: &str) -> GatewayCounters {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut stream) = tokio::net::TcpStream::connect(metrics).await else {
-        return (0, 0);
+        return GatewayCounters::default();
     };
     let _ = stream
         .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
@@ -177,10 +178,30 @@ pub async fn gateway_packets(metrics: &str) -> (u64, u64) {
             .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
             .unwrap_or(0.0) as u64
     };
-    (
-        counter("jingle_gateway_rtp_packets_received_total"),
-        counter("jingle_gateway_rtp_packets_sent_total"),
-    )
+    GatewayCounters {
+        received: counter("jingle_gateway_rtp_packets_received_total"),
+        sent: counter("jingle_gateway_rtp_packets_sent_total"),
+        unanswered_dropped: counter("jingle_gateway_unanswered_datagrams_dropped"),
+    }
+}
+
+/// The gateway's counters the benchmark reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GatewayCounters {
+    /// RTP packets received.
+    pub received: u64,
+    /// RTP packets sent.
+    pub sent: u64,
+    /// Datagrams the media guard dropped (to or from addresses that never answered).
+    pub unanswered_dropped: u64,
+}
+
+/// What a stranger's flood did during a level: datagrams a second sent, and dropped by the
+/// gateway's guard.
+#[derive(Debug, Clone, Copy)]
+pub struct FloodReport {
+    pub sent_per_second: f64,
+    pub dropped_per_second: f64,
 }
 
 /// What one concurrency level measured.
@@ -206,6 +227,8 @@ pub struct Level {
     pub generator_cpu: f64,
     pub passed: bool,
     pub errors: Vec<String>,
+    /// The stranger's flood, in scenarios with one.
+    pub flood: Option<FloodReport>,
 }
 
 /// How the benchmark reaches one gateway.
@@ -245,12 +268,19 @@ pub async fn run_level(
     .await;
     // The last calls connect (and bridged calls reach their callee).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let flood =
-        (scenario.flood > 0).then(|| tokio::spawn(stranger(target.media_port, scenario.flood)));
+    let flood_sent = Arc::new(AtomicU64::new(0));
+    let flood = (scenario.flood > 0).then(|| {
+        tokio::spawn(stranger(
+            target.media_port,
+            scenario.flood,
+            flood_sent.clone(),
+        ))
+    });
     let collector = load.run.collector.clone();
     let (gateway_cpu0, _) = process_sample(&target.pid);
     let (self_cpu0, _) = process_sample("self");
-    let (rx0, tx0) = gateway_packets(&target.metrics).await;
+    let before = gateway_packets(&target.metrics).await;
+    let flood_sent0 = flood_sent.load(Ordering::Relaxed);
     collector.set_measuring(true);
     let started = Instant::now();
     tokio::time::sleep(options.window).await;
@@ -258,10 +288,18 @@ pub async fn run_level(
     let wall = started.elapsed().as_secs_f64();
     let (gateway_cpu1, rss) = process_sample(&target.pid);
     let (self_cpu1, _) = process_sample("self");
-    let (rx1, tx1) = gateway_packets(&target.metrics).await;
-    if let Some(flood) = flood {
+    let after = gateway_packets(&target.metrics).await;
+    let flood_report = flood.map(|flood| {
         flood.abort();
-    }
+        FloodReport {
+            sent_per_second: (flood_sent.load(Ordering::Relaxed) - flood_sent0) as f64 / wall,
+            dropped_per_second: after
+                .unanswered_dropped
+                .saturating_sub(before.unanswered_dropped) as f64
+                / wall,
+        }
+    });
+    let (rx0, tx0, rx1, tx1) = (before.received, before.sent, after.received, after.sent);
     let run = load.finish().await;
 
     let (received, sent) = (rx1.saturating_sub(rx0), tx1.saturating_sub(tx0));
@@ -310,12 +348,13 @@ pub async fn run_level(
         generator_cpu: (self_cpu1 - self_cpu0) / wall,
         passed: failed == 0 && loss_in < MAX_LOSS && loss_out < MAX_LOSS && interval_ok,
         errors: run.errors.lock().map(|e| e.clone()).unwrap_or_default(),
+        flood: flood_report,
     }
 }
 
 /// A stranger who never signalled sprays `port` with `per_second` datagrams a second from 8
 /// sockets: junk, STUN binding requests with made-up usernames, and RTP-looking packets.
-async fn stranger(port: u16, per_second: u32) {
+async fn stranger(port: u16, per_second: u32, sent: Arc<AtomicU64>) {
     let mut sockets = Vec::new();
     for _ in 0..8 {
         match tokio::net::UdpSocket::bind("127.0.0.1:0").await {
@@ -340,8 +379,12 @@ async fn stranger(port: u16, per_second: u32) {
         for _ in 0..burst {
             let datagram = &kinds[n % kinds.len()];
             let socket = &sockets[n % sockets.len()];
-            let _ =
-                socket.try_send_to(datagram, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+            if socket
+                .try_send_to(datagram, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+                .is_ok()
+            {
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
             n = n.wrapping_add(1);
         }
     }
