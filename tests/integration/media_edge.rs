@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::support::caller::{CallSetup, Exchange, TestCaller};
 use crate::support::raw::RawComponent;
+use crate::support::relay::Relay;
 use crate::support::servers::{Kind, Server, REMOTE, REMOTE_SECRET};
 use crate::support::{gateway_config, wait_attached, within, Gateway, GatewayProcess, TempDir};
 
@@ -235,6 +236,59 @@ async fn consent_is_refreshed_by_answered_checks() {
         assert_eq!(received.terminated, None, "the call lost its consent");
         crate::calls::assert_tone(&received, 440.0, "after the consent timeout");
         alice.hang_up(call).await;
+        gateway.stop().await;
+        alice.close().await;
+    })
+    .await;
+}
+
+/// A peer that goes on sending media but stops answering the gateway's checks (the relay
+/// between them drops its answers) loses its call within `media.consent_timeout`, with
+/// `<connectivity-error/>`: media alone is no consent (RFC 7675). Before consent was taken
+/// from answers, the media kept such a call until `calls.max_duration`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_answering_checks_loses_its_call() {
+    within(90, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw-withdrawn");
+        let gateway = Gateway::start(gateway_config(
+            &server,
+            &data,
+            &[("GATEWAY_MEDIA_CONSENT_TIMEOUT", "10s")],
+        ));
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let relay = Arc::new(Relay::start().await);
+        let setup = CallSetup {
+            relay: Some(relay.clone()),
+            ..CallSetup::browser()
+        };
+        let mut call = alice.call("echo@gw.localhost", &setup).await.expect("call");
+        let received = alice.exchange(&mut call, &Exchange::tone(3, 440.0)).await;
+        crate::calls::assert_tone(&received, 440.0, "through the relay");
+        relay
+            .rules
+            .drop_answers_to_gateway
+            .store(true, Ordering::Relaxed);
+        let withdrawn = std::time::Instant::now();
+        let received = alice.exchange(&mut call, &Exchange::tone(30, 440.0)).await;
+        let ended_after = withdrawn.elapsed();
+        let dropped = relay.rules.answers_dropped.load(Ordering::Relaxed);
+        eprintln!(
+            "consent withdrawn: {dropped} answers dropped, {} packets echoed meanwhile, \
+             call ended after {ended_after:?} with {:?}",
+            received.packets, received.terminated
+        );
+        assert!(
+            dropped > 0,
+            "the gateway sent no checks to withdraw consent from"
+        );
+        assert!(received.packets > 0, "the media stopped with the answers");
+        assert_eq!(
+            received.terminated.as_deref(),
+            Some("connectivity-error"),
+            "a call without consent went on for {ended_after:?}"
+        );
         gateway.stop().await;
         alice.close().await;
     })

@@ -163,6 +163,7 @@ impl TestCaller {
             codec,
             gateway_candidates: offer.candidates.clone(),
             only_gateway_candidates: None,
+            relayed: false,
             gateway_ufrag: offer.ice_ufrag.clone(),
             content_name: offer.content_name.clone(),
             payload_type: offer.payload_type,

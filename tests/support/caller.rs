@@ -26,6 +26,7 @@ use webrtc_util::marshal::Unmarshal;
 
 use super::audio::Tone;
 use super::client::XmppClient;
+use super::relay::Relay;
 
 const CAPTURE: &str = include_str!("../fixtures/interop/browser-call-as-seen-by-component.xml");
 
@@ -52,6 +53,9 @@ pub struct CallSetup {
     pub wrong_fingerprint: bool,
     /// Use only the gateway's candidates of this type (to force a path, such as its relay).
     pub only_gateway_candidates: Option<CandidateType>,
+    /// Route the media through this relay: the gateway sees only its gateway side, the caller
+    /// only its caller side.
+    pub relay: Option<Arc<Relay>>,
 }
 
 impl CallSetup {
@@ -72,7 +76,26 @@ impl CallSetup {
             only_extra_candidates: false,
             wrong_fingerprint: false,
             only_gateway_candidates: None,
+            relay: None,
         }
+    }
+}
+
+/// A host candidate at `address`.
+pub fn host_candidate(address: std::net::SocketAddr) -> Candidate {
+    Candidate {
+        component: 1,
+        foundation: "1".into(),
+        generation: 0,
+        id: None,
+        ip: address.ip(),
+        port: address.port(),
+        priority: 2_130_706_431,
+        protocol: "udp".into(),
+        candidate_type: CandidateType::Host,
+        rel_addr: None,
+        rel_port: None,
+        network: None,
     }
 }
 
@@ -150,6 +173,8 @@ pub struct Call {
     pub gateway_candidates: Vec<Candidate>,
     /// The type of the gateway's candidates to use, if restricted.
     pub(super) only_gateway_candidates: Option<CandidateType>,
+    /// Media goes through a relay: the gateway's trickled candidates are not used.
+    pub(super) relayed: bool,
     /// The gateway's current ICE username fragment.
     pub gateway_ufrag: String,
     pub(super) content_name: String,
@@ -206,6 +231,9 @@ impl TestCaller {
             candidates.clear();
         }
         candidates.extend(setup.extra_candidates.iter().cloned());
+        if let Some(relay) = &setup.relay {
+            candidates = vec![host_candidate(relay.gateway_side)];
+        }
 
         let mut to = callee.to_string();
         if setup.jmi {
@@ -324,7 +352,7 @@ impl TestCaller {
             fingerprint,
             role,
         );
-        let usable: Vec<Candidate> = transport
+        let mut usable: Vec<Candidate> = transport
             .candidates
             .iter()
             .filter(|c| {
@@ -334,6 +362,14 @@ impl TestCaller {
             })
             .cloned()
             .collect();
+        if let Some(relay) = &setup.relay {
+            let gateway = usable
+                .iter()
+                .find(|c| c.candidate_type == CandidateType::Host && c.ip.is_ipv4())
+                .expect("a host candidate of the gateway");
+            relay.set_gateway(std::net::SocketAddr::new(gateway.ip, gateway.port));
+            usable = vec![host_candidate(relay.caller_side)];
+        }
         leg.add_remote_candidates(&usable);
         let sender = RtpSender::new(
             rand::random(),
@@ -348,6 +384,7 @@ impl TestCaller {
             codec,
             gateway_candidates: transport.candidates.clone(),
             only_gateway_candidates: setup.only_gateway_candidates,
+            relayed: setup.relay.is_some(),
             gateway_ufrag: transport.ufrag.clone().unwrap_or_default(),
             content_name: content.name.clone(),
             payload_type: chosen.id,
@@ -519,6 +556,7 @@ impl TestCaller {
                                     let usable: Vec<Candidate> = t
                                         .candidates
                                         .iter()
+                                        .filter(|_| !call.relayed)
                                         .filter(|c| call.only_gateway_candidates.is_none_or(|k| c.candidate_type == k))
                                         .cloned()
                                         .collect();

@@ -8,6 +8,7 @@ pub mod callee;
 pub mod caller;
 pub mod client;
 pub mod raw;
+pub mod relay;
 pub mod servers;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,110 @@
+//! A UDP relay between the test caller and the gateway, standing in for the network between
+//! them (as a NAT would: each side sees only the relay's address facing it). A test can make
+//! it drop what a broken or hostile path drops, such as the caller's answers to the gateway's
+//! connectivity checks while media still flows.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+/// What the relay drops; switched by the test while a call runs.
+#[derive(Debug, Default)]
+pub struct RelayRules {
+    /// Drop STUN success responses from the caller to the gateway: the caller no longer
+    /// answers the gateway's checks (RFC 7675 consent withdrawn), media still flows.
+    pub drop_answers_to_gateway: AtomicBool,
+    /// STUN responses dropped so far by that rule.
+    pub answers_dropped: AtomicU64,
+}
+
+/// A running relay; stopped when dropped.
+#[derive(Debug)]
+pub struct Relay {
+    /// The address the caller sends to (given to its leg as the gateway's candidate).
+    pub caller_side: SocketAddr,
+    /// The address the gateway sends to (offered to it as the caller's candidate).
+    pub gateway_side: SocketAddr,
+    /// Where the gateway side forwards to: the gateway's media address, once known.
+    gateway: Arc<Mutex<Option<SocketAddr>>>,
+    /// The switches.
+    pub rules: Arc<RelayRules>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    /// Two loopback sockets and the task forwarding between them.
+    pub async fn start() -> Relay {
+        let caller_socket = UdpSocket::bind("127.0.0.1:0").await.expect("relay socket");
+        let gateway_socket = UdpSocket::bind("127.0.0.1:0").await.expect("relay socket");
+        let caller_side = caller_socket.local_addr().expect("address");
+        let gateway_side = gateway_socket.local_addr().expect("address");
+        let gateway = Arc::new(Mutex::new(None));
+        let rules = Arc::new(RelayRules::default());
+        let task = tokio::spawn(forward(
+            caller_socket,
+            gateway_socket,
+            gateway.clone(),
+            rules.clone(),
+        ));
+        Relay {
+            caller_side,
+            gateway_side,
+            gateway,
+            rules,
+            task,
+        }
+    }
+
+    /// Forwards the caller's datagrams to `address` (the gateway's candidate).
+    pub fn set_gateway(&self, address: SocketAddr) {
+        *self.gateway.lock().expect("relay lock") = Some(address);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A STUN binding success response (RFC 5389 message type 0x0101).
+fn is_binding_success(datagram: &[u8]) -> bool {
+    datagram.len() >= 20 && datagram[0] == 0x01 && datagram[1] == 0x01
+}
+
+async fn forward(
+    caller_socket: UdpSocket,
+    gateway_socket: UdpSocket,
+    gateway: Arc<Mutex<Option<SocketAddr>>>,
+    rules: Arc<RelayRules>,
+) {
+    let mut caller: Option<SocketAddr> = None;
+    let mut from_caller = vec![0u8; 2048];
+    let mut from_gateway = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            received = caller_socket.recv_from(&mut from_caller) => {
+                let Ok((n, source)) = received else { return };
+                caller = Some(source);
+                let datagram = &from_caller[..n];
+                if rules.drop_answers_to_gateway.load(Ordering::Relaxed) && is_binding_success(datagram) {
+                    rules.answers_dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let target = *gateway.lock().expect("relay lock");
+                if let Some(target) = target {
+                    let _ = gateway_socket.send_to(datagram, target).await;
+                }
+            }
+            received = gateway_socket.recv_from(&mut from_gateway) => {
+                let Ok((n, _)) = received else { return };
+                if let Some(caller) = caller {
+                    let _ = caller_socket.send_to(&from_gateway[..n], caller).await;
+                }
+            }
+        }
+    }
+}
