@@ -347,6 +347,11 @@ impl Collector for MediaCollector {
                 &stats.unanswered_dropped,
             ),
             (
+                "unselected_datagrams_dropped",
+                "Datagrams other than STUN from a call's address that is not its selected pair",
+                &stats.unselected_dropped,
+            ),
+            (
                 "media_legs_started",
                 "Media legs started",
                 &stats.legs_started,

@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::caller::{CallSetup, Exchange, TestCaller};
+use crate::support::caller::{host_candidate, CallSetup, Exchange, TestCaller};
 use crate::support::raw::RawComponent;
 use crate::support::relay::Relay;
 use crate::support::servers::{Kind, Server, REMOTE, REMOTE_SECRET};
 use crate::support::{gateway_config, wait_attached, within, Gateway, GatewayProcess, TempDir};
+use jingle_gateway::media::stats::MediaStats;
 
 /// UDP sockets that count what they receive and never answer.
 struct Sinks {
@@ -289,6 +290,124 @@ async fn a_peer_that_stops_answering_checks_loses_its_call() {
             Some("connectivity-error"),
             "a call without consent went on for {ended_after:?}"
         );
+        gateway.stop().await;
+        alice.close().await;
+    })
+    .await;
+}
+
+/// A STUN binding request naming `ufrag` as the gateway's (no integrity: it proves nothing,
+/// but it names the call).
+fn check_naming(ufrag: &str) -> Vec<u8> {
+    let username = format!("{ufrag}:x");
+    let padded = username.len().div_ceil(4) * 4;
+    let mut check = vec![0x00, 0x01];
+    check.extend_from_slice(&((4 + padded) as u16).to_be_bytes());
+    check.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+    check.extend_from_slice(&rand::random::<[u8; 12]>());
+    check.extend_from_slice(&[0x00, 0x06]);
+    check.extend_from_slice(&(username.len() as u16).to_be_bytes());
+    check.extend_from_slice(username.as_bytes());
+    check.resize(20 + 4 + padded, 0);
+    check
+}
+
+/// DTLS from an address of the call that is not its selected pair is not taken: an attacker
+/// at another of the caller's candidates names the call's ufrag in a check (so it counts as
+/// having answered) and sprays ClientHellos and plaintext fatal alerts (which the DTLS stack
+/// takes at epoch 0) from the moment the call is accepted, through the handshake and after.
+/// The call comes up and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtls_from_a_third_address_is_not_taken() {
+    within(90, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw-third");
+        let gateway = Gateway::start(gateway_config(&server, &data, &[]));
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let third = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("socket");
+        let mut setup = CallSetup::browser();
+        setup
+            .extra_candidates
+            .push(host_candidate(third.local_addr().expect("address")));
+        let mut call = alice.call("echo@gw.localhost", &setup).await.expect("call");
+        let gateway_media = call
+            .gateway_candidates
+            .iter()
+            .find(|c| c.ip.is_ipv4())
+            .map(|c| std::net::SocketAddr::new(c.ip, c.port))
+            .expect("a gateway candidate");
+        let check = check_naming(&call.gateway_ufrag);
+        let sprayed = Arc::new(AtomicU64::new(0));
+        let spray = {
+            let sprayed = sprayed.clone();
+            tokio::spawn(async move {
+                for sequence in 0x1000u16.. {
+                    let [high, low] = sequence.to_be_bytes();
+                    // A ClientHello record and a fatal alert, at sequence numbers never used.
+                    let mut hello = vec![0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, high, low, 0x00, 0x0c];
+                    hello.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+                    let alert = [
+                        0x15, 0xfe, 0xfd, 0, 0, 0, 0, 1, high, low, 0x00, 0x02, 0x02, 0x28,
+                    ];
+                    for datagram in [&check[..], &hello[..], &alert[..]] {
+                        let _ = third.send_to(datagram, gateway_media).await;
+                    }
+                    sprayed.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        };
+        let received = alice.exchange(&mut call, &Exchange::tone(4, 440.0)).await;
+        spray.abort();
+        eprintln!(
+            "{} rounds sprayed from a third address; the call: {:?}",
+            sprayed.load(Ordering::Relaxed),
+            received.terminated
+        );
+        let dropped = MediaStats::get(&gateway.stats.unselected_dropped);
+        eprintln!("{dropped} datagrams from the third address dropped by the guard");
+        assert_eq!(received.terminated, None, "a third address ended the call");
+        crate::calls::assert_tone(&received, 440.0, "with DTLS from a third address");
+        // Every record but those that came before the pair was selected.
+        assert!(
+            dropped + 10 >= 2 * sprayed.load(Ordering::Relaxed),
+            "records from the third address reached DTLS"
+        );
+        alice.hang_up(call).await;
+        gateway.stop().await;
+        alice.close().await;
+    })
+    .await;
+}
+
+/// An SSRC flood before the genuine stream: 5,000 forged SRTP packets, each from another SSRC,
+/// on the selected pair before the caller's first real packet. Unauthenticated packets take no
+/// stream state, so the genuine SSRC still gets through and the echo comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssrc_flood_before_the_stream_takes_nothing() {
+    within(60, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw-ssrc");
+        let gateway = Gateway::start(gateway_config(&server, &data, &[]));
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        let mut call = alice
+            .call("echo@gw.localhost", &CallSetup::browser())
+            .await
+            .expect("call");
+        let plan = Exchange {
+            ssrc_flood: 5_000,
+            ..Exchange::tone(3, 440.0)
+        };
+        let received = alice.exchange(&mut call, &plan).await;
+        let refused = MediaStats::get(&gateway.stats.auth_failures);
+        eprintln!("{refused} forged packets refused by SRTP");
+        assert!(refused >= 2_500, "the forged packets did not reach SRTP");
+        crate::calls::assert_tone(&received, 440.0, "after an SSRC flood");
+        alice.hang_up(call).await;
         gateway.stop().await;
         alice.close().await;
     })

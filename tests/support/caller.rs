@@ -110,6 +110,9 @@ pub struct Exchange {
     pub dtmf: &'static str,
     /// Send forged SRTP (bad tags) and replays of our own packets among the real ones.
     pub hostile: bool,
+    /// Before the first real packet, send this many forged SRTP packets, each from another
+    /// SSRC (an attacker taking the stream's SSRC slots before the genuine one comes).
+    pub ssrc_flood: u32,
     /// Load mode: send one second of tone encoded once, in a loop, and count what comes back
     /// without decoding it (so that many calls fit on one machine with the gateway).
     pub light: bool,
@@ -442,6 +445,19 @@ impl TestCaller {
                 }
                 _ = interval.tick(), if secured => {
                     ticks += 1;
+                    if ticks == 1 {
+                        for n in 0..plan.ssrc_flood {
+                            let mut forged = vec![0x80, call.payload_type & 0x7f];
+                            forged.extend_from_slice(&(n as u16).to_be_bytes());
+                            forged.extend_from_slice(&rand::random::<[u8; 8]>());
+                            forged.extend_from_slice(&[0x55; 50]);
+                            call.leg.send_datagram(&forged).await;
+                            if n % 100 == 99 {
+                                // Paced, so that the socket buffers do not drop them.
+                                tokio::time::sleep(Duration::from_millis(2)).await;
+                            }
+                        }
+                    }
                     if ticks == 50 {
                         for key in plan.dtmf.chars().filter_map(Digit::from_char) {
                             keys.push(key);

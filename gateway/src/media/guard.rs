@@ -10,6 +10,9 @@
 //!   what the caller had to send for them) and from a gateway-wide budget of packets a second.
 //!   Anything else to it (media after an ICE restart, say) is dropped; so is anything but STUN
 //!   from it.
+//! - Once a call's agent selected a pair, nothing but STUN is taken from the call's other
+//!   addresses: DTLS (which takes plaintext alerts and ClientHellos at epoch 0 from whoever
+//!   reaches it) and media come on the selected pair.
 //! - Consent (RFC 7675) is the last response to one of our checks: [`Guard::consent_age`] tells
 //!   a call how long ago its peer last gave it. Media alone does not keep a call.
 //!
@@ -48,6 +51,9 @@ const STUN_USERNAME: u16 = 0x0006;
 #[derive(Debug, Clone)]
 struct Peer {
     answered: bool,
+    /// The call (our local ufrag) the address belongs to: the last whose ufrag its checks
+    /// named, or the first we sent a check to it for.
+    call: Option<String>,
     /// The last datagram to or from it.
     active: Instant,
     /// The last response to one of our checks (RFC 7675 consent).
@@ -62,6 +68,7 @@ impl Peer {
     fn new(now: Instant) -> Self {
         Self {
             answered: false,
+            call: None,
             active: now,
             consent: None,
             checks: [[0; 12]; CHECKS_REMEMBERED],
@@ -85,6 +92,8 @@ pub struct Guard {
     peers: Mutex<HashMap<SocketAddr, Peer>>,
     /// Per call (by our local ufrag): bytes it may still send to addresses that did not answer.
     budgets: Mutex<HashMap<String, i64>>,
+    /// Per call (by our local ufrag): the remote address of its selected pair.
+    selected: Mutex<HashMap<String, SocketAddr>>,
     unanswered: Mutex<TokenBucket>,
     stats: Arc<MediaStats>,
 }
@@ -100,6 +109,7 @@ impl Guard {
         Arc::new(Self {
             peers: Mutex::default(),
             budgets: Mutex::default(),
+            selected: Mutex::default(),
             unanswered: Mutex::new(TokenBucket::new(rate, Instant::now())),
             stats,
         })
@@ -124,11 +134,29 @@ impl Guard {
         let mut budgets = lock(&self.budgets);
         let budget = budgets.remove(old).unwrap_or(0);
         budgets.insert(new.to_string(), budget);
+        drop(budgets);
+        let mut selected = lock(&self.selected);
+        if let Some(remote) = selected.remove(old) {
+            selected.insert(new.to_string(), remote);
+        }
+        drop(selected);
+        // Restarts are few (rate-limited per call), so walking the addresses is affordable.
+        for peer in lock(&self.peers).values_mut() {
+            if peer.call.as_deref() == Some(old) {
+                peer.call = Some(new.to_string());
+            }
+        }
+    }
+
+    /// The call with local ufrag `ufrag` uses the pair whose remote address is `remote`.
+    pub fn select(&self, ufrag: &str, remote: SocketAddr) {
+        lock(&self.selected).insert(ufrag.to_string(), remote);
     }
 
     /// The call with local ufrag `ufrag` is over.
     pub fn forget(&self, ufrag: &str) {
         lock(&self.budgets).remove(ufrag);
+        lock(&self.selected).remove(ufrag);
     }
 
     /// How long ago `peer` last answered one of our checks; `None` if it never did.
@@ -154,7 +182,11 @@ impl Guard {
                 peer.consent = Some(now);
                 return true;
             }
-            if peer.answered {
+            if peer.answered && !stun {
+                if self.selected_elsewhere(peer, from) {
+                    MediaStats::bump(&self.stats.unselected_dropped);
+                    return false;
+                }
                 return true;
             }
         }
@@ -162,17 +194,29 @@ impl Guard {
             MediaStats::bump(&self.stats.unanswered_dropped);
             return false;
         }
-        // A check for one of our calls: its ufrag is the first part of USERNAME.
+        // A check for one of our calls (its ufrag is the first part of USERNAME): the address
+        // answers, and belongs to that call.
         let ours = stun_username(datagram)
             .and_then(|username| username.split(':').next())
-            .is_some_and(|ufrag| lock(&self.budgets).contains_key(ufrag));
-        if ours {
+            .filter(|ufrag| lock(&self.budgets).contains_key(*ufrag));
+        if let Some(ufrag) = ours {
             if let Some(peer) = peer_entry(&mut peers, from, now) {
                 peer.answered = true;
                 peer.active = now;
+                if peer.call.as_deref() != Some(ufrag) {
+                    peer.call = Some(ufrag.to_string());
+                }
             }
         }
         true
+    }
+
+    /// Whether `peer` (at `address`) belongs to a call whose selected pair is another address.
+    fn selected_elsewhere(&self, peer: &Peer, address: SocketAddr) -> bool {
+        peer.call
+            .as_ref()
+            .and_then(|call| lock(&self.selected).get(call).copied())
+            .is_some_and(|selected| selected != address)
     }
 
     /// Whether `datagram` may go to `target`.
@@ -209,6 +253,10 @@ impl Guard {
             if let Some(peer) = peer_entry(&mut peers, target, now) {
                 peer.remember_check(transaction_id(datagram));
                 peer.active = now;
+                if peer.call.is_none() {
+                    let ufrag = stun_username(datagram).and_then(|u| u.rsplit(':').next());
+                    peer.call = ufrag.map(str::to_string);
+                }
             }
         }
         true
@@ -429,6 +477,37 @@ mod tests {
         assert!(guard.received(b"\x80\x6f media back", addr(20003)));
         guard.forget("ours");
         assert!(!guard.may_send(&check("theirs:ours"), addr(20004)));
+    }
+
+    #[test]
+    fn once_a_pair_is_selected_only_stun_comes_from_the_other_addresses() {
+        let stats = Arc::new(MediaStats::default());
+        let guard = Guard::new(1000, stats.clone());
+        guard.register("ours");
+        guard.register("other");
+        // Two addresses name the call in checks; a third belongs to another call.
+        for port in [20001, 20002] {
+            assert!(guard.received(&check("ours:theirs"), addr(port)));
+        }
+        assert!(guard.received(&check("other:theirs"), addr(20003)));
+        let record = b"\x15\xfe\xfd a DTLS alert";
+        // Before the agent selected a pair (the handshake may come first), both may send.
+        assert!(guard.received(record, addr(20002)));
+        guard.select("ours", addr(20001));
+        assert!(guard.received(record, addr(20001)));
+        assert!(!guard.received(record, addr(20002)));
+        assert!(!guard.received(b"\x80\x6f media", addr(20002)));
+        // STUN still goes up (the agent may switch pairs), and other calls are not touched.
+        assert!(guard.received(&check("ours:theirs"), addr(20002)));
+        assert!(guard.received(record, addr(20003)));
+        assert_eq!(MediaStats::get(&stats.unselected_dropped), 2);
+        // After an ICE restart the selection carries over until the agent picks another.
+        guard.rename("ours", "restarted");
+        assert!(guard.received(&check("restarted:theirs"), addr(20002)));
+        assert!(!guard.received(record, addr(20002)));
+        guard.select("restarted", addr(20002));
+        assert!(guard.received(record, addr(20002)));
+        assert!(!guard.received(record, addr(20001)));
     }
 
     #[test]

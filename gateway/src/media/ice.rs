@@ -1,7 +1,7 @@
 //! ICE with webrtc-ice: agent settings, the remote candidate policy, and conversion between
 //! Jingle candidates and the agent's.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ pub enum AgentEvent {
     Candidate(Option<Candidate>),
     /// The connection state changed.
     State(ConnectionState),
+    /// The agent now uses a new pair; the remote address of it.
+    Selected(SocketAddr),
 }
 
 /// Where the agents' sockets come from.
@@ -104,6 +106,11 @@ pub async fn new_agent(
         let _ = candidates.send(AgentEvent::Candidate(
             candidate.and_then(|c| to_jingle(&*c)),
         ));
+        Box::pin(async {})
+    }));
+    let selected = tx.clone();
+    agent.on_selected_candidate_pair_change(Box::new(move |_local, remote| {
+        let _ = selected.send(AgentEvent::Selected(remote.addr()));
         Box::pin(async {})
     }));
     agent.on_connection_state_change(Box::new(move |state| {

@@ -9,6 +9,7 @@
 //! agent from `Drop`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -212,6 +213,7 @@ impl MediaLeg {
                     }
                     Some(AgentEvent::Candidate(None)) | None => self.gathering_done = true,
                     Some(AgentEvent::State(state)) => tracing::debug!(%state, "ICE state"),
+                    Some(AgentEvent::Selected(remote)) => self.selected(remote),
                 },
             }
         }
@@ -361,6 +363,7 @@ impl MediaLeg {
                     return LegEvent::LocalCandidate(candidate)
                 }
                 Step::Agent(Some(AgentEvent::Candidate(None))) => self.gathering_done = true,
+                Step::Agent(Some(AgentEvent::Selected(remote))) => self.selected(remote),
                 Step::Agent(Some(AgentEvent::State(state))) => {
                     tracing::debug!(%state, "ICE state");
                     match state {
@@ -406,9 +409,21 @@ impl MediaLeg {
         LegEvent::Failed(reason)
     }
 
+    /// The agent uses the pair whose remote address is `remote`: the guard takes nothing but
+    /// STUN from the call's other addresses (DTLS and media come on the selected pair).
+    fn selected(&self, remote: SocketAddr) {
+        tracing::debug!(%remote, "selected pair");
+        if let Some((guard, ufrag)) = &self.guard {
+            guard.select(ufrag, remote);
+        }
+    }
+
     /// Starts the DTLS handshake on the connected pair (a failure, if it cannot start).
     fn start_dtls(&mut self, conn: Arc<dyn Conn + Send + Sync>) -> Option<LegEvent> {
         tracing::debug!(remote = ?conn.remote_addr(), "ICE connected");
+        if let Some(remote) = conn.remote_addr() {
+            self.selected(remote);
+        }
         self.was_connected = true;
         let (transport, records) = DtlsTransport::new(conn.clone());
         let Some(fingerprint) = &self.fingerprint else {
