@@ -175,53 +175,81 @@ async fn passive_dtls_and_per_call_ports() {
 }
 
 /// STUN and TURN (coturn on loopback): with per-call ports the gateway trickles server-reflexive
-/// and relay candidates; a caller that may only use the relay still hears its tone.
+/// and relay candidates; a caller that may only use the relay still hears its tone. The STUN
+/// server is reached through a relay (a NAT, to it), so the server-reflexive address is the
+/// relay's, based on the call's host candidate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turn_relay_and_stun_candidates() {
+    within(
+        60,
+        stun_and_turn(&[("GATEWAY_MEDIA_PORT_RANGE", "42000-42099")]),
+    )
+    .await;
+}
+
+/// The same on the shared port: its server-reflexive address is asked for from the shared
+/// socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turn_relay_and_stun_candidates_on_the_shared_port() {
+    within(60, stun_and_turn(&[])).await;
+}
+
+async fn stun_and_turn(env: &[(&str, &str)]) {
     use jingle_gateway::config::TurnServerConfig;
     use jingle_gateway::protocol::ice_udp::CandidateType;
-    within(60, async {
-        let server = Server::start(Kind::Prosody);
-        let turn = crate::support::servers::TurnServer::start();
-        let data = TempDir::new("gw");
-        let mut config = gateway_config(
-            &server,
-            &data,
-            &[("GATEWAY_MEDIA_PORT_RANGE", "42000-42099")],
-        );
-        config.media.stun_servers = vec![format!("127.0.0.1:{}", turn.port)];
-        config.media.turn_servers = vec![TurnServerConfig {
-            url: format!("turn:127.0.0.1:{}", turn.port),
-            username: turn.username.into(),
-            password: turn.password.into(),
-        }];
-        let gateway = Gateway::start(config);
-        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
-        wait_attached(&mut alice.client).await;
-        let mut setup = CallSetup::browser();
-        setup.only_gateway_candidates = Some(CandidateType::Relay);
-        let mut call = alice.call("echo@gw.localhost", &setup).await.expect("call");
-        let received = alice.exchange(&mut call, &Exchange::tone(3, 480.0)).await;
-        assert_tone(&received, 480.0, "through the gateway's TURN relay");
-        let types: Vec<CandidateType> = call
-            .gateway_candidates
-            .iter()
-            .map(|c| c.candidate_type)
-            .collect();
-        assert!(
-            types.contains(&CandidateType::Relay),
-            "no relay candidate: {types:?}"
-        );
-        assert!(
-            types.contains(&CandidateType::ServerReflexive),
-            "no server-reflexive candidate: {types:?}"
-        );
-        alice.hang_up(call).await;
-        assert!(eventually(Duration::from_secs(10), || gateway.stats.open_legs() == 0).await);
-        gateway.stop().await;
-        alice.close().await;
-    })
-    .await;
+    let server = Server::start(Kind::Prosody);
+    let turn = crate::support::servers::TurnServer::start();
+    let data = TempDir::new("gw");
+    let mut config = gateway_config(&server, &data, env);
+    let nat = crate::support::relay::Relay::start().await;
+    nat.set_gateway(format!("127.0.0.1:{}", turn.port).parse().expect("address"));
+    config.media.stun_servers = vec![nat.caller_side.to_string()];
+    config.media.turn_servers = vec![TurnServerConfig {
+        url: format!("turn:127.0.0.1:{}", turn.port),
+        username: turn.username.into(),
+        password: turn.password.into(),
+    }];
+    let gateway = Gateway::start(config);
+    let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+    wait_attached(&mut alice.client).await;
+    let mut setup = CallSetup::browser();
+    setup.only_gateway_candidates = Some(CandidateType::Relay);
+    let mut call = alice.call("echo@gw.localhost", &setup).await.expect("call");
+    let received = alice.exchange(&mut call, &Exchange::tone(3, 480.0)).await;
+    assert_tone(&received, 480.0, "through the gateway's TURN relay");
+    let types: Vec<CandidateType> = call
+        .gateway_candidates
+        .iter()
+        .map(|c| c.candidate_type)
+        .collect();
+    assert!(
+        types.contains(&CandidateType::Relay),
+        "no relay candidate: {types:?}"
+    );
+    let host = call
+        .gateway_candidates
+        .iter()
+        .find(|c| c.candidate_type == CandidateType::Host)
+        .expect("a host candidate");
+    let reflexive = call
+        .gateway_candidates
+        .iter()
+        .find(|c| c.candidate_type == CandidateType::ServerReflexive)
+        .unwrap_or_else(|| panic!("no server-reflexive candidate: {types:?}"));
+    assert_eq!(
+        std::net::SocketAddr::new(reflexive.ip, reflexive.port),
+        nat.gateway_side,
+        "not the address the STUN server saw"
+    );
+    assert_eq!(
+        (reflexive.rel_addr, reflexive.rel_port),
+        (Some(host.ip), Some(host.port)),
+        "the base is not the host candidate"
+    );
+    alice.hang_up(call).await;
+    assert!(eventually(Duration::from_secs(10), || gateway.stats.open_legs() == 0).await);
+    gateway.stop().await;
+    alice.close().await;
 }
 
 /// ICE restart from the caller (new ufrag and pwd in a transport-info): the gateway restarts

@@ -16,7 +16,7 @@ use crate::operations::{get, metric};
 use crate::support::caller::{Call, CallSetup, Exchange, TestCaller};
 use crate::support::raw::{RawClient, RawComponent, RawStream, Seen};
 use crate::support::servers::{Kind, Server, REMOTE, REMOTE_SECRET};
-use crate::support::{free_port, wait_attached, within, GatewayProcess, TempDir};
+use crate::support::{eventually, free_port, wait_attached, within, GatewayProcess, TempDir};
 
 const ECHO: &str = "echo@gw.localhost";
 
@@ -475,7 +475,7 @@ async fn callers_list_refuses_strangers_on_ejabberd() {
 }
 
 /// With every port of `media.port_range` taken, a new call is refused at once with `<busy/>`,
-/// not answered and left to time out.
+/// not answered and left to time out; the port is free again once the call that held it ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_port_range_refuses_the_call_at_once() {
     within(90, async {
@@ -509,6 +509,14 @@ async fn a_full_port_range_refuses_the_call_at_once() {
         let received = alice.exchange(&mut first, &Exchange::tone(2, 440.0)).await;
         assert_tone(&received, 440.0, "the first call");
         alice.hang_up(first).await;
+        assert!(eventually(Duration::from_secs(10), || gateway.stats.open_legs() == 0).await);
+        let mut again = bob
+            .call(ECHO, &CallSetup::browser())
+            .await
+            .expect("the port is free again");
+        let received = bob.exchange(&mut again, &Exchange::tone(2, 550.0)).await;
+        assert_tone(&received, 550.0, "the call on the freed port");
+        bob.hang_up(again).await;
         gateway.stop().await;
         alice.close().await;
         bob.close().await;

@@ -80,13 +80,20 @@ fn transport(ufrag: &str, ports: &[u16], generation: usize) -> String {
     )
 }
 
+/// Per-call ports instead of the shared one (the guard covers both).
+const PER_CALL_PORTS: (&str, &str) = ("GATEWAY_MEDIA_PORT_RANGE", "43000-43099");
+
 /// The attack of the issue: a call to echo@ naming 30 addresses that never answer with the
 /// longest ufrag the grammar allows, then ten ICE restarts in 15 s, each naming 30 more; and
-/// the same from nine more users of the domain.
-async fn reflection_is_bounded(kind: Kind) {
+/// the same from nine more users of the domain. `env` configures the gateway.
+async fn reflection_is_bounded(kind: Kind, env: &[(&str, &str)]) {
     let server = Server::start(kind);
     let data = TempDir::new("gw-reflect");
-    let gateway = GatewayProcess::start(&server, &data, "", &[("RUST_LOG", "info")], None);
+    let env: Vec<(&str, &str)> = [("RUST_LOG", "info")]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
+    let gateway = GatewayProcess::start(&server, &data, "", &env, None);
     assert!(
         gateway
             .wait_log("component connected", 1, Duration::from_secs(20))
@@ -155,7 +162,7 @@ async fn reflection_is_bounded(kind: Kind) {
         sinks.bytes.load(Ordering::Relaxed),
     );
     eprintln!(
-        "{kind:?}: {signalling} bytes of signalling in ({initiates} of them session-initiates), \
+        "{kind:?} {env:?}: {signalling} bytes of signalling in ({initiates} of them session-initiates), \
          {datagrams} datagrams and {bytes} bytes to addresses that never answered"
     );
     assert!(
@@ -166,53 +173,74 @@ async fn reflection_is_bounded(kind: Kind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_through_the_media_port_is_bounded() {
-    within(120, reflection_is_bounded(Kind::Prosody)).await;
+    within(120, reflection_is_bounded(Kind::Prosody, &[])).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_through_the_media_port_is_bounded_on_ejabberd() {
-    within(120, reflection_is_bounded(Kind::Ejabberd)).await;
+    within(120, reflection_is_bounded(Kind::Ejabberd, &[])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_through_per_call_ports_is_bounded() {
+    within(120, reflection_is_bounded(Kind::Prosody, &[PER_CALL_PORTS])).await;
 }
 
 /// After an ICE restart naming addresses that never answer, not one media packet goes to them:
-/// webrtc-ice sends media to its best pair before any is checked (with `media.port_range`,
-/// which the guard does not cover, two of these packets reached the sinks).
+/// webrtc-ice sends media to its best pair before any is checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_no_media_goes_to_an_unchecked_address() {
-    within(90, async {
-        let server = Server::start(Kind::Prosody);
-        let data = TempDir::new("gw-restart");
-        let gateway = Gateway::start(gateway_config(&server, &data, &[]));
-        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
-        wait_attached(&mut alice.client).await;
-        let mut call = alice
-            .call("echo@gw.localhost", &CallSetup::browser())
-            .await
-            .expect("call");
-        alice.exchange(&mut call, &Exchange::tone(1, 440.0)).await;
-        let sinks = Sinks::open(5).await;
-        let info = format!(
-            "<jingle xmlns='urn:xmpp:jingle:1' action='transport-info' sid='{}'>\
-             <content creator='initiator' name='0'>{}</content></jingle>",
-            call.sid,
-            transport("newUfrag", &sinks.ports, 1)
-        );
-        let info: minidom::Element = info.parse().expect("transport-info");
-        let answer = alice.client.iq(&call.to, "set", info).await;
-        assert_eq!(answer.attr("type"), Some("result"));
-        // Alice goes on sending on the old pair, the echo answers; none of it may reach the new
-        // addresses.
-        alice.exchange(&mut call, &Exchange::tone(3, 440.0)).await;
-        let (datagrams, not_stun) = (
-            sinks.datagrams.load(Ordering::Relaxed),
-            sinks.not_stun.load(Ordering::Relaxed),
-        );
-        eprintln!("after the restart: {datagrams} datagrams to the unchecked addresses, {not_stun} not STUN");
-        assert_eq!(not_stun, 0, "media went to addresses that were never checked");
-        gateway.stop().await;
-        alice.close().await;
-    })
+    within(90, no_media_to_unchecked_addresses_after_a_restart(&[])).await;
+}
+
+/// The same with per-call ports (before they ran under the guard, two media packets reached
+/// the new addresses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_no_media_goes_to_an_unchecked_address_from_a_call_port() {
+    within(
+        90,
+        no_media_to_unchecked_addresses_after_a_restart(&[PER_CALL_PORTS]),
+    )
     .await;
+}
+
+async fn no_media_to_unchecked_addresses_after_a_restart(env: &[(&str, &str)]) {
+    let server = Server::start(Kind::Prosody);
+    let data = TempDir::new("gw-restart");
+    let gateway = Gateway::start(gateway_config(&server, &data, env));
+    let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+    wait_attached(&mut alice.client).await;
+    let mut call = alice
+        .call("echo@gw.localhost", &CallSetup::browser())
+        .await
+        .expect("call");
+    alice.exchange(&mut call, &Exchange::tone(1, 440.0)).await;
+    let sinks = Sinks::open(5).await;
+    let info = format!(
+        "<jingle xmlns='urn:xmpp:jingle:1' action='transport-info' sid='{}'>\
+         <content creator='initiator' name='0'>{}</content></jingle>",
+        call.sid,
+        transport("newUfrag", &sinks.ports, 1)
+    );
+    let info: minidom::Element = info.parse().expect("transport-info");
+    let answer = alice.client.iq(&call.to, "set", info).await;
+    assert_eq!(answer.attr("type"), Some("result"));
+    // Alice goes on sending on the old pair, the echo answers; none of it may reach the new
+    // addresses.
+    alice.exchange(&mut call, &Exchange::tone(3, 440.0)).await;
+    let (datagrams, not_stun) = (
+        sinks.datagrams.load(Ordering::Relaxed),
+        sinks.not_stun.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "after the restart: {datagrams} datagrams to the unchecked addresses, {not_stun} not STUN"
+    );
+    assert_eq!(
+        not_stun, 0,
+        "media went to addresses that were never checked"
+    );
+    gateway.stop().await;
+    alice.close().await;
 }
 
 /// A peer that answers the gateway's checks keeps its call past `media.consent_timeout`:
@@ -249,51 +277,58 @@ async fn consent_is_refreshed_by_answered_checks() {
 /// from answers, the media kept such a call until `calls.max_duration`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stops_answering_checks_loses_its_call() {
-    within(90, async {
-        let server = Server::start(Kind::Prosody);
-        let data = TempDir::new("gw-withdrawn");
-        let gateway = Gateway::start(gateway_config(
-            &server,
-            &data,
-            &[("GATEWAY_MEDIA_CONSENT_TIMEOUT", "10s")],
-        ));
-        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
-        wait_attached(&mut alice.client).await;
-        let relay = Arc::new(Relay::start().await);
-        let setup = CallSetup {
-            relay: Some(relay.clone()),
-            ..CallSetup::browser()
-        };
-        let mut call = alice.call("echo@gw.localhost", &setup).await.expect("call");
-        let received = alice.exchange(&mut call, &Exchange::tone(3, 440.0)).await;
-        crate::calls::assert_tone(&received, 440.0, "through the relay");
-        relay
-            .rules
-            .drop_answers_to_gateway
-            .store(true, Ordering::Relaxed);
-        let withdrawn = std::time::Instant::now();
-        let received = alice.exchange(&mut call, &Exchange::tone(30, 440.0)).await;
-        let ended_after = withdrawn.elapsed();
-        let dropped = relay.rules.answers_dropped.load(Ordering::Relaxed);
-        eprintln!(
-            "consent withdrawn: {dropped} answers dropped, {} packets echoed meanwhile, \
-             call ended after {ended_after:?} with {:?}",
-            received.packets, received.terminated
-        );
-        assert!(
-            dropped > 0,
-            "the gateway sent no checks to withdraw consent from"
-        );
-        assert!(received.packets > 0, "the media stopped with the answers");
-        assert_eq!(
-            received.terminated.as_deref(),
-            Some("connectivity-error"),
-            "a call without consent went on for {ended_after:?}"
-        );
-        gateway.stop().await;
-        alice.close().await;
-    })
-    .await;
+    within(90, consent_withdrawn_ends_the_call(&[])).await;
+}
+
+/// The same on a call's own port (before, any datagram kept such a call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_answering_checks_loses_its_call_on_a_call_port() {
+    within(90, consent_withdrawn_ends_the_call(&[PER_CALL_PORTS])).await;
+}
+
+async fn consent_withdrawn_ends_the_call(env: &[(&str, &str)]) {
+    let server = Server::start(Kind::Prosody);
+    let data = TempDir::new("gw-withdrawn");
+    let env: Vec<(&str, &str)> = [("GATEWAY_MEDIA_CONSENT_TIMEOUT", "10s")]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
+    let gateway = Gateway::start(gateway_config(&server, &data, &env));
+    let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+    wait_attached(&mut alice.client).await;
+    let relay = Arc::new(Relay::start().await);
+    let setup = CallSetup {
+        relay: Some(relay.clone()),
+        ..CallSetup::browser()
+    };
+    let mut call = alice.call("echo@gw.localhost", &setup).await.expect("call");
+    let received = alice.exchange(&mut call, &Exchange::tone(3, 440.0)).await;
+    crate::calls::assert_tone(&received, 440.0, "through the relay");
+    relay
+        .rules
+        .drop_answers_to_gateway
+        .store(true, Ordering::Relaxed);
+    let withdrawn = std::time::Instant::now();
+    let received = alice.exchange(&mut call, &Exchange::tone(30, 440.0)).await;
+    let ended_after = withdrawn.elapsed();
+    let dropped = relay.rules.answers_dropped.load(Ordering::Relaxed);
+    eprintln!(
+        "consent withdrawn: {dropped} answers dropped, {} packets echoed meanwhile, \
+         call ended after {ended_after:?} with {:?}",
+        received.packets, received.terminated
+    );
+    assert!(
+        dropped > 0,
+        "the gateway sent no checks to withdraw consent from"
+    );
+    assert!(received.packets > 0, "the media stopped with the answers");
+    assert_eq!(
+        received.terminated.as_deref(),
+        Some("connectivity-error"),
+        "a call without consent went on for {ended_after:?}"
+    );
+    gateway.stop().await;
+    alice.close().await;
 }
 
 /// A STUN binding request naming `ufrag` as the gateway's (no integrity: it proves nothing,

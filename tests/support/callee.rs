@@ -132,7 +132,9 @@ impl TestCaller {
         offer.payload_type = find(codec.name(), codec.clock_rate()).map_or(0, |pt| pt.id);
         offer.dtmf_payload_type = find("telephone-event", codec.clock_rate()).map(|pt| pt.id);
 
-        let mut leg = MediaLeg::new(self.engine.clone(), IceRole::Controlled).await?;
+        let mut leg = MediaLeg::new(self.engine.clone(), IceRole::Controlled)
+            .await
+            .map_err(|e| e.to_string())?;
         leg.connect(
             &offer.ice_ufrag,
             &offer.ice_pwd,

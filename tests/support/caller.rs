@@ -227,7 +227,9 @@ impl TestCaller {
     /// it was refused (IQ error condition, Jingle reason or JMI rejection).
     pub async fn call(&mut self, callee: &str, setup: &CallSetup) -> Result<Call, String> {
         let sid = format!("call-{:016x}", rand::random::<u64>());
-        let mut leg = MediaLeg::new(self.engine.clone(), IceRole::Controlling).await?;
+        let mut leg = MediaLeg::new(self.engine.clone(), IceRole::Controlling)
+            .await
+            .map_err(|e| e.to_string())?;
         let (ufrag, pwd) = leg.local_credentials().await;
         let mut candidates = leg.initial_candidates().await;
         if setup.only_extra_candidates {

@@ -15,7 +15,7 @@ use crate::endpoint::{CallInfo, Endpoint, EndpointEvent, EndpointFactory};
 use crate::jingle::negotiate::{LocalTransport, Negotiated};
 use crate::jingle::{CallStart, EndReason, MediaEvent};
 use crate::media::engine::MediaEngine;
-use crate::media::leg::{IceRole, LegEvent, MediaLeg};
+use crate::media::leg::{IceRole, LegError, LegEvent, MediaLeg};
 use crate::metrics::Metrics;
 
 /// Runs one call until the router stops it or the media or endpoint ends it.
@@ -41,10 +41,11 @@ pub(super) async fn run_call(
             Ok(leg) => leg,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start the media leg");
-                let _ = events.send((
-                    call_id,
-                    CallEvent::Media(MediaEvent::Ended(EndReason::MediaError)),
-                ));
+                let reason = match e {
+                    LegError::NoMediaPort(_) => EndReason::NoMediaPort,
+                    LegError::Agent(_) => EndReason::MediaError,
+                };
+                let _ = events.send((call_id, CallEvent::Media(MediaEvent::Ended(reason))));
                 return;
             }
         };
@@ -143,9 +144,9 @@ async fn offer_local_transport(
     let (ufrag, pwd) = leg.local_credentials().await;
     let candidates = leg.initial_candidates().await;
     if candidates.is_empty() && leg.gathering_complete() {
-        // No port could be had (a full port range, no file descriptors): refused now, not
-        // after the ICE timeout.
-        tracing::warn!("no local candidate: no media port free");
+        // Nothing to offer (no interface has `media.local_address`, no TURN allocation):
+        // refused now, not after the ICE timeout.
+        tracing::warn!("no local candidate to offer: is media.local_address on an interface?");
         return Err(Some(EndReason::NoMediaPort));
     }
     if !report(MediaEvent::LocalTransport(LocalTransport {

@@ -196,8 +196,8 @@ pub struct MediaConfig {
     /// The UDP port every call shares (ICE tells calls apart); the one port to open in a
     /// firewall or container. 0 picks a free port (for tests). Ignored when `port_range` is set.
     pub port: u16,
-    /// Per-call UDP ports from this range instead of one shared port, e.g. `"20000-20999"`.
-    /// Needed for server-reflexive candidates from `stun_servers`.
+    /// Per-call UDP ports from this range instead of one shared port, e.g. `"20000-20999"`;
+    /// a call for which no port is free is refused with `<busy/>`.
     pub port_range: Option<String>,
     /// Address the media port is bound to.
     pub bind_address: IpAddr,
@@ -207,7 +207,8 @@ pub struct MediaConfig {
     /// Public address of a 1:1 NAT (a cloud VM's external IP), offered instead of
     /// `local_address`.
     pub public_address: Option<IpAddr>,
-    /// STUN servers (`host:port`) for server-reflexive candidates (with `port_range` only).
+    /// STUN servers (`host:port`) asked for each call's server-reflexive candidate (the address
+    /// a NAT in front of the gateway gives its port), tried in order.
     pub stun_servers: Vec<String>,
     /// TURN servers for relay candidates, each `{ url = "turn:host:3478", username, password }`.
     pub turn_servers: Vec<TurnServerConfig>,
@@ -218,9 +219,9 @@ pub struct MediaConfig {
     pub allow_private_candidates: bool,
     /// Callers' candidates on a lower port are refused (privileged services live there).
     pub min_candidate_port: u16,
-    /// Packets a second, over all calls, that the shared port may send to addresses that have
+    /// Packets a second, over all calls, that the media ports may send to addresses that have
     /// not answered yet (connectivity checks); each call also pays from what its signalling
-    /// earned. Not applied with `port_range`.
+    /// earned.
     pub unanswered_checks_per_second: u32,
     /// Remote candidates accepted per call over its whole life (ICE restarts included); more are
     /// ignored.
@@ -229,7 +230,7 @@ pub struct MediaConfig {
     pub ice_timeout: ConfigDuration,
     /// A call whose peer has answered none of the gateway's ICE checks (sent every 2 s) for this
     /// long ends with `<connectivity-error/>` (RFC 7675 consent: media alone does not keep the
-    /// call); at least 10s. With `port_range`, any datagram from the peer keeps it.
+    /// call); at least 10s.
     pub consent_timeout: ConfigDuration,
     /// DTLS role taken when the caller lets us choose: `active` (we send the ClientHello) or
     /// `passive`.

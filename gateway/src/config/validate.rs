@@ -220,20 +220,9 @@ pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
 
 fn validate_media(media: &crate::config::MediaConfig) -> Vec<ConfigError> {
     let mut errors = Vec::new();
-    match &media.port_range {
-        Some(range) => {
-            if let Err(e) = parse_port_range(range) {
-                errors.push(ConfigError::new("media.port_range", e));
-            }
-        }
-        None => {
-            if !media.stun_servers.is_empty() {
-                errors.push(ConfigError::new(
-                    "media.stun_servers",
-                    "server-reflexive candidates need per-call ports: set media.port_range, or use \
-                     media.public_address behind a 1:1 NAT",
-                ));
-            }
+    if let Some(range) = &media.port_range {
+        if let Err(e) = parse_port_range(range) {
+            errors.push(ConfigError::new("media.port_range", e));
         }
     }
     for (i, server) in media.stun_servers.iter().enumerate() {

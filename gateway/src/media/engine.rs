@@ -1,5 +1,6 @@
-//! The media engine: what all calls share. The UDP port (or port range), the address offered to
-//! callers, STUN/TURN, the DTLS certificate, the candidate policy and the counters.
+//! The media engine: what all calls share. The UDP port (or port range) and its guard, the
+//! address offered to callers, STUN/TURN, the DTLS certificate, the candidate policy and the
+//! counters.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use super::candidate_policy::CandidatePolicy;
 use super::dtls::{CertificateError, LocalCertificate};
 use super::guard::{Guard, GuardedSocket};
 use super::ice::{stun_url, turn_url, IceSettings, Sockets};
+use super::port_range::PortRange;
 use super::stats::MediaStats;
 use crate::config::{DtlsRoleConfig, MediaConfig};
 
@@ -77,11 +79,13 @@ impl MediaEngine {
             None => default_route_address(config.bind_address.is_ipv6())
                 .map_err(MediaStartError::LocalAddress)?,
         };
+        let guard = Guard::new(config.unanswered_checks_per_second, stats.clone());
         let (sockets, mux, port) = match &config.port_range {
             Some(range) => {
                 let (low, high) =
                     crate::config::parse_port_range(range).map_err(MediaStartError::PortRange)?;
-                (Sockets::Range(low, high), None, None)
+                let range = PortRange::new(config.bind_address, low, high);
+                (Sockets::Range(Arc::new(range)), None, None)
             }
             None => {
                 let addr = SocketAddr::new(config.bind_address, config.port);
@@ -91,19 +95,23 @@ impl MediaEngine {
                     .local_addr()
                     .map_err(|source| MediaStartError::Bind { addr, source })?
                     .port();
-                let guard = Guard::new(config.unanswered_checks_per_second, stats.clone());
-                let socket = GuardedSocket::new(socket, guard.clone());
-                let mux = UDPMuxDefault::new(UDPMuxParams::new(socket));
-                (Sockets::Shared(mux.clone(), guard), Some(mux), Some(port))
+                let socket = Arc::new(socket);
+                let guarded = GuardedSocket::new(socket.clone(), guard.clone());
+                let mux = UDPMuxDefault::new(UDPMuxParams::new(guarded));
+                let sockets = Sockets::Shared {
+                    mux: mux.clone(),
+                    socket,
+                };
+                (sockets, Some(mux), Some(port))
             }
         };
-        let mut urls = Vec::new();
         for (i, server) in config.stun_servers.iter().enumerate() {
-            urls.push(stun_url(server).map_err(|e| MediaStartError::Server {
+            stun_url(server).map_err(|e| MediaStartError::Server {
                 key: format!("media.stun_servers[{i}]"),
                 message: e.to_string(),
-            })?);
+            })?;
         }
+        let mut urls = Vec::new();
         for (i, turn) in config.turn_servers.iter().enumerate() {
             urls.push(
                 turn_url(&turn.url, &turn.username, &turn.password).map_err(|e| {
@@ -126,9 +134,11 @@ impl MediaEngine {
         Ok(Self {
             ice: IceSettings {
                 sockets,
+                guard,
                 local_address,
                 public_address: config.public_address,
                 urls,
+                stun_servers: config.stun_servers.clone(),
                 consent_timeout: config.consent_timeout.0,
                 policy: CandidatePolicy {
                     allow_loopback: config.allow_loopback_candidates,

@@ -1,6 +1,7 @@
-//! The shared media socket, guarded so it is no reflector. webrtc-ice sends connectivity checks
-//! to whatever addresses a caller names, and media to its best pair even before that pair
-//! answered; under it, every datagram passes here:
+//! The media sockets (the shared port, or each call's own port from the range), guarded so
+//! they are no reflector. webrtc-ice sends connectivity checks to whatever addresses a caller
+//! names, and media to its best pair even before that pair answered; under it, every datagram
+//! passes here:
 //!
 //! - An address has *answered* once a check carrying one of our calls' ufrags came from it (only
 //!   that call's peer knows the ufrag), or a response to one of our checks (its transaction id
@@ -15,6 +16,8 @@
 //!   reaches it) and media come on the selected pair.
 //! - Consent (RFC 7675) is the last response to one of our checks: [`Guard::consent_age`] tells
 //!   a call how long ago its peer last gave it. Media alone does not keep a call.
+//! - Answers to our own requests to STUN servers (server-reflexive discovery on a call's own
+//!   port) are handed to whoever waits for them, from that server only.
 //!
 //! So what a caller can make the gateway send to addresses that never answered is bounded by
 //! what it sent, whatever it sends.
@@ -25,6 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
 use webrtc_util::Conn;
 
 use super::stats::MediaStats;
@@ -95,6 +99,9 @@ pub struct Guard {
     /// Per call (by our local ufrag): the remote address of its selected pair.
     selected: Mutex<HashMap<String, SocketAddr>>,
     unanswered: Mutex<TokenBucket>,
+    /// Our own STUN requests to servers (server-reflexive discovery), by transaction id: the
+    /// server asked, and who waits for its answer.
+    responses: Mutex<HashMap<[u8; 12], (SocketAddr, oneshot::Sender<Vec<u8>>)>>,
     stats: Arc<MediaStats>,
 }
 
@@ -111,6 +118,7 @@ impl Guard {
             budgets: Mutex::default(),
             selected: Mutex::default(),
             unanswered: Mutex::new(TokenBucket::new(rate, Instant::now())),
+            responses: Mutex::default(),
             stats,
         })
     }
@@ -165,11 +173,27 @@ impl Guard {
         Some(consent.elapsed())
     }
 
+    /// The answer from `server` to our STUN request `id` (sent past the guard) comes on the
+    /// returned channel instead of going to webrtc-ice.
+    pub fn await_response(&self, id: [u8; 12], server: SocketAddr) -> oneshot::Receiver<Vec<u8>> {
+        let (tx, rx) = oneshot::channel();
+        lock(&self.responses).insert(id, (server, tx));
+        rx
+    }
+
+    /// Our request `id` is answered or given up.
+    pub fn forget_response(&self, id: &[u8; 12]) {
+        lock(&self.responses).remove(id);
+    }
+
     /// Whether a datagram from `from` may go up to webrtc-ice: STUN always (the agent checks
     /// it), anything else only from an address that answered.
     fn received(&self, datagram: &[u8], from: SocketAddr) -> bool {
         let now = Instant::now();
         let stun = is_stun(datagram);
+        if stun && datagram[0] & 0x01 == 0x01 && self.answered_our_request(datagram, from) {
+            return false;
+        }
         let mut peers = lock(&self.peers);
         if let Some(peer) = peers.get_mut(&from) {
             if peer.answered {
@@ -207,6 +231,23 @@ impl Guard {
                     peer.call = Some(ufrag.to_string());
                 }
             }
+        }
+        true
+    }
+
+    /// Whether `datagram` (a STUN response) answers one of our own requests from the server it
+    /// went to; it is handed over if so.
+    fn answered_our_request(&self, datagram: &[u8], from: SocketAddr) -> bool {
+        let mut responses = lock(&self.responses);
+        let id = transaction_id(datagram);
+        if !responses
+            .get(&id)
+            .is_some_and(|(server, _)| *server == from)
+        {
+            return false;
+        }
+        if let Some((_, waiting)) = responses.remove(&id) {
+            let _ = waiting.send(datagram.to_vec());
         }
         true
     }
@@ -324,15 +365,15 @@ fn stun_username(datagram: &[u8]) -> Option<&str> {
     None
 }
 
-/// The shared media socket with its [`Guard`]: what webrtc-ice's mux reads and writes.
+/// A media socket with its [`Guard`]: what webrtc-ice's mux reads and writes.
 pub struct GuardedSocket {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     guard: Arc<Guard>,
 }
 
 impl GuardedSocket {
     /// `socket`, guarded by `guard`.
-    pub fn new(socket: UdpSocket, guard: Arc<Guard>) -> Self {
+    pub fn new(socket: Arc<UdpSocket>, guard: Arc<Guard>) -> Self {
         Self { socket, guard }
     }
 }

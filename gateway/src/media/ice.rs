@@ -14,10 +14,12 @@ use webrtc_ice::mdns::MulticastDnsMode;
 use webrtc_ice::network_type::NetworkType;
 use webrtc_ice::state::ConnectionState;
 use webrtc_ice::udp_mux::UDPMuxDefault;
-use webrtc_ice::udp_network::{EphemeralUDP, UDPNetwork};
+use webrtc_ice::udp_network::UDPNetwork;
 use webrtc_ice::url::Url;
 
 use super::candidate_policy::CandidatePolicy;
+use super::guard::Guard;
+use super::port_range::PortRange;
 use crate::protocol::ice_udp::{Candidate, CandidateType};
 
 /// Connectivity checks while connecting: RFC 8445's Ta.
@@ -37,10 +39,15 @@ pub enum AgentEvent {
 /// Where the agents' sockets come from.
 #[derive(Clone)]
 pub enum Sockets {
-    /// One UDP port shared by all calls, guarded against reflection.
-    Shared(Arc<UDPMuxDefault>, Arc<super::guard::Guard>),
+    /// One UDP port shared by all calls: its mux, and its socket (for our own STUN requests).
+    Shared {
+        /// What the agents are given.
+        mux: Arc<UDPMuxDefault>,
+        /// The socket under it.
+        socket: Arc<tokio::net::UdpSocket>,
+    },
     /// A port per call from this range.
-    Range(u16, u16),
+    Range(Arc<PortRange>),
 }
 
 /// What every call's agent is made from.
@@ -48,34 +55,37 @@ pub enum Sockets {
 pub struct IceSettings {
     /// Where sockets come from.
     pub sockets: Sockets,
+    /// What every socket, shared or per call, is read and written through.
+    pub guard: Arc<Guard>,
     /// The one local address offered as host candidate.
     pub local_address: IpAddr,
     /// Public address of a 1:1 NAT, offered instead.
     pub public_address: Option<IpAddr>,
-    /// STUN and TURN servers.
+    /// TURN servers.
     pub urls: Vec<Url>,
+    /// STUN servers (`host:port`), asked for each call's server-reflexive candidate.
+    pub stun_servers: Vec<String>,
     /// Silence after which the peer is considered gone.
     pub consent_timeout: Duration,
     /// Which remote candidates are used.
     pub policy: CandidatePolicy,
 }
 
-/// An agent for one call (controlling when we place the call), with its events forwarded to the
-/// returned channel (the handlers hold no reference to the agent, so closing it frees it).
+/// An agent for one call on `mux` (controlling when we place the call), with its events
+/// forwarded to `events` (the handlers hold no reference to the agent, so closing it frees it).
 pub async fn new_agent(
     settings: &IceSettings,
+    mux: Arc<UDPMuxDefault>,
     controlling: bool,
-) -> Result<(Arc<Agent>, mpsc::UnboundedReceiver<AgentEvent>), webrtc_ice::Error> {
+    events: mpsc::UnboundedSender<AgentEvent>,
+) -> Result<Arc<Agent>, webrtc_ice::Error> {
     let local = settings.local_address;
     let network_type = if local.is_ipv6() {
         NetworkType::Udp6
     } else {
         NetworkType::Udp4
     };
-    let udp_network = match &settings.sockets {
-        Sockets::Shared(mux, _) => UDPNetwork::Muxed(mux.clone()),
-        Sockets::Range(low, high) => UDPNetwork::Ephemeral(EphemeralUDP::new(*low, *high)?),
-    };
+    let udp_network = UDPNetwork::Muxed(mux);
     let disconnected = Duration::from_secs(5);
     let config = AgentConfig {
         urls: settings.urls.clone(),
@@ -100,7 +110,7 @@ pub async fn new_agent(
         ..AgentConfig::default()
     };
     let agent = Arc::new(Agent::new(config).await?);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let tx = events;
     let candidates = tx.clone();
     agent.on_candidate(Box::new(move |candidate| {
         let _ = candidates.send(AgentEvent::Candidate(
@@ -117,7 +127,7 @@ pub async fn new_agent(
         let _ = tx.send(AgentEvent::State(state));
         Box::pin(async {})
     }));
-    Ok((agent, rx))
+    Ok(agent)
 }
 
 /// A Jingle candidate for one of the agent's local candidates.

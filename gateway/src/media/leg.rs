@@ -21,18 +21,21 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use webrtc_ice::agent::Agent;
 use webrtc_ice::state::ConnectionState;
+use webrtc_ice::udp_mux::{UDPMux, UDPMuxDefault, UDPMuxParams};
 use webrtc_util::marshal::Marshal;
 use webrtc_util::Conn;
 
 use super::dtls::{handshake_config, is_dtls, srtp_keys, DtlsTransport};
 use super::engine::MediaEngine;
-use super::guard::{Guard, CREDIT_PER_CANDIDATE};
+use super::guard::{GuardedSocket, CREDIT_PER_CANDIDATE};
 use super::ice::{new_agent, to_agent, AgentEvent, Sockets};
+use super::port_range::NoMediaPort;
+use super::reflexive;
 use super::srtp::{Dropped, SrtpSession};
 use super::stats::MediaStats;
 use crate::jingle::negotiate::{DtlsRole, RemoteFingerprint};
 use crate::jingle::EndReason;
-use crate::protocol::ice_udp::Candidate;
+use crate::protocol::ice_udp::{Candidate, CandidateType};
 
 /// Time for the DTLS handshake once ICE has connected.
 const DTLS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,7 +44,7 @@ const FIRST_CANDIDATE_WAIT: Duration = Duration::from_secs(2);
 /// How long closing waits for candidate gathering to finish (an agent closed while gathering
 /// leaks what the gathering still adds).
 const GATHERING_WAIT: Duration = Duration::from_secs(6);
-/// How often a secured leg on the shared port checks its peer's consent.
+/// How often a secured leg checks its peer's consent.
 const CONSENT_CHECK: Duration = Duration::from_secs(1);
 /// Largest datagram read: what webrtc-ice itself accepts (a shorter buffer would make a large
 /// datagram an error instead of a dropped packet).
@@ -63,6 +66,17 @@ pub enum LegEvent {
     Rtcp(Bytes),
     /// The leg cannot go on.
     Failed(EndReason),
+}
+
+/// Why a leg could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LegError {
+    /// No port of `media.port_range` (or no file descriptor) for the call's socket.
+    #[error(transparent)]
+    NoMediaPort(#[from] NoMediaPort),
+    /// The ICE agent could not be made or could not gather.
+    #[error("ICE agent: {0}")]
+    Agent(String),
 }
 
 /// Which ICE role the leg takes.
@@ -112,8 +126,15 @@ pub struct MediaLeg {
     fingerprint: Option<RemoteFingerprint>,
     buf: Box<[u8; MAX_DATAGRAM]>,
     closed: bool,
-    /// The shared port's guard (not with per-call ports), and our ufrag it knows the call by.
-    guard: Option<(Arc<Guard>, String)>,
+    /// Our ufrag, by which the guard knows the call.
+    ufrag: String,
+    /// The mux of the call's own port (with `media.port_range`), closed with the leg, which
+    /// frees the port.
+    own_mux: Option<Arc<UDPMuxDefault>>,
+    /// Asks the STUN servers for the socket's server-reflexive address.
+    discovery: Option<tokio::task::JoinHandle<()>>,
+    /// Our server-reflexive candidate, offered again after an ICE restart.
+    reflexive: Option<Candidate>,
     /// When SRTP came up, and when consent is checked next.
     secured_at: Instant,
     consent_check: Instant,
@@ -122,20 +143,32 @@ pub struct MediaLeg {
 impl MediaLeg {
     /// Creates the ICE agent in `role` and starts gathering. [`MediaLeg::connect`] starts
     /// connecting once the peer's credentials are known.
-    pub async fn new(engine: Arc<MediaEngine>, role: IceRole) -> Result<Self, String> {
-        let (agent, agent_events) = new_agent(&engine.ice, role == IceRole::Controlling)
-            .await
-            .map_err(|e| e.to_string())?;
+    pub async fn new(engine: Arc<MediaEngine>, role: IceRole) -> Result<Self, LegError> {
+        let (events, agent_events) = mpsc::unbounded_channel();
+        let (mux, socket, own_mux) = match &engine.ice.sockets {
+            Sockets::Shared { mux, socket } => (mux.clone(), socket.clone(), None),
+            Sockets::Range(range) => {
+                let socket = Arc::new(range.bind()?);
+                let guarded = GuardedSocket::new(socket.clone(), engine.ice.guard.clone());
+                let mux = UDPMuxDefault::new(UDPMuxParams::new(guarded));
+                (mux.clone(), socket, Some(mux))
+            }
+        };
+        let controlling = role == IceRole::Controlling;
+        let agent = match new_agent(&engine.ice, mux, controlling, events.clone()).await {
+            Ok(agent) => agent,
+            Err(e) => {
+                if let Some(mux) = own_mux {
+                    let _ = mux.close().await;
+                }
+                return Err(LegError::Agent(e.to_string()));
+            }
+        };
         engine.stats.legs_open.fetch_add(1, Ordering::Relaxed);
         MediaStats::bump(&engine.stats.legs_started);
-        let guard = match &engine.ice.sockets {
-            Sockets::Shared(_, guard) => {
-                let (ufrag, _) = agent.get_local_user_credentials().await;
-                guard.register(&ufrag);
-                Some((guard.clone(), ufrag))
-            }
-            Sockets::Range(..) => None,
-        };
+        let (ufrag, _) = agent.get_local_user_credentials().await;
+        engine.ice.guard.register(&ufrag);
+        let discovery = discover_reflexive(&engine, &socket, events);
         let mut leg = Self {
             deadline: Instant::now() + engine.ice_timeout,
             engine,
@@ -151,14 +184,17 @@ impl MediaLeg {
             fingerprint: None,
             buf: Box::new([0; MAX_DATAGRAM]),
             closed: false,
-            guard,
+            ufrag,
+            own_mux,
+            discovery,
+            reflexive: None,
             secured_at: Instant::now(),
             consent_check: Instant::now(),
         };
         if let Err(e) = leg.agent.gather_candidates() {
             leg.gathering_done = true;
             leg.close().await;
-            return Err(e.to_string());
+            return Err(LegError::Agent(e.to_string()));
         }
         Ok(leg)
     }
@@ -207,7 +243,7 @@ impl MediaLeg {
                 _ = &mut wait => break,
                 event = self.agent_events.recv() => match event {
                     Some(AgentEvent::Candidate(Some(candidate))) => {
-                        candidates.push(candidate);
+                        candidates.push(self.local_candidate(candidate));
                         // Host candidates come together; later ones (STUN, TURN) trickle.
                         if self.agent_events.is_empty() { break; }
                     }
@@ -217,7 +253,21 @@ impl MediaLeg {
                 },
             }
         }
+        // After an ICE restart: our server-reflexive address has not changed.
+        if let Some(reflexive) = &self.reflexive {
+            if !candidates.contains(reflexive) {
+                candidates.push(reflexive.clone());
+            }
+        }
         candidates
+    }
+
+    /// A local candidate on its way out (a server-reflexive one is kept for restarts).
+    fn local_candidate(&mut self, candidate: Candidate) -> Candidate {
+        if candidate.candidate_type == CandidateType::ServerReflexive {
+            self.reflexive = Some(candidate.clone());
+        }
+        candidate
     }
 
     /// Whether gathering is over (with or without candidates).
@@ -243,9 +293,10 @@ impl MediaLeg {
                 Ok(remote) => match self.agent.add_remote_candidate(&remote) {
                     Ok(()) => {
                         self.remote_candidates += 1;
-                        if let Some((guard, ufrag)) = &self.guard {
-                            guard.credit(ufrag, CREDIT_PER_CANDIDATE);
-                        }
+                        self.engine
+                            .ice
+                            .guard
+                            .credit(&self.ufrag, CREDIT_PER_CANDIDATE);
                     }
                     Err(e) => tracing::debug!(%candidate, error = %e, "remote candidate not added"),
                 },
@@ -273,10 +324,8 @@ impl MediaLeg {
         // The remote-candidate budget is the call's, not the generation's: restarts do not
         // renew it, nor what the guard lets it send to addresses that did not answer.
         let credentials = self.agent.get_local_user_credentials().await;
-        if let Some((guard, ufrag)) = &mut self.guard {
-            guard.rename(ufrag, &credentials.0);
-            *ufrag = credentials.0.clone();
-        }
+        self.engine.ice.guard.rename(&self.ufrag, &credentials.0);
+        self.ufrag = credentials.0.clone();
         Ok(credentials)
     }
 
@@ -302,10 +351,8 @@ impl MediaLeg {
                 buf,
                 deadline,
                 consent_check,
-                guard,
                 ..
             } = self;
-            let consent_checked = guard.is_some();
             let step = match phase {
                 Phase::Idle => tokio::select! {
                     event = agent_events.recv() => Step::Agent(event),
@@ -344,7 +391,7 @@ impl MediaLeg {
                         Ok(n) => Step::Datagram(classify(&buf[..n], records, srtp, &self.engine.stats)),
                         Err(_) => Step::Failed(EndReason::ConsentLost),
                     },
-                    _ = tokio::time::sleep_until(*consent_check), if consent_checked => Step::CheckConsent,
+                    _ = tokio::time::sleep_until(*consent_check) => Step::CheckConsent,
                 },
                 Phase::Closed => return std::future::pending().await,
             };
@@ -360,7 +407,7 @@ impl MediaLeg {
                 Step::Failed(reason) => return self.fail(reason),
                 Step::Agent(None) => return self.fail(EndReason::MediaError),
                 Step::Agent(Some(AgentEvent::Candidate(Some(candidate)))) => {
-                    return LegEvent::LocalCandidate(candidate)
+                    return LegEvent::LocalCandidate(self.local_candidate(candidate))
                 }
                 Step::Agent(Some(AgentEvent::Candidate(None))) => self.gathering_done = true,
                 Step::Agent(Some(AgentEvent::Selected(remote))) => self.selected(remote),
@@ -413,9 +460,7 @@ impl MediaLeg {
     /// STUN from the call's other addresses (DTLS and media come on the selected pair).
     fn selected(&self, remote: SocketAddr) {
         tracing::debug!(%remote, "selected pair");
-        if let Some((guard, ufrag)) = &self.guard {
-            guard.select(ufrag, remote);
-        }
+        self.engine.ice.guard.select(&self.ufrag, remote);
     }
 
     /// Starts the DTLS handshake on the connected pair (a failure, if it cannot start).
@@ -451,11 +496,14 @@ impl MediaLeg {
     /// `media.consent_timeout`.
     fn check_consent(&mut self) -> Option<LegEvent> {
         self.consent_check = Instant::now() + CONSENT_CHECK;
-        let (Some((guard, _)), Phase::Secured { conn, .. }) = (&self.guard, &self.phase) else {
+        let Phase::Secured { conn, .. } = &self.phase else {
             return None;
         };
         let remote = conn.remote_addr()?;
-        let age = guard
+        let age = self
+            .engine
+            .ice
+            .guard
             .consent_age(remote)
             .unwrap_or_else(|| self.secured_at.elapsed());
         if age <= self.engine.ice.consent_timeout {
@@ -548,9 +596,13 @@ impl MediaLeg {
         if let Err(e) = self.agent.close().await {
             tracing::debug!(error = %e, "closing the ICE agent");
         }
-        if let Some((guard, ufrag)) = &self.guard {
-            guard.forget(ufrag);
+        if let Some(discovery) = self.discovery.take() {
+            discovery.abort();
         }
+        if let Some(mux) = self.own_mux.take() {
+            let _ = mux.close().await;
+        }
+        self.engine.ice.guard.forget(&self.ufrag);
         self.closed = true;
         self.engine.stats.legs_open.fetch_sub(1, Ordering::Relaxed);
     }
@@ -564,7 +616,11 @@ impl MediaLeg {
                 _ = &mut wait => break,
                 event = self.agent_events.recv() => match event {
                     Some(AgentEvent::Candidate(None)) | None => self.gathering_done = true,
-                    Some(_) => {}
+                    Some(AgentEvent::Candidate(Some(candidate))) => {
+                        self.local_candidate(candidate);
+                    }
+                    Some(AgentEvent::Selected(remote)) => self.selected(remote),
+                    Some(AgentEvent::State(_)) => {}
                 },
             }
         }
@@ -584,16 +640,49 @@ impl Drop for MediaLeg {
         if let Some(cancel) = self.cancel_accept.take() {
             let _ = cancel.try_send(());
         }
-        if let Some((guard, ufrag)) = &self.guard {
-            guard.forget(ufrag);
-        }
+        self.engine.ice.guard.forget(&self.ufrag);
         let agent = self.agent.clone();
+        if let Some(discovery) = self.discovery.take() {
+            discovery.abort();
+        }
+        let own_mux = self.own_mux.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let _ = agent.close().await;
+                if let Some(mux) = own_mux {
+                    let _ = mux.close().await;
+                }
             });
         }
     }
+}
+
+/// Starts asking the STUN servers for the server-reflexive address of the call's `socket`
+/// (shared or its own); the candidate comes on `events` like the agent's.
+fn discover_reflexive(
+    engine: &MediaEngine,
+    socket: &Arc<tokio::net::UdpSocket>,
+    events: mpsc::UnboundedSender<AgentEvent>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if engine.ice.stun_servers.is_empty() {
+        return None;
+    }
+    let port = socket.local_addr().ok()?.port();
+    let base = SocketAddr::new(engine.ice.local_address, port);
+    let offered = SocketAddr::new(
+        engine
+            .ice
+            .public_address
+            .unwrap_or(engine.ice.local_address),
+        port,
+    );
+    let (socket, guard) = (socket.clone(), engine.ice.guard.clone());
+    let servers = engine.ice.stun_servers.clone();
+    Some(tokio::spawn(async move {
+        if let Some(candidate) = reflexive::discover(socket, guard, servers, base, offered).await {
+            let _ = events.send(AgentEvent::Candidate(Some(candidate)));
+        }
+    }))
 }
 
 /// Reads the DTLS connection until it closes, so that alerts (close_notify) are processed;

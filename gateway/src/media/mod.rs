@@ -1,5 +1,5 @@
-//! The media engine: one ICE / DTLS-SRTP / RTP leg per call on a shared UDP port, codecs,
-//! jitter buffer, DTMF and RTCP.
+//! The media engine: one ICE / DTLS-SRTP / RTP leg per call on a shared UDP port (or a port of
+//! its own), codecs, jitter buffer, DTMF and RTCP.
 
 pub mod candidate_policy;
 pub mod codec;
@@ -13,6 +13,8 @@ pub mod inband_dtmf;
 pub mod jitter;
 pub mod leg;
 pub mod pacer;
+pub mod port_range;
+pub mod reflexive;
 pub mod rtcp;
 pub mod rtp;
 pub mod srtp;

@@ -92,7 +92,9 @@ pub async fn place(
     let sid = format!("load-{:016x}", rand::random::<u64>());
     let mut jingle_in = signalling.register(&sid);
     let result = async {
-        let mut leg = MediaLeg::new(media.engine.clone(), IceRole::Controlling).await?;
+        let mut leg = MediaLeg::new(media.engine.clone(), IceRole::Controlling)
+            .await
+            .map_err(|e| e.to_string())?;
         let local = local_transport(&mut leg).await;
         let ssrc = local.ssrc;
         let mut initiate = Jingle::new(Action::SessionInitiate, Sid(sid.clone()));
@@ -177,7 +179,9 @@ pub async fn answer(
             .map_or(0, |(id, _)| *id);
         // No keys are pressed on this side.
         offer.dtmf_payload_type = None;
-        let mut leg = MediaLeg::new(media.engine.clone(), IceRole::Controlled).await?;
+        let mut leg = MediaLeg::new(media.engine.clone(), IceRole::Controlled)
+            .await
+            .map_err(|e| e.to_string())?;
         leg.connect(
             &offer.ice_ufrag,
             &offer.ice_pwd,

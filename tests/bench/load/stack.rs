@@ -127,7 +127,9 @@ pub async fn measure(
     let frames = media.opus_frames();
     let mut callers = Vec::new();
     for _ in 0..pairs {
-        let mut leg = MediaLeg::new(media.engine.clone(), IceRole::Controlling).await?;
+        let mut leg = MediaLeg::new(media.engine.clone(), IceRole::Controlling)
+            .await
+            .map_err(|e| e.to_string())?;
         let (ufrag, pwd) = leg.local_credentials().await;
         let candidates = leg.initial_candidates().await;
         let (reply_tx, reply_rx) = oneshot::channel();
