@@ -343,13 +343,8 @@ impl Collector for MediaCollector {
             ),
             (
                 "unanswered_datagrams_dropped",
-                "Datagrams dropped to or from addresses that had not answered (media and junk, checks over budget)",
+                "Datagrams dropped to or from addresses that had not answered or proved they are a call's peer (media and junk, checks over budget)",
                 &stats.unanswered_dropped,
-            ),
-            (
-                "unselected_datagrams_dropped",
-                "Datagrams other than STUN from a call's address that is not its selected pair",
-                &stats.unselected_dropped,
             ),
             (
                 "media_legs_started",

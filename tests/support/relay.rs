@@ -1,7 +1,8 @@
 //! A UDP relay between the test caller and the gateway, standing in for the network between
 //! them (as a NAT would: each side sees only the relay's address facing it). A test can make
 //! it drop what a broken or hostile path drops, such as the caller's answers to the gateway's
-//! connectivity checks while media still flows.
+//! connectivity checks while media still flows, or what a client with two interfaces does
+//! (libwebrtc checks from each, then sends media on the pair it nominated).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +19,10 @@ pub struct RelayRules {
     pub drop_answers_to_gateway: AtomicBool,
     /// STUN responses dropped so far by that rule.
     pub answers_dropped: AtomicU64,
+    /// Send the caller's checks from both of the relay's gateway-side addresses and everything
+    /// else (DTLS, media) from the second only, as a client does that nominated a pair other
+    /// than the one the gateway selected. Answers come back on either.
+    pub media_from_second_address: AtomicBool,
 }
 
 /// A running relay; stopped when dropped.
@@ -27,6 +32,9 @@ pub struct Relay {
     pub caller_side: SocketAddr,
     /// The address the gateway sends to (offered to it as the caller's candidate).
     pub gateway_side: SocketAddr,
+    /// The relay's second address facing the gateway (never offered: the gateway learns it
+    /// from the checks that come from it, as a peer-reflexive candidate).
+    pub second_gateway_side: SocketAddr,
     /// Where the gateway side forwards to: the gateway's media address, once known.
     gateway: Arc<Mutex<Option<SocketAddr>>>,
     /// The switches.
@@ -39,19 +47,22 @@ impl Relay {
     pub async fn start() -> Relay {
         let caller_socket = UdpSocket::bind("127.0.0.1:0").await.expect("relay socket");
         let gateway_socket = UdpSocket::bind("127.0.0.1:0").await.expect("relay socket");
+        let second_socket = UdpSocket::bind("127.0.0.1:0").await.expect("relay socket");
         let caller_side = caller_socket.local_addr().expect("address");
         let gateway_side = gateway_socket.local_addr().expect("address");
+        let second_gateway_side = second_socket.local_addr().expect("address");
         let gateway = Arc::new(Mutex::new(None));
         let rules = Arc::new(RelayRules::default());
         let task = tokio::spawn(forward(
             caller_socket,
-            gateway_socket,
+            [gateway_socket, second_socket],
             gateway.clone(),
             rules.clone(),
         ));
         Relay {
             caller_side,
             gateway_side,
+            second_gateway_side,
             gateway,
             rules,
             task,
@@ -75,15 +86,22 @@ fn is_binding_success(datagram: &[u8]) -> bool {
     datagram.len() >= 20 && datagram[0] == 0x01 && datagram[1] == 0x01
 }
 
+/// Whether `datagram` is STUN (RFC 7983: first byte 0 to 3).
+fn is_stun(datagram: &[u8]) -> bool {
+    datagram.len() >= 20 && datagram[0] <= 3
+}
+
 async fn forward(
     caller_socket: UdpSocket,
-    gateway_socket: UdpSocket,
+    gateway_sockets: [UdpSocket; 2],
     gateway: Arc<Mutex<Option<SocketAddr>>>,
     rules: Arc<RelayRules>,
 ) {
+    let [first, second] = &gateway_sockets;
     let mut caller: Option<SocketAddr> = None;
     let mut from_caller = vec![0u8; 2048];
     let mut from_gateway = vec![0u8; 2048];
+    let mut from_second = vec![0u8; 2048];
     loop {
         tokio::select! {
             received = caller_socket.recv_from(&mut from_caller) => {
@@ -94,15 +112,28 @@ async fn forward(
                     rules.answers_dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                let target = *gateway.lock().expect("relay lock");
-                if let Some(target) = target {
-                    let _ = gateway_socket.send_to(datagram, target).await;
+                let Some(target) = *gateway.lock().expect("relay lock") else { continue };
+                let senders: &[&UdpSocket] = if !rules.media_from_second_address.load(Ordering::Relaxed) {
+                    &[first]
+                } else if is_stun(datagram) {
+                    &[first, second]
+                } else {
+                    &[second]
+                };
+                for socket in senders {
+                    let _ = socket.send_to(datagram, target).await;
                 }
             }
-            received = gateway_socket.recv_from(&mut from_gateway) => {
+            received = first.recv_from(&mut from_gateway) => {
                 let Ok((n, _)) = received else { return };
                 if let Some(caller) = caller {
                     let _ = caller_socket.send_to(&from_gateway[..n], caller).await;
+                }
+            }
+            received = second.recv_from(&mut from_second) => {
+                let Ok((n, _)) = received else { return };
+                if let Some(caller) = caller {
+                    let _ = caller_socket.send_to(&from_second[..n], caller).await;
                 }
             }
         }

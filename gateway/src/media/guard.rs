@@ -3,17 +3,18 @@
 //! names, and media to its best pair even before that pair answered; under it, every datagram
 //! passes here:
 //!
-//! - An address has *answered* once a check carrying one of our calls' ufrags came from it (only
-//!   that call's peer knows the ufrag), or a response to one of our checks (its transaction id
-//!   is one we sent there).
+//! - An address has *answered*, and proved it is a call's peer, once a check for that call came
+//!   from it signed with the call's ICE password (only the peer was told it), or a response to
+//!   one of our checks (its transaction id is one we sent there). A check that only names a
+//!   call's ufrag proves nothing.
 //! - To an address that has not answered, only STUN goes, paid from the call's budget (what its
 //!   signalling earned: bytes credited per offer and per remote candidate admitted, less than
 //!   what the caller had to send for them) and from a gateway-wide budget of packets a second.
 //!   Anything else to it (media after an ICE restart, say) is dropped; so is anything but STUN
-//!   from it.
-//! - Once a call's agent selected a pair, nothing but STUN is taken from the call's other
-//!   addresses: DTLS (which takes plaintext alerts and ClientHellos at epoch 0 from whoever
-//!   reaches it) and media come on the selected pair.
+//!   from it, so DTLS (which takes plaintext alerts and ClientHellos at epoch 0 from whoever
+//!   reaches it) and SRTP hear only addresses that proved they are the peer. A peer may send
+//!   from any of its proved addresses: libwebrtc checks from every interface and sends media on
+//!   the pair it nominated, which need not be the one webrtc-ice selected.
 //! - Consent (RFC 7675) is the last response to one of our checks: [`Guard::consent_age`] tells
 //!   a call how long ago its peer last gave it. Media alone does not keep a call.
 //! - Answers to our own requests to STUN servers (server-reflexive discovery on a call's own
@@ -54,10 +55,8 @@ const STUN_USERNAME: u16 = 0x0006;
 /// What the guard knows of one remote address.
 #[derive(Debug, Clone)]
 struct Peer {
+    /// It proved it is a call's peer (a signed check, or an answer to one of ours).
     answered: bool,
-    /// The call (our local ufrag) the address belongs to: the last whose ufrag its checks
-    /// named, or the first we sent a check to it for.
-    call: Option<String>,
     /// The last datagram to or from it.
     active: Instant,
     /// The last response to one of our checks (RFC 7675 consent).
@@ -72,7 +71,6 @@ impl Peer {
     fn new(now: Instant) -> Self {
         Self {
             answered: false,
-            call: None,
             active: now,
             consent: None,
             checks: [[0; 12]; CHECKS_REMEMBERED],
@@ -90,14 +88,20 @@ impl Peer {
     }
 }
 
+/// What the guard knows of one call, by its local ufrag.
+#[derive(Debug)]
+struct Call {
+    /// Bytes it may still send to addresses that did not answer.
+    budget: i64,
+    /// Its local ICE password: the key of the checks its peer sends.
+    pwd: String,
+}
+
 /// The guard's state, shared by the socket and the calls' legs.
 #[derive(Debug)]
 pub struct Guard {
     peers: Mutex<HashMap<SocketAddr, Peer>>,
-    /// Per call (by our local ufrag): bytes it may still send to addresses that did not answer.
-    budgets: Mutex<HashMap<String, i64>>,
-    /// Per call (by our local ufrag): the remote address of its selected pair.
-    selected: Mutex<HashMap<String, SocketAddr>>,
+    calls: Mutex<HashMap<String, Call>>,
     unanswered: Mutex<TokenBucket>,
     /// Our own STUN requests to servers (server-reflexive discovery), by transaction id: the
     /// server asked, and who waits for its answer.
@@ -115,56 +119,45 @@ impl Guard {
         };
         Arc::new(Self {
             peers: Mutex::default(),
-            budgets: Mutex::default(),
-            selected: Mutex::default(),
+            calls: Mutex::default(),
             unanswered: Mutex::new(TokenBucket::new(rate, Instant::now())),
             responses: Mutex::default(),
             stats,
         })
     }
 
-    /// A call's local ufrag (new, or after an ICE restart), with its initial credit.
-    pub fn register(&self, ufrag: &str) {
-        lock(&self.budgets)
-            .entry(ufrag.to_string())
-            .or_insert(CREDIT_PER_CALL);
+    /// A call's local ICE credentials, with its initial credit.
+    pub fn register(&self, ufrag: &str, pwd: &str) {
+        lock(&self.calls).entry(ufrag.to_string()).or_insert(Call {
+            budget: CREDIT_PER_CALL,
+            pwd: pwd.to_string(),
+        });
     }
 
     /// `bytes` more for the call with local ufrag `ufrag`.
     pub fn credit(&self, ufrag: &str, bytes: i64) {
-        if let Some(budget) = lock(&self.budgets).get_mut(ufrag) {
-            *budget = budget.saturating_add(bytes);
+        if let Some(call) = lock(&self.calls).get_mut(ufrag) {
+            call.budget = call.budget.saturating_add(bytes);
         }
     }
 
-    /// The call with local ufrag `old` now has `new` (an ICE restart): its budget carries over.
-    pub fn rename(&self, old: &str, new: &str) {
-        let mut budgets = lock(&self.budgets);
-        let budget = budgets.remove(old).unwrap_or(0);
-        budgets.insert(new.to_string(), budget);
-        drop(budgets);
-        let mut selected = lock(&self.selected);
-        if let Some(remote) = selected.remove(old) {
-            selected.insert(new.to_string(), remote);
-        }
-        drop(selected);
-        // Restarts are few (rate-limited per call), so walking the addresses is affordable.
-        for peer in lock(&self.peers).values_mut() {
-            if peer.call.as_deref() == Some(old) {
-                peer.call = Some(new.to_string());
-            }
-        }
-    }
-
-    /// The call with local ufrag `ufrag` uses the pair whose remote address is `remote`.
-    pub fn select(&self, ufrag: &str, remote: SocketAddr) {
-        lock(&self.selected).insert(ufrag.to_string(), remote);
+    /// The call with local ufrag `old` has new local credentials (an ICE restart): its budget
+    /// carries over.
+    pub fn rename(&self, old: &str, ufrag: &str, pwd: &str) {
+        let mut calls = lock(&self.calls);
+        let budget = calls.remove(old).map_or(0, |call| call.budget);
+        calls.insert(
+            ufrag.to_string(),
+            Call {
+                budget,
+                pwd: pwd.to_string(),
+            },
+        );
     }
 
     /// The call with local ufrag `ufrag` is over.
     pub fn forget(&self, ufrag: &str) {
-        lock(&self.budgets).remove(ufrag);
-        lock(&self.selected).remove(ufrag);
+        lock(&self.calls).remove(ufrag);
     }
 
     /// How long ago `peer` last answered one of our checks; `None` if it never did.
@@ -187,7 +180,7 @@ impl Guard {
     }
 
     /// Whether a datagram from `from` may go up to webrtc-ice: STUN always (the agent checks
-    /// it), anything else only from an address that answered.
+    /// it), anything else only from an address that proved it is a call's peer.
     fn received(&self, datagram: &[u8], from: SocketAddr) -> bool {
         let now = Instant::now();
         let stun = is_stun(datagram);
@@ -207,10 +200,6 @@ impl Guard {
                 return true;
             }
             if peer.answered && !stun {
-                if self.selected_elsewhere(peer, from) {
-                    MediaStats::bump(&self.stats.unselected_dropped);
-                    return false;
-                }
                 return true;
             }
         }
@@ -218,21 +207,34 @@ impl Guard {
             MediaStats::bump(&self.stats.unanswered_dropped);
             return false;
         }
-        // A check for one of our calls (its ufrag is the first part of USERNAME): the address
-        // answers, and belongs to that call.
-        let ours = stun_username(datagram)
-            .and_then(|username| username.split(':').next())
-            .filter(|ufrag| lock(&self.budgets).contains_key(*ufrag));
-        if let Some(ufrag) = ours {
+        // A check signed with one of our calls' passwords: the address is that call's peer.
+        if is_binding_request(datagram) && self.signed_by_a_peer(datagram) {
             if let Some(peer) = peer_entry(&mut peers, from, now) {
                 peer.answered = true;
                 peer.active = now;
-                if peer.call.as_deref() != Some(ufrag) {
-                    peer.call = Some(ufrag.to_string());
-                }
             }
         }
         true
+    }
+
+    /// Whether `check` names one of our calls (its ufrag is the first part of USERNAME) and
+    /// carries a MESSAGE-INTEGRITY made with that call's password.
+    fn signed_by_a_peer(&self, check: &[u8]) -> bool {
+        let Some(ufrag) = stun_username(check).and_then(|username| username.split(':').next())
+        else {
+            return false;
+        };
+        let calls = lock(&self.calls);
+        let Some(call) = calls.get(ufrag) else {
+            return false;
+        };
+        let mut message = stun::message::Message::new();
+        if message.unmarshal_binary(check).is_err() {
+            return false;
+        }
+        stun::integrity::MessageIntegrity::new_short_term_integrity(call.pwd.clone())
+            .check(&mut message)
+            .is_ok()
     }
 
     /// Whether `datagram` (a STUN response) answers one of our own requests from the server it
@@ -252,14 +254,6 @@ impl Guard {
         true
     }
 
-    /// Whether `peer` (at `address`) belongs to a call whose selected pair is another address.
-    fn selected_elsewhere(&self, peer: &Peer, address: SocketAddr) -> bool {
-        peer.call
-            .as_ref()
-            .and_then(|call| lock(&self.selected).get(call).copied())
-            .is_some_and(|selected| selected != address)
-    }
-
     /// Whether `datagram` may go to `target`.
     fn may_send(&self, datagram: &[u8], target: SocketAddr) -> bool {
         let now = Instant::now();
@@ -274,10 +268,10 @@ impl Guard {
             let ufrag = username.rsplit(':').next().unwrap_or_default();
             let cost = datagram.len() as i64;
             let paid = {
-                let mut budgets = lock(&self.budgets);
-                match budgets.get_mut(ufrag) {
-                    Some(budget) if *budget >= cost => {
-                        *budget -= cost;
+                let mut calls = lock(&self.calls);
+                match calls.get_mut(ufrag) {
+                    Some(call) if call.budget >= cost => {
+                        call.budget -= cost;
                         true
                     }
                     _ => false,
@@ -294,10 +288,6 @@ impl Guard {
             if let Some(peer) = peer_entry(&mut peers, target, now) {
                 peer.remember_check(transaction_id(datagram));
                 peer.active = now;
-                if peer.call.is_none() {
-                    let ufrag = stun_username(datagram).and_then(|u| u.rsplit(':').next());
-                    peer.call = ufrag.map(str::to_string);
-                }
             }
         }
         true
@@ -438,7 +428,10 @@ impl std::fmt::Debug for GuardedSocket {
 mod tests {
     use super::*;
 
-    /// A binding request with `username`, as webrtc-ice sends one.
+    /// A call's local ICE password.
+    const PWD: &str = "a password of 22 chars+";
+
+    /// A binding request with `username` and no integrity.
     fn check(username: &str) -> Vec<u8> {
         let mut attribute = Vec::new();
         attribute.extend_from_slice(&STUN_USERNAME.to_be_bytes());
@@ -455,6 +448,25 @@ mod tests {
         message.extend_from_slice(&[7; 12]);
         message.extend_from_slice(&attribute);
         message
+    }
+
+    /// A binding request with `username`, signed with `pwd` as a peer signs its checks.
+    fn signed_check(username: &str, pwd: &str) -> Vec<u8> {
+        use stun::message::{Message, Setter, BINDING_REQUEST};
+        let mut message = Message::new();
+        let attributes: [Box<dyn Setter>; 4] = [
+            Box::new(BINDING_REQUEST),
+            Box::new(stun::agent::TransactionId::new()),
+            Box::new(stun::textattrs::Username::new(
+                stun::attributes::ATTR_USERNAME,
+                username.to_string(),
+            )),
+            Box::new(stun::integrity::MessageIntegrity::new_short_term_integrity(
+                pwd.to_string(),
+            )),
+        ];
+        message.build(&attributes).expect("a check");
+        message.raw
     }
 
     fn addr(port: u16) -> SocketAddr {
@@ -477,7 +489,7 @@ mod tests {
     #[test]
     fn unanswered_addresses_get_checks_the_call_paid_for_and_nothing_else() {
         let guard = Guard::new(1000, Arc::default());
-        guard.register("ours");
+        guard.register("ours", PWD);
         let request = check(&format!("{}:ours", "r".repeat(256)));
         let cost = request.len() as i64;
         // The offer's credit pays for this many checks to addresses that never answer.
@@ -491,11 +503,19 @@ mod tests {
         // Media to an address that never answered is dropped.
         guard.credit("ours", 10_000);
         assert!(!guard.may_send(b"\x80\x6f media", addr(20001)));
-        // Once the peer's check came (with our ufrag), anything may go to it.
+        // A check that only names the call proves nothing, nor one signed with another key.
         guard.received(&check("ours:theirs"), addr(20001));
+        assert!(!guard.may_send(b"\x80\x6f media", addr(20001)));
+        guard.received(
+            &signed_check("ours:theirs", "not the password"),
+            addr(20001),
+        );
+        assert!(!guard.may_send(b"\x80\x6f media", addr(20001)));
+        // Once the peer's signed check came, anything may go to it.
+        guard.received(&signed_check("ours:theirs", PWD), addr(20001));
         assert!(guard.may_send(b"\x80\x6f media", addr(20001)));
-        // A check naming no call of ours proves nothing.
-        guard.received(&check("nobody:theirs"), addr(20002));
+        // A check naming no call of ours proves nothing, even signed.
+        guard.received(&signed_check("nobody:theirs", PWD), addr(20002));
         assert!(!guard.may_send(b"\x80\x6f media", addr(20002)));
         // Junk from an address does not make it answered, and does not go up.
         assert!(!guard.received(b"\x80 junk that looks like RTP", addr(20003)));
@@ -521,43 +541,40 @@ mod tests {
     }
 
     #[test]
-    fn once_a_pair_is_selected_only_stun_comes_from_the_other_addresses() {
+    fn dtls_and_media_come_only_from_addresses_that_proved_they_are_the_peer() {
         let stats = Arc::new(MediaStats::default());
         let guard = Guard::new(1000, stats.clone());
-        guard.register("ours");
-        guard.register("other");
-        // Two addresses name the call in checks; a third belongs to another call.
-        for port in [20001, 20002] {
-            assert!(guard.received(&check("ours:theirs"), addr(port)));
-        }
-        assert!(guard.received(&check("other:theirs"), addr(20003)));
+        guard.register("ours", PWD);
         let record = b"\x15\xfe\xfd a DTLS alert";
-        // Before the agent selected a pair (the handshake may come first), both may send.
-        assert!(guard.received(record, addr(20002)));
-        guard.select("ours", addr(20001));
-        assert!(guard.received(record, addr(20001)));
-        assert!(!guard.received(record, addr(20002)));
-        assert!(!guard.received(b"\x80\x6f media", addr(20002)));
-        // STUN still goes up (the agent may switch pairs), and other calls are not touched.
-        assert!(guard.received(&check("ours:theirs"), addr(20002)));
-        assert!(guard.received(record, addr(20003)));
-        assert_eq!(MediaStats::get(&stats.unselected_dropped), 2);
-        // After an ICE restart the selection carries over until the agent picks another.
-        guard.rename("ours", "restarted");
-        assert!(guard.received(&check("restarted:theirs"), addr(20002)));
-        assert!(!guard.received(record, addr(20002)));
-        guard.select("restarted", addr(20002));
-        assert!(guard.received(record, addr(20002)));
-        assert!(!guard.received(record, addr(20001)));
+        // Two interfaces of the peer sign their checks; a stranger only names the call.
+        for port in [20001, 20002] {
+            assert!(guard.received(&signed_check("ours:theirs", PWD), addr(port)));
+        }
+        assert!(guard.received(&check("ours:theirs"), addr(20003)));
+        // The peer may send DTLS and media from either (it nominates the pair it likes).
+        for port in [20001, 20002] {
+            assert!(guard.received(record, addr(port)));
+            assert!(guard.received(b"\x80\x6f media", addr(port)));
+        }
+        assert!(!guard.received(record, addr(20003)));
+        assert!(!guard.received(b"\x80\x6f media", addr(20003)));
+        assert_eq!(MediaStats::get(&stats.unanswered_dropped), 2);
+        // After an ICE restart, the new password is the key; the old one proves nothing more.
+        guard.rename("ours", "restarted", "a new password of 22+ chars");
+        assert!(guard.received(&signed_check("restarted:theirs", PWD), addr(20004)));
+        assert!(!guard.received(record, addr(20004)));
+        let signed = signed_check("restarted:theirs", "a new password of 22+ chars");
+        assert!(guard.received(&signed, addr(20004)));
+        assert!(guard.received(record, addr(20004)));
     }
 
     #[test]
     fn consent_is_the_last_answer_to_a_check_not_media() {
         let guard = Guard::new(1000, Arc::default());
-        guard.register("ours");
+        guard.register("ours", PWD);
         let peer = addr(40000);
-        // The peer checks us (it is answered) and sends media: no consent yet.
-        guard.received(&check("ours:theirs"), peer);
+        // The peer checks us (it proved it is the peer) and sends media: no consent yet.
+        guard.received(&signed_check("ours:theirs", PWD), peer);
         guard.received(b"\x80\x6f media", peer);
         assert_eq!(guard.consent_age(peer), None);
         // It answers our check: consent, fresh.
@@ -575,7 +592,7 @@ mod tests {
     fn the_gateway_wide_budget_is_shared() {
         let guard = Guard::new(10, Arc::default());
         for call in ["a1", "b2"] {
-            guard.register(call);
+            guard.register(call, PWD);
             guard.credit(call, 1_000_000);
         }
         let sent = (0..40)

@@ -166,8 +166,8 @@ impl MediaLeg {
         };
         engine.stats.legs_open.fetch_add(1, Ordering::Relaxed);
         MediaStats::bump(&engine.stats.legs_started);
-        let (ufrag, _) = agent.get_local_user_credentials().await;
-        engine.ice.guard.register(&ufrag);
+        let (ufrag, pwd) = agent.get_local_user_credentials().await;
+        engine.ice.guard.register(&ufrag, &pwd);
         let discovery = discover_reflexive(&engine, &socket, events);
         let mut leg = Self {
             deadline: Instant::now() + engine.ice_timeout,
@@ -324,7 +324,10 @@ impl MediaLeg {
         // The remote-candidate budget is the call's, not the generation's: restarts do not
         // renew it, nor what the guard lets it send to addresses that did not answer.
         let credentials = self.agent.get_local_user_credentials().await;
-        self.engine.ice.guard.rename(&self.ufrag, &credentials.0);
+        self.engine
+            .ice
+            .guard
+            .rename(&self.ufrag, &credentials.0, &credentials.1);
         self.ufrag = credentials.0.clone();
         Ok(credentials)
     }
@@ -456,19 +459,15 @@ impl MediaLeg {
         LegEvent::Failed(reason)
     }
 
-    /// The agent uses the pair whose remote address is `remote`: the guard takes nothing but
-    /// STUN from the call's other addresses (DTLS and media come on the selected pair).
+    /// The agent uses the pair whose remote address is `remote` (the peer may send from any of
+    /// its addresses that proved it is the peer: see the guard).
     fn selected(&self, remote: SocketAddr) {
         tracing::debug!(%remote, "selected pair");
-        self.engine.ice.guard.select(&self.ufrag, remote);
     }
 
     /// Starts the DTLS handshake on the connected pair (a failure, if it cannot start).
     fn start_dtls(&mut self, conn: Arc<dyn Conn + Send + Sync>) -> Option<LegEvent> {
         tracing::debug!(remote = ?conn.remote_addr(), "ICE connected");
-        if let Some(remote) = conn.remote_addr() {
-            self.selected(remote);
-        }
         self.was_connected = true;
         let (transport, records) = DtlsTransport::new(conn.clone());
         let Some(fingerprint) = &self.fingerprint else {

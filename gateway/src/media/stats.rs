@@ -31,11 +31,9 @@ pub struct MediaStats {
     pub candidates_refused: AtomicU64,
     /// Checks sent to addresses that had not answered (paid by their call's signalling).
     pub unanswered_sent: AtomicU64,
-    /// Datagrams dropped to or from addresses that had not answered (media and junk, checks
-    /// over budget).
+    /// Datagrams dropped to or from addresses that had not answered or proved they are a call's
+    /// peer (media and junk, checks over budget).
     pub unanswered_dropped: AtomicU64,
-    /// Datagrams other than STUN from a call's address that is not its selected pair.
-    pub unselected_dropped: AtomicU64,
     /// Payloads bridges passed between two calls as they were (same codec).
     pub bridge_forwarded: AtomicU64,
     /// 20 ms frames bridges passed decoded, to be encoded in the other call's codec.
