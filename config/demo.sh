@@ -1,26 +1,23 @@
 #!/usr/bin/env bash
 # Runs the gateway with its built-in example config beside a private Prosody on loopback:
-# installs Prosody if it is missing, creates the accounts alice and bob (passwords = names),
-# starts Prosody from a temporary directory, builds and runs the gateway, and prints how to call
-# echo@gw.localhost. Ctrl-C stops both.
+# installs what is missing (config/packages.txt: Prosody and the build's packages), creates the
+# accounts alice and bob (passwords = names), starts Prosody from a temporary directory, builds
+# and runs the gateway, and prints how to call echo@gw.localhost. Ctrl-C stops both.
+#
+#   bash config/demo.sh           the demo, until Ctrl-C
+#   bash config/demo.sh --check   the same, then one echo call by the project's test caller as
+#                                 alice; stops everything and exits 0 if alice heard herself
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 demo="${JINGLE_DEMO_DIR:-${TMPDIR:-/tmp}/jingle-gateway-demo}"
+check=0
+case "${1:-}" in
+  "") ;;
+  --check) check=1 ;;
+  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
+esac
 
-if ! command -v prosody >/dev/null; then
-  echo "Installing Prosody (needs root)..."
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  # Keep the package from starting a system Prosody (it would hold the ports).
-  made_policy=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-    $sudo chmod +x /usr/sbin/policy-rc.d
-    made_policy=1
-  fi
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prosody cmake make pkg-config gcc >/dev/null
-  if [ "$made_policy" = 1 ]; then $sudo rm -f /usr/sbin/policy-rc.d; fi
-fi
+bash "$here/config/install-packages.sh" build demo
 for port in 5222 5280 5347; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "Port $port is in use (a system Prosody or ejabberd?). Stop it first." >&2
@@ -61,14 +58,50 @@ LUA
 
 echo "Building the gateway..."
 cargo build --manifest-path "$here/Cargo.toml" -p jingle-gateway --quiet
+if [ "$check" = 1 ]; then
+  echo "Building the test caller..."
+  cargo test --manifest-path "$here/Cargo.toml" -p jingle-gateway --test integration --no-run --quiet
+fi
 
 prosody -F --config "$demo/prosody.cfg.lua" >"$demo/prosody.out" 2>&1 &
 prosody_pid=$!
-trap 'kill "$prosody_pid" 2>/dev/null; wait "$prosody_pid" 2>/dev/null || true' EXIT
+gateway_pid=""
+stop_all() {
+  if [ -n "$gateway_pid" ]; then
+    kill "$gateway_pid" 2>/dev/null || true
+    wait "$gateway_pid" 2>/dev/null || true
+  fi
+  kill "$prosody_pid" 2>/dev/null || true
+  wait "$prosody_pid" 2>/dev/null || true
+}
+trap stop_all EXIT
 for _ in $(seq 100); do
   (exec 3<>/dev/tcp/127.0.0.1/5347) 2>/dev/null && break
   sleep 0.1
 done
+if ! (exec 3<>/dev/tcp/127.0.0.1/5347) 2>/dev/null; then
+  echo "Prosody did not start: see $demo/prosody.out and $demo/prosody.log" >&2
+  exit 1
+fi
+
+gateway=(env GATEWAY_STORAGE_DATA_DIR="$demo/gateway" GATEWAY_MEDIA_ALLOW_LOOPBACK_CANDIDATES=true
+  "$here/target/debug/jingle-gateway")
+
+if [ "$check" = 1 ]; then
+  "${gateway[@]}" >"$demo/gateway.log" 2>&1 &
+  gateway_pid=$!
+  echo "Calling echo@gw.localhost as alice..."
+  if JINGLE_DEMO_C2S_PORT=5222 timeout 120 cargo test --manifest-path "$here/Cargo.toml" \
+      -p jingle-gateway --test integration --quiet -- --ignored --exact \
+      demo::the_demo_answers_an_echo_call >"$demo/check.log" 2>&1; then
+    echo "demo check: OK (alice called echo@gw.localhost and heard herself)"
+    exit 0
+  fi
+  echo "demo check FAILED: the call's output is in $demo/check.log, the gateway's log in" >&2
+  echo "$demo/gateway.log, Prosody's in $demo/prosody.log; the last lines:" >&2
+  tail -n 15 "$demo/check.log" >&2
+  exit 1
+fi
 
 cat <<TEXT
 
@@ -83,6 +116,4 @@ cat <<TEXT
   Ctrl-C stops the gateway and Prosody.
 
 TEXT
-GATEWAY_STORAGE_DATA_DIR="$demo/gateway" \
-GATEWAY_MEDIA_ALLOW_LOOPBACK_CANDIDATES=true \
-  "$here/target/debug/jingle-gateway"
+"${gateway[@]}"

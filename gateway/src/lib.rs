@@ -19,6 +19,7 @@ pub mod reload;
 mod router;
 #[cfg(feature = "sound")]
 pub mod sound;
+pub mod systemd;
 pub mod voicemail;
 pub mod xmpp;
 
@@ -125,7 +126,11 @@ pub async fn run_with_reloads(
             .load_prompts()
             .map_err(|errors| RunError::Config(errors.to_string()))?,
     );
-    let metrics = Arc::new(metrics::Metrics::new().with_media(stats.clone()));
+    let metrics = Arc::new(
+        metrics::Metrics::new()
+            .with_media(stats.clone())
+            .with_storage(data_dir.clone()),
+    );
     metrics.set_prompts(prompts.clone());
     let (mailboxes, undelivered) = voicemail::Voicemail::open(&config, metrics.clone())?;
     let recordings_server = bind_http(
@@ -164,6 +169,7 @@ pub async fn run_with_reloads(
 
     let services = CancellationToken::new();
     let (xmpp, requests, online) = xmpp::requests::XmppHandle::new();
+    let xmpp_for_systemd = xmpp.clone();
     let delivery = voicemail::delivery::DeliveryConfig {
         domain: domain.clone(),
         upload: voicemail::upload::UploadSetting::from_config(&config.voicemail.upload, &domain),
@@ -241,7 +247,9 @@ pub async fn run_with_reloads(
         reloads: reloaded_rx,
         outbound: config.outbound.clone(),
     };
+    let supervisor = tokio::spawn(systemd::report(xmpp_for_systemd, shutdown.clone()));
     let exit = Router::run(parts, event_rx, outbox, shutdown).await;
+    supervisor.abort();
     services.cancel();
     for task in background {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;

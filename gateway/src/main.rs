@@ -69,7 +69,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Version => {
-            println!("jingle-gateway {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "jingle-gateway {} (commit {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("JINGLE_GATEWAY_COMMIT")
+            );
             ExitCode::SUCCESS
         }
         Command::Devices => list_devices(),

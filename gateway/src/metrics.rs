@@ -2,6 +2,7 @@
 //! reports. The parts of the gateway record into one shared [`Metrics`]; counters that already
 //! live elsewhere (the media engine's, the prompt cache's size) are read at each scrape.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,6 +17,8 @@ use prometheus_client::registry::Registry;
 
 use crate::media::stats::MediaStats;
 use crate::prompt::PromptLibrary;
+use crate::xmpp::outbox::Lane;
+use crate::xmpp::stream::scanner::Limit;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
@@ -43,6 +46,14 @@ struct LaneLabels {
     lane: String,
 }
 
+/// The `reason` of a stanza dropped because it is not valid (the others are the read limits').
+pub const STANZA_INVALID: &str = "invalid";
+
+/// The `via` of a voicemail message delivered with a link to the server's upload service.
+pub const DELIVERED_BY_UPLOAD: &str = "upload";
+/// The `via` of a voicemail message delivered with a link to the gateway's own HTTP server.
+pub const DELIVERED_BY_GATEWAY: &str = "gateway";
+
 /// Every metric of the gateway.
 #[derive(Debug)]
 pub struct Metrics {
@@ -56,6 +67,7 @@ pub struct Metrics {
     jitter_seconds: Histogram,
     recordings: Counter,
     deliveries: Family<DeliveryLabels, Counter>,
+    undelivered: Gauge,
     connected: Gauge,
     connected_flag: AtomicBool,
     connections: Counter,
@@ -87,6 +99,7 @@ impl Metrics {
             jitter_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 10)),
             recordings: Counter::default(),
             deliveries: Family::default(),
+            undelivered: Gauge::default(),
             connected: Gauge::default(),
             connected_flag: AtomicBool::new(false),
             connections: Counter::default(),
@@ -95,6 +108,19 @@ impl Metrics {
             stanzas_not_sent: Family::default(),
             prompts: Arc::default(),
         };
+        // Every known label at zero, so that rates and alerts see the first one.
+        let reasons = Limit::ALL.map(Limit::as_str);
+        for reason in reasons.into_iter().chain([STANZA_INVALID]) {
+            metrics.stanza_dropped_family(reason);
+        }
+        for lane in Lane::ALL {
+            metrics.stanza_not_sent_family(lane.as_str());
+        }
+        for via in [DELIVERED_BY_UPLOAD, DELIVERED_BY_GATEWAY] {
+            let _zero = metrics.deliveries.get_or_create(&DeliveryLabels {
+                via: via.to_string(),
+            });
+        }
         let prompts = PromptCollector(metrics.prompts.clone());
         metrics.registry.register_collector(Box::new(prompts));
         let r = &mut metrics.registry;
@@ -144,6 +170,11 @@ impl Metrics {
             metrics.deliveries.clone(),
         );
         r.register(
+            "voicemail_undelivered",
+            "Voicemail messages recorded and not yet delivered to their owners",
+            metrics.undelivered.clone(),
+        );
+        r.register(
             "component_connected",
             "1 while the component is connected to the XMPP server",
             metrics.connected.clone(),
@@ -174,20 +205,28 @@ impl Metrics {
 
     /// A stanza received was not used, for `reason`.
     pub fn stanza_dropped(&self, reason: &str) {
+        self.stanza_dropped_family(reason).inc();
+    }
+
+    fn stanza_dropped_family(&self, reason: &str) -> Counter {
         self.stanzas_dropped
             .get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
             })
-            .inc();
+            .clone()
     }
 
     /// A stanza was not sent: the `lane` of the link's queue was full.
     pub fn stanza_not_sent(&self, lane: &str) {
+        self.stanza_not_sent_family(lane).inc();
+    }
+
+    fn stanza_not_sent_family(&self, lane: &str) -> Counter {
         self.stanzas_not_sent
             .get_or_create(&LaneLabels {
                 lane: lane.to_string(),
             })
-            .inc();
+            .clone()
     }
 
     /// The gateway placed a call.
@@ -199,6 +238,13 @@ impl Metrics {
     pub fn with_media(mut self, media: Arc<MediaStats>) -> Self {
         self.registry
             .register_collector(Box::new(MediaCollector(media)));
+        self
+    }
+
+    /// Also reports the free and total space of the file system holding `data_dir`.
+    pub fn with_storage(mut self, data_dir: PathBuf) -> Self {
+        self.registry
+            .register_collector(Box::new(StorageCollector(data_dir)));
         self
     }
 
@@ -262,6 +308,12 @@ impl Metrics {
                 via: via.to_string(),
             })
             .inc();
+    }
+
+    /// `count` voicemail messages wait for delivery (the one being delivered included).
+    pub fn set_undelivered(&self, count: usize) {
+        self.undelivered
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// The component link connected or was lost.
@@ -376,6 +428,57 @@ impl Collector for MediaCollector {
         )?;
         open.encode(metric)
     }
+}
+
+/// The data directory's file system, read at each scrape (voicemail stops recording when it is
+/// full).
+#[derive(Debug)]
+struct StorageCollector(PathBuf);
+
+impl Collector for StorageCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some((free, size)) = file_system_space(&self.0) else {
+            return Ok(());
+        };
+        for (name, help, bytes) in [
+            (
+                "storage_free_bytes",
+                "Bytes free to the gateway on the file system of storage.data_dir",
+                free,
+            ),
+            (
+                "storage_size_bytes",
+                "Size of the file system of storage.data_dir, in bytes",
+                size,
+            ),
+        ] {
+            let gauge = ConstGauge::new(i64::try_from(bytes).unwrap_or(i64::MAX));
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes available to unprivileged users, and the size, of the file system holding `path`.
+#[allow(clippy::useless_conversion)] // the field types differ between platforms
+fn file_system_space(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `stat` a buffer of the right type; statvfs
+    // writes it whole when it returns 0.
+    let stat = unsafe {
+        if libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stat.assume_init()
+    };
+    let block = u64::from(stat.f_frsize);
+    Some((
+        u64::from(stat.f_bavail).saturating_mul(block),
+        u64::from(stat.f_blocks).saturating_mul(block),
+    ))
 }
 
 /// The prompt cache's size, read at each scrape.

@@ -6,11 +6,13 @@ mod support;
 
 mod calls;
 mod connect;
+mod demo;
 mod faults;
 mod hostile;
 mod ivr;
 mod media_edge;
 mod operations;
+mod packaging;
 mod signalling;
 #[cfg(feature = "sound")]
 mod sound;

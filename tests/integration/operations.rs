@@ -40,6 +40,42 @@ pub(crate) fn metric(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Every `jingle_gateway_` metric the dashboard and the alert rules in `config/monitoring/`
+/// name is one that `/metrics` (its text in `exported`) declares, so they work pasted.
+fn monitoring_names_only_exported_metrics(exported: &str) {
+    let mut declared = Vec::new();
+    for line in exported.lines() {
+        let mut words = line.split(' ');
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (words.next(), words.next(), words.next(), words.next())
+        {
+            let samples: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                _ => &[""],
+            };
+            declared.extend(samples.iter().map(|suffix| format!("{name}{suffix}")));
+        }
+    }
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/monitoring");
+    let mut named = 0;
+    for file in ["grafana-dashboard.json", "jingle-gateway.rules.yml"] {
+        let text = std::fs::read_to_string(repo.join(file)).expect("monitoring file");
+        for (start, _) in text.match_indices("jingle_gateway_") {
+            let name: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            named += 1;
+            assert!(
+                declared.contains(&name),
+                "{file} names {name}, which /metrics does not export"
+            );
+        }
+    }
+    assert!(named > 20, "the monitoring files name only {named} metrics");
+}
+
 /// Calls are counted and timed, the health check follows the component link.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_follow_calls_and_the_link() {
@@ -97,6 +133,9 @@ async fn metrics_and_health_follow_calls_and_the_link() {
             ("jingle_gateway_component_connections_total", 1.0),
             ("jingle_gateway_media_legs_open", 0.0),
             ("jingle_gateway_prompt_cache_bytes", 0.0),
+            ("jingle_gateway_voicemail_undelivered", 0.0),
+            ("jingle_gateway_storage_free_bytes", 1.0),
+            ("jingle_gateway_storage_size_bytes", 1.0),
         ] {
             let value = metric(&text, line).unwrap_or_else(|| panic!("{line} missing:\n{text}"));
             assert!(value >= at_least, "{line} = {value}:\n{text}");
@@ -107,6 +146,7 @@ async fn metrics_and_health_follow_calls_and_the_link() {
         );
         let setup = metric(&text, "jingle_gateway_call_setup_seconds_sum").unwrap_or(9.0);
         assert!(setup < 1.0, "setup took {setup} s");
+        monitoring_names_only_exported_metrics(&text);
 
         // The link goes: unhealthy; it comes back: healthy, and the reconnect is counted.
         server.stop();
@@ -342,6 +382,27 @@ fn the_systemd_unit_verifies() {
         "ExecStart=/usr/local/bin/jingle-gateway --config /etc/jingle-gateway/gateway.toml"
     ));
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    // What the service needs to work as its header says: notify with a watchdog, the secret
+    // from a root-only file, the config directory, and netlink for listing interfaces.
+    for line in [
+        "Type=notify",
+        "WatchdogSec=",
+        "EnvironmentFile=-/etc/jingle-gateway/secret.env",
+        "ConfigurationDirectory=jingle-gateway",
+        "Restart=on-failure",
+    ] {
+        assert!(unit.lines().any(|l| l.starts_with(line)), "{line} missing");
+    }
+    let families = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("RestrictAddressFamilies="))
+        .expect("RestrictAddressFamilies");
+    for family in ["AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"] {
+        assert!(
+            families.split(' ').any(|f| f == family),
+            "{family} not allowed"
+        );
+    }
     let dir = TempDir::new("unit");
     let path = dir.path().join("jingle-gateway.service");
     std::fs::write(
@@ -362,6 +423,100 @@ fn the_systemd_unit_verifies() {
         output.status.success() && stderr.trim().is_empty(),
         "{stderr}"
     );
+}
+
+/// Under systemd (`Type=notify`): `READY=1` once the component is attached, `WATCHDOG=1` at
+/// half the interval systemd asks for, `STOPPING=1` on SIGTERM; the notify socket is the one
+/// `NOTIFY_SOCKET` names, as systemd sets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_watchdog_and_stopping() {
+    within(60, async {
+        let server = Server::start(Kind::Prosody);
+        let data = TempDir::new("gw-notify");
+        let socket_path = data.path().join("notify");
+        let systemd = tokio::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+        let socket = socket_path.to_str().expect("a path");
+        let gateway = GatewayProcess::start(
+            &server,
+            &data,
+            "",
+            &[("NOTIFY_SOCKET", socket), ("WATCHDOG_USEC", "400000")],
+            None,
+        );
+        let mut heard = Vec::new();
+        let mut buf = [0u8; 256];
+        let started = std::time::Instant::now();
+        while heard
+            .iter()
+            .filter(|n: &&String| *n == "WATCHDOG=1")
+            .count()
+            < 3
+        {
+            let n = tokio::time::timeout(Duration::from_secs(10), systemd.recv(&mut buf))
+                .await
+                .expect("a notification within 10 s")
+                .expect("recv");
+            heard.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        }
+        let ready = heard
+            .iter()
+            .position(|n| n.starts_with("READY=1"))
+            .expect("READY=1");
+        // Ready only once attached: a client on the server finds the component.
+        let mut alice = TestCaller::new(server.c2s_port, "alice").await;
+        wait_attached(&mut alice.client).await;
+        eprintln!(
+            "heard {heard:?} in {:?}; READY=1 was number {ready}",
+            started.elapsed()
+        );
+        gateway.signal("TERM");
+        let stopping = loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), systemd.recv(&mut buf))
+                .await
+                .expect("STOPPING=1 within 10 s")
+                .expect("recv");
+            let notification = String::from_utf8_lossy(&buf[..n]).to_string();
+            if notification != "WATCHDOG=1" {
+                break notification;
+            }
+        };
+        assert_eq!(stopping, "STOPPING=1");
+        alice.close().await;
+    })
+    .await;
+}
+
+/// Without the component attached, systemd hears no `READY=1` (the watchdog is fed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_no_ready_before_the_component_is_attached() {
+    within(60, async {
+        let mut server = Server::start(Kind::Prosody);
+        server.stop();
+        let data = TempDir::new("gw-notready");
+        let socket_path = data.path().join("notify");
+        let systemd = tokio::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+        let socket = socket_path.to_str().expect("a path");
+        let _gateway = GatewayProcess::start(
+            &server,
+            &data,
+            "",
+            &[("NOTIFY_SOCKET", socket), ("WATCHDOG_USEC", "400000")],
+            None,
+        );
+        let mut buf = [0u8; 256];
+        for _ in 0..5 {
+            let n = tokio::time::timeout(Duration::from_secs(10), systemd.recv(&mut buf))
+                .await
+                .expect("a notification within 10 s")
+                .expect("recv");
+            assert_eq!(
+                &buf[..n],
+                b"WATCHDOG=1",
+                "only the watchdog before attaching"
+            );
+        }
+    })
+    .await;
 }
 
 /// A menu whose greeting is a tone, repeated after each short timeout.

@@ -194,7 +194,7 @@ impl Router {
     pub(super) fn handle_invalid(&mut self, invalid: InvalidStanza) {
         let reason = match &invalid.cause {
             InvalidCause::Limit(limit) => limit.as_str(),
-            InvalidCause::Invalid(_) => "invalid",
+            InvalidCause::Invalid(_) => crate::metrics::STANZA_INVALID,
         };
         self.metrics.stanza_dropped(reason);
         if let Some(held_back) = self.dropped_log.allow(now()) {

@@ -20,6 +20,7 @@ use super::time::{clock_duration, Utc};
 use super::upload::{UploadSetting, Uploader};
 use super::{MessageInfo, Voicemail};
 use crate::http::recording_url;
+use crate::metrics;
 use crate::xmpp::requests::XmppHandle;
 
 /// XEP-0334 hints: keep the messages in the owners' archives.
@@ -59,6 +60,7 @@ pub async fn run(
         };
         let mut wait = FIRST_RETRY;
         loop {
+            voicemail.metrics().set_undelivered(queue.len() + 1);
             let online = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 online = xmpp.wait_online() => online,
@@ -67,7 +69,10 @@ pub async fn run(
                 return;
             }
             match deliver(&voicemail, &mut uploader, &xmpp, &config, &info).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    voicemail.metrics().set_undelivered(queue.len());
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(id = %info.id, mailbox = %info.mailbox, error = %e,
                         retry_in = ?wait, "cannot deliver a message yet");
@@ -144,9 +149,11 @@ async fn deliver(
         .base_url
         .as_ref()
         .is_some_and(|base| url.starts_with(base.as_str()));
-    voicemail
-        .metrics()
-        .recording_delivered(if own { "gateway" } else { "upload" });
+    voicemail.metrics().recording_delivered(if own {
+        metrics::DELIVERED_BY_GATEWAY
+    } else {
+        metrics::DELIVERED_BY_UPLOAD
+    });
     if let Err(e) = voicemail.update(&info) {
         tracing::warn!(id = %info.id, error = %e, "cannot mark the message delivered");
     }

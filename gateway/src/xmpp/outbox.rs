@@ -22,6 +22,9 @@ pub enum Lane {
 }
 
 impl Lane {
+    /// Both lanes.
+    pub const ALL: [Lane; 2] = [Self::Signalling, Self::Bulk];
+
     /// A short name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

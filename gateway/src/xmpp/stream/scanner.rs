@@ -65,6 +65,16 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 6] = [
+        Self::Depth,
+        Self::Name,
+        Self::Attribute,
+        Self::Attributes,
+        Self::Text,
+        Self::Size,
+    ];
+
     /// A short name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
