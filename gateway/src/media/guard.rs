@@ -97,15 +97,17 @@ struct Call {
     pwd: String,
 }
 
+/// One of our own STUN requests to a server: the server asked, and who waits for its answer.
+type AwaitedResponse = (SocketAddr, oneshot::Sender<Vec<u8>>);
+
 /// The guard's state, shared by the socket and the calls' legs.
 #[derive(Debug)]
 pub struct Guard {
     peers: Mutex<HashMap<SocketAddr, Peer>>,
     calls: Mutex<HashMap<String, Call>>,
     unanswered: Mutex<TokenBucket>,
-    /// Our own STUN requests to servers (server-reflexive discovery), by transaction id: the
-    /// server asked, and who waits for its answer.
-    responses: Mutex<HashMap<[u8; 12], (SocketAddr, oneshot::Sender<Vec<u8>>)>>,
+    /// Our own STUN requests to servers (server-reflexive discovery), by transaction id.
+    responses: Mutex<HashMap<[u8; 12], AwaitedResponse>>,
     stats: Arc<MediaStats>,
 }
 
@@ -242,10 +244,7 @@ impl Guard {
     fn answered_our_request(&self, datagram: &[u8], from: SocketAddr) -> bool {
         let mut responses = lock(&self.responses);
         let id = transaction_id(datagram);
-        if !responses
-            .get(&id)
-            .is_some_and(|(server, _)| *server == from)
-        {
+        if responses.get(&id).is_none_or(|(server, _)| *server != from) {
             return false;
         }
         if let Some((_, waiting)) = responses.remove(&id) {

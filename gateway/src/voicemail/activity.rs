@@ -20,7 +20,7 @@ pub fn opus_voice_activity(packet: &[u8]) -> Option<bool> {
     match toc & 0x03 {
         0 => Some(active(body)),
         1 => {
-            if body.len() % 2 != 0 {
+            if !body.len().is_multiple_of(2) {
                 return None;
             }
             let (first, second) = body.split_at(body.len() / 2);
