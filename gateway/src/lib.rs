@@ -3,6 +3,7 @@
 //! `main.rs` parses the command line, loads the config and calls [`run`]; tests call the same
 //! [`run`].
 
+pub mod admin;
 pub mod call;
 pub mod config;
 pub mod endpoint;
@@ -178,6 +179,7 @@ pub async fn run_with_reloads(
             .map(|server| server.base_url().to_string()),
     };
     let (reloaded, reloaded_rx) = mpsc::unbounded_channel();
+    let (rereads, rereads_rx) = mpsc::unbounded_channel();
     let mut background = vec![
         tokio::spawn(voicemail::delivery::run(
             mailboxes.clone(),
@@ -192,6 +194,7 @@ pub async fn run_with_reloads(
             mailboxes.clone(),
             metrics.clone(),
             reloads,
+            rereads_rx,
             reloaded,
             services.clone(),
         )),
@@ -246,6 +249,9 @@ pub async fn run_with_reloads(
         online,
         reloads: reloaded_rx,
         outbound: config.outbound.clone(),
+        admin: config.admin.clone(),
+        rereads,
+        xmpp: xmpp_for_systemd.clone(),
     };
     let supervisor = tokio::spawn(systemd::report(xmpp_for_systemd, shutdown.clone()));
     let exit = Router::run(parts, event_rx, outbox, shutdown).await;

@@ -1,4 +1,4 @@
-//! Config reload (SIGHUP): a new config's virtual JIDs, mailboxes, menus and prompts take effect
+//! Config reload (SIGHUP, or an admin's `reload` command): a new config's virtual JIDs, mailboxes, menus and prompts take effect
 //! for new calls; calls in progress keep what they started with (their endpoint holds its own
 //! settings and prompts). A config whose prompts or mailbox directories fail is refused and
 //! the running one kept. Sections that need a restart (the XMPP link, media, servers, storage,
@@ -7,10 +7,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, EndpointKind};
+use crate::config::{Config, ConfigOrigin, EndpointKind};
 use crate::endpoint::EndpointFactory;
 use crate::jingle::Callee;
 use crate::metrics::Metrics;
@@ -27,7 +27,13 @@ pub struct Reloaded {
     pub endpoints: Arc<EndpointFactory>,
     /// Whom the gateway may ring.
     pub outbound: crate::config::OutboundConfig,
+    /// Who may run the admin commands.
+    pub admin: crate::config::AdminConfig,
 }
+
+/// A request to read the config file again (an admin's command) and where the outcome goes:
+/// the number of virtual JIDs it now has, or its problems.
+pub type RereadRequest = oneshot::Sender<Result<usize, String>>;
 
 /// Why a config was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -80,42 +86,78 @@ pub fn admission_of(config: &Config) -> HashMap<String, Callee> {
         .collect()
 }
 
-/// Applies configs from `configs` until `shutdown`, handing each one's parts to the router.
+/// Applies configs from `configs` (SIGHUP's) and the config file read again for each of
+/// `rereads` until `shutdown`, handing each one's parts to the router.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut running: Config,
     domain: String,
     voicemail: Arc<Voicemail>,
     metrics: Arc<Metrics>,
     mut configs: mpsc::UnboundedReceiver<Config>,
+    mut rereads: mpsc::UnboundedReceiver<RereadRequest>,
     router: mpsc::UnboundedSender<Reloaded>,
     shutdown: CancellationToken,
 ) {
+    let mut signals = true;
     loop {
-        let new = tokio::select! {
+        let (new, reply) = tokio::select! {
             _ = shutdown.cancelled() => return,
-            new = configs.recv() => match new {
-                Some(new) => new,
+            new = configs.recv(), if signals => match new {
+                Some(new) => (Ok(new), None),
+                None => {
+                    signals = false;
+                    continue;
+                }
+            },
+            request = rereads.recv() => match request {
+                Some(reply) => (reread(&running).await, Some(reply)),
                 None => return,
             },
         };
-        match prepare(&running, &new, &domain, &voicemail, &metrics).await {
-            Ok(reloaded) => {
-                tracing::info!(
-                    virtual_jids = reloaded.callees.len(),
-                    "config reloaded: new calls use it, calls in progress keep theirs"
-                );
-                if router.send(reloaded).is_err() {
-                    return;
+        let outcome = match new {
+            Ok(new) => match prepare(&running, &new, &domain, &voicemail, &metrics).await {
+                Ok(reloaded) => {
+                    let jids = reloaded.callees.len();
+                    tracing::info!(
+                        virtual_jids = jids,
+                        "config reloaded: new calls use it, calls in progress keep theirs"
+                    );
+                    if router.send(reloaded).is_err() {
+                        return;
+                    }
+                    running = new;
+                    Ok(jids)
                 }
-                running = new;
-            }
-            Err(e) => {
-                for line in e.to_string().lines() {
-                    tracing::error!(problem = %line, "config reload refused; the running config is kept");
-                }
+                Err(e) => Err(e.to_string()),
+            },
+            Err(problems) => Err(problems),
+        };
+        if let Err(problems) = &outcome {
+            for line in problems.lines() {
+                tracing::error!(problem = %line, "config reload refused; the running config is kept");
             }
         }
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
     }
+}
+
+/// The running config's file, read and validated again.
+async fn reread(running: &Config) -> Result<Config, String> {
+    let ConfigOrigin::File(path) = &running.origin else {
+        return Err(
+            "the gateway runs a config that is not from a file (the built-in \
+                    example): there is no file to read again"
+                .into(),
+        );
+    };
+    let path = path.clone();
+    tokio::task::spawn_blocking(move || Config::load(&path))
+        .await
+        .map_err(|e| format!("reading the config failed: {e}"))?
+        .map_err(|errors| errors.to_string())
 }
 
 async fn prepare(
@@ -148,6 +190,7 @@ async fn prepare(
         admission: admission_of(new),
         endpoints,
         outbound: new.outbound.clone(),
+        admin: new.admin.clone(),
     })
 }
 

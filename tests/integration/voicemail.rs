@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use minidom::Element;
 
+use crate::support::adhoc::{command, listed, NS_COMMANDS, NS_DATA};
 use crate::support::audio::{dominant_frequency, tones_heard};
 use crate::support::callee::jmi_child;
 use crate::support::caller::{speech_fixture, CallSetup, Exchange, Press, TestCaller};
@@ -596,64 +597,6 @@ async fn a_full_disk_ends_one_recording_and_spares_other_calls() {
     .await;
 }
 
-/// An ad-hoc command: `execute`, or `complete` with the messages picked.
-fn command(node: &str, session: Option<&str>, picked: &[&str]) -> Element {
-    let action = if picked.is_empty() {
-        "execute"
-    } else {
-        "complete"
-    };
-    let mut command = Element::builder("command", NS_COMMANDS)
-        .attr(minidom::rxml::xml_ncname!("node").to_owned(), node)
-        .attr(minidom::rxml::xml_ncname!("action").to_owned(), action);
-    if let Some(session) = session {
-        command = command.attr(minidom::rxml::xml_ncname!("sessionid").to_owned(), session);
-    }
-    let mut command = command.build();
-    if !picked.is_empty() {
-        let mut field = Element::builder("field", NS_DATA)
-            .attr(minidom::rxml::xml_ncname!("var").to_owned(), "messages")
-            .build();
-        for id in picked {
-            field.append_child(Element::builder("value", NS_DATA).append(*id).build());
-        }
-        command.append_child(
-            Element::builder("x", NS_DATA)
-                .attr(minidom::rxml::xml_ncname!("type").to_owned(), "submit")
-                .append(field)
-                .build(),
-        );
-    }
-    command
-}
-
-const NS_COMMANDS: &str = "http://jabber.org/protocol/commands";
-const NS_DATA: &str = "jabber:x:data";
-
-/// The rows of a `list` result: one `(var, value)` list per message.
-fn listed(answer: &Element) -> Vec<Vec<(String, String)>> {
-    answer
-        .get_child("command", NS_COMMANDS)
-        .and_then(|c| c.get_child("x", NS_DATA))
-        .map(|x| {
-            x.children()
-                .filter(|i| i.is("item", NS_DATA))
-                .map(|item| {
-                    item.children()
-                        .map(|f| {
-                            let value = f
-                                .get_child("value", NS_DATA)
-                                .map(|v| v.text())
-                                .unwrap_or_default();
-                            (f.attr("var").unwrap_or_default().to_string(), value)
-                        })
-                        .collect()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The owner calls the mailbox (plays, deletes with keys) and manages it with ad-hoc commands;
 /// others see no commands and are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -704,14 +647,22 @@ async fn the_owner_listens_lists_and_deletes() {
         );
         let refused = alice
             .client
-            .iq("box@gw.localhost", "set", command("list", None, &[]))
+            .iq(
+                "box@gw.localhost",
+                "set",
+                command("list", None, "messages", &[]),
+            )
             .await;
         assert_eq!(refused.attr("type"), Some("error"));
         assert!(String::from(&refused).contains("forbidden"));
 
         let list = bob
             .client
-            .iq("box@gw.localhost", "set", command("list", None, &[]))
+            .iq(
+                "box@gw.localhost",
+                "set",
+                command("list", None, "messages", &[]),
+            )
             .await;
         let rows = listed(&list);
         assert_eq!(rows.len(), 2, "{}", String::from(&list));
@@ -742,7 +693,11 @@ async fn the_owner_listens_lists_and_deletes() {
 
         let list = bob
             .client
-            .iq("box@gw.localhost", "set", command("list", None, &[]))
+            .iq(
+                "box@gw.localhost",
+                "set",
+                command("list", None, "messages", &[]),
+            )
             .await;
         let rows = listed(&list);
         assert_eq!(rows.len(), 1, "{}", String::from(&list));
@@ -754,7 +709,11 @@ async fn the_owner_listens_lists_and_deletes() {
         // Delete the rest with the command: a form, then the submitted choice.
         let form = bob
             .client
-            .iq("box@gw.localhost", "set", command("delete", None, &[]))
+            .iq(
+                "box@gw.localhost",
+                "set",
+                command("delete", None, "messages", &[]),
+            )
             .await;
         let command_element = form.get_child("command", NS_COMMANDS).expect("command");
         assert_eq!(command_element.attr("status"), Some("executing"));
@@ -774,7 +733,7 @@ async fn the_owner_listens_lists_and_deletes() {
             .iq(
                 "box@gw.localhost",
                 "set",
-                command("delete", Some(&session), &[&option]),
+                command("delete", Some(&session), "messages", &[&option]),
             )
             .await;
         assert!(

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the support code.
 
+pub mod adhoc;
 pub mod audio;
 pub mod callee;
 pub mod caller;

@@ -81,6 +81,23 @@ pub enum CallEvent {
     Connect(DialPlan),
 }
 
+/// What a running call shows of itself (the admins' list of calls), kept by its task: the
+/// ICE pair when one is selected, the receive figures at each RTCP report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallFigures {
+    /// RTP packets received so far.
+    pub received: u64,
+    /// RTP packets expected so far from the sequence numbers.
+    pub expected: u64,
+    /// Interarrival jitter.
+    pub jitter_ms: f64,
+    /// The ICE pair in use (types and addresses).
+    pub path: Option<String>,
+}
+
+/// A call's figures, shared by its task (which writes) and its handle (which reads).
+pub(crate) type SharedFigures = Arc<std::sync::Mutex<CallFigures>>;
+
 /// The channel call tasks report on.
 pub type CallEvents = mpsc::UnboundedSender<(CallId, CallEvent)>;
 
@@ -94,9 +111,24 @@ pub struct CallHandle {
     commands: mpsc::UnboundedSender<CallCommand>,
     peer_commands: mpsc::Sender<CallCommand>,
     task: JoinHandle<()>,
+    started: std::time::Instant,
+    figures: SharedFigures,
 }
 
 impl CallHandle {
+    /// When the call started.
+    pub fn started(&self) -> std::time::Instant {
+        self.started
+    }
+
+    /// Its figures so far.
+    pub fn figures(&self) -> CallFigures {
+        self.figures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The call.
     pub fn call_id(&self) -> CallId {
         self.call_id
@@ -221,6 +253,7 @@ impl Calls {
         let peer = start.peer.clone();
         let callee = start.callee.clone();
         let codec = start.offer.as_ref().map(|offer| offer.codec);
+        let figures = SharedFigures::default();
         let endpoint = match start.offer {
             Some(_) => self
                 .endpoints
@@ -237,6 +270,7 @@ impl Calls {
                 start,
                 command_rx,
                 events,
+                figures.clone(),
             )),
             Err(reason) => {
                 // The signalling core only starts calls to endpoints that exist and are
@@ -254,6 +288,8 @@ impl Calls {
             commands,
             peer_commands,
             task,
+            started: std::time::Instant::now(),
+            figures,
         }
     }
 }
@@ -275,6 +311,8 @@ mod tests {
             commands,
             peer_commands,
             task: tokio::spawn(async {}),
+            started: std::time::Instant::now(),
+            figures: SharedFigures::default(),
         };
         for _ in 0..10 * MAX_QUEUED_PEER_COMMANDS {
             handle.chat_digits("1".into());

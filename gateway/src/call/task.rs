@@ -10,7 +10,7 @@ use futures::FutureExt;
 use tracing::Instrument;
 
 use super::audio::AudioPath;
-use super::{CallCommand, CallCommands, CallEvent, CallEvents};
+use super::{CallCommand, CallCommands, CallEvent, CallEvents, SharedFigures};
 use crate::endpoint::{CallInfo, Endpoint, EndpointEvent, EndpointFactory};
 use crate::jingle::negotiate::{LocalTransport, Negotiated};
 use crate::jingle::{CallStart, EndReason, MediaEvent};
@@ -19,6 +19,7 @@ use crate::media::leg::{IceRole, LegError, LegEvent, MediaLeg};
 use crate::metrics::Metrics;
 
 /// Runs one call until the router stops it or the media or endpoint ends it.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run_call(
     engine: Arc<MediaEngine>,
     endpoints: Arc<EndpointFactory>,
@@ -27,6 +28,7 @@ pub(super) async fn run_call(
     start: CallStart,
     mut commands: CallCommands,
     events: CallEvents,
+    figures: SharedFigures,
 ) {
     let call_id = start.call_id;
     let span = tracing::info_span!("call", %call_id, sid = %start.sid, peer = %start.peer, callee = %start.callee);
@@ -81,6 +83,7 @@ pub(super) async fn run_call(
             &mut commands,
             &events,
             &metrics,
+            &figures,
         )
         .await;
         leg.close().await;
@@ -197,6 +200,7 @@ async fn drive(
     commands: &mut CallCommands,
     events: &CallEvents,
     metrics: &Metrics,
+    figures: &SharedFigures,
 ) -> Option<EndReason> {
     let call_id = start.call_id;
     let report = |event| events.send((call_id, CallEvent::Media(event))).is_ok();
@@ -274,6 +278,7 @@ async fn drive(
                 }
                 LegEvent::Secured => {
                     secured = true;
+                    show(figures, audio, leg);
                     tracing::info!(codec = media.codec.name(), "media connected");
                     endpoint.start(&info);
                     audio.start(Instant::now());
@@ -328,8 +333,24 @@ async fn drive(
                 if let Some(report) = audio.report(Instant::now()) {
                     leg.send_rtcp(&report).await;
                 }
+                show(figures, audio, leg);
             }
         }
+    }
+}
+
+/// Updates what the call shows of itself (a lock nobody holds for long: the router reads it
+/// only for an admin's list of calls).
+fn show(figures: &SharedFigures, audio: &AudioPath, leg: &MediaLeg) {
+    let summary = audio.summary();
+    let mut figures = figures
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    figures.received = summary.received;
+    figures.expected = summary.expected;
+    figures.jitter_ms = summary.jitter_ms;
+    if figures.path.as_deref() != leg.selected_pair() {
+        figures.path = leg.selected_pair().map(str::to_string);
     }
 }
 

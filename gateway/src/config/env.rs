@@ -88,6 +88,7 @@ fn default_of(section: &str, key: &str) -> Option<Value> {
         "http" => Value::try_from(crate::config::HttpConfig::default()),
         "metrics" => Value::try_from(crate::config::MetricsConfig::default()),
         "outbound" => Value::try_from(crate::config::OutboundConfig::default()),
+        "admin" => Value::try_from(crate::config::AdminConfig::default()),
         _ => return None,
     };
     defaults.ok()?.get(key).cloned()

@@ -66,6 +66,7 @@ pub(super) const SECTIONS: &[&str] = &[
     "voicemail",
     "http",
     "metrics",
+    "admin",
 ];
 
 impl Config {
@@ -97,6 +98,7 @@ impl Config {
             http: section(&mut table, "http", &mut errors),
             metrics: section(&mut table, "metrics", &mut errors),
             outbound: section(&mut table, "outbound", &mut errors),
+            admin: section(&mut table, "admin", &mut errors),
             endpoints: endpoints(table.remove("endpoints"), &mut errors),
             origin: ConfigOrigin::Text,
             ignored_env: env.ignored,

@@ -1,6 +1,7 @@
 //! Configuration: one documented TOML schema, `GATEWAY_*` environment overrides, validated once at
 //! start with every problem listed.
 
+mod admin;
 pub mod callers;
 mod duration;
 mod env;
@@ -12,6 +13,7 @@ mod sound;
 mod validate;
 mod voicemail;
 
+pub use admin::AdminConfig;
 pub use callers::{CallerList, CallerPattern};
 pub use duration::ConfigDuration;
 pub use ivr::{ActionConfig, DtmfSourcesConfig, IvrConfig, MenuConfig};

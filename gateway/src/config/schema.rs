@@ -33,6 +33,8 @@ pub struct Config {
     pub metrics: crate::config::MetricsConfig,
     /// `[outbound]`: whom the gateway may ring, and how often.
     pub outbound: crate::config::OutboundConfig,
+    /// `[admin]`: who may run the admin commands.
+    pub admin: crate::config::AdminConfig,
     /// `[endpoints.<name>]`: the virtual JIDs `<name>@<xmpp.domain>` and what answers them.
     pub endpoints: BTreeMap<String, EndpointConfig>,
     /// Where the config came from (relative paths start from its directory).

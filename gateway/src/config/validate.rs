@@ -121,6 +121,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
     }
 
     errors.extend(validate_media(&config.media));
+    errors.extend(config.admin.validate());
 
     if config.storage.data_dir.as_os_str().is_empty() {
         errors.push(ConfigError::new("storage.data_dir", "must not be empty"));

@@ -61,6 +61,8 @@ pub enum EndReason {
     NoMediaPort,
     /// The gateway is shutting down.
     Shutdown,
+    /// An administrator hung the call up (the `hang-up` admin command).
+    HungUpByAdmin,
     /// The caller's client refused a request of the session (an IQ error).
     PeerError,
     /// The mailbox holds as many messages as it may.
@@ -98,6 +100,7 @@ impl EndReason {
             Self::MediaError => Reason::MediaError,
             Self::NoMediaPort => Reason::Busy,
             Self::Shutdown => Reason::Gone,
+            Self::HungUpByAdmin => Reason::Success,
             Self::PeerError | Self::MailboxFull | Self::StorageFailed | Self::SoundDeviceFailed => {
                 Reason::FailedApplication
             }
@@ -120,6 +123,7 @@ impl EndReason {
             Self::MaxDuration => Some("maximum call duration reached"),
             Self::NoMediaPort => Some("no media port free; try again later"),
             Self::Shutdown => Some("the gateway is shutting down"),
+            Self::HungUpByAdmin => Some("the call was ended by the gateway's administrator"),
             Self::MailboxFull => Some("the mailbox is full"),
             Self::SoundDeviceFailed => Some("the sound device is not available"),
             Self::StorageFailed => {
@@ -167,6 +171,7 @@ impl EndReason {
             Self::MediaError => "media_error",
             Self::NoMediaPort => "no_media_port",
             Self::Shutdown => "shutdown",
+            Self::HungUpByAdmin => "hung_up_by_admin",
             Self::PeerError => "peer_error",
             Self::MailboxFull => "mailbox_full",
             Self::StorageFailed => "storage_failed",

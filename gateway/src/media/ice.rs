@@ -1,7 +1,7 @@
 //! ICE with webrtc-ice: agent settings, the remote candidate policy, and conversion between
 //! Jingle candidates and the agent's.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,8 +32,8 @@ pub enum AgentEvent {
     Candidate(Option<Candidate>),
     /// The connection state changed.
     State(ConnectionState),
-    /// The agent now uses a new pair; the remote address of it.
-    Selected(SocketAddr),
+    /// The agent now uses a new pair: its candidates' types and addresses, local first.
+    Selected(String),
 }
 
 /// Where the agents' sockets come from.
@@ -119,8 +119,15 @@ pub async fn new_agent(
         Box::pin(async {})
     }));
     let selected = tx.clone();
-    agent.on_selected_candidate_pair_change(Box::new(move |_local, remote| {
-        let _ = selected.send(AgentEvent::Selected(remote.addr()));
+    agent.on_selected_candidate_pair_change(Box::new(move |local, remote| {
+        let pair = format!(
+            "{} {} - {} {}",
+            local.candidate_type(),
+            local.addr(),
+            remote.candidate_type(),
+            remote.addr()
+        );
+        let _ = selected.send(AgentEvent::Selected(pair));
         Box::pin(async {})
     }));
     agent.on_connection_state_change(Box::new(move |state| {

@@ -135,6 +135,8 @@ pub struct MediaLeg {
     discovery: Option<tokio::task::JoinHandle<()>>,
     /// Our server-reflexive candidate, offered again after an ICE restart.
     reflexive: Option<Candidate>,
+    /// The ICE pair in use, once selected.
+    selected_pair: Option<String>,
     /// When SRTP came up, and when consent is checked next.
     secured_at: Instant,
     consent_check: Instant,
@@ -188,6 +190,7 @@ impl MediaLeg {
             own_mux,
             discovery,
             reflexive: None,
+            selected_pair: None,
             secured_at: Instant::now(),
             consent_check: Instant::now(),
         };
@@ -459,10 +462,16 @@ impl MediaLeg {
         LegEvent::Failed(reason)
     }
 
-    /// The agent uses the pair whose remote address is `remote` (the peer may send from any of
-    /// its addresses that proved it is the peer: see the guard).
-    fn selected(&self, remote: SocketAddr) {
-        tracing::debug!(%remote, "selected pair");
+    /// The agent uses `pair` (the peer may send from any of its addresses that proved it is
+    /// the peer: see the guard).
+    fn selected(&mut self, pair: String) {
+        tracing::debug!(%pair, "selected pair");
+        self.selected_pair = Some(pair);
+    }
+
+    /// The ICE pair in use (candidate types and addresses, local first), once one is selected.
+    pub fn selected_pair(&self) -> Option<&str> {
+        self.selected_pair.as_deref()
     }
 
     /// Starts the DTLS handshake on the connected pair (a failure, if it cannot start).

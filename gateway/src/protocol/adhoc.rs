@@ -160,6 +160,24 @@ impl CommandResponse {
     }
 }
 
+/// disco#info of the command `node` named `name`.
+pub fn command_info(node: &str, name: &str) -> xmpp_parsers::disco::DiscoInfoResult {
+    xmpp_parsers::disco::DiscoInfoResult {
+        node: Some(node.to_string()),
+        identities: vec![xmpp_parsers::disco::Identity::new(
+            "automation",
+            "command-node",
+            "en",
+            name,
+        )],
+        features: [NS_COMMANDS, NS_DATA]
+            .iter()
+            .map(|f| f.to_string())
+            .collect(),
+        extensions: Vec::new(),
+    }
+}
+
 /// A form field: `var`, `type`, an optional label, values, and (label, value) options.
 pub fn field(
     var: &str,

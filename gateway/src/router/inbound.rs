@@ -1,6 +1,7 @@
 //! Inbound IQs and messages. Every IQ request gets exactly one reply, sent from one place
 //! ([`Router::handle_iq`]) after its handler returns; a handler's error becomes a stanza error
-//! there.
+//! there. The one exception is an admin's `reload`, answered when the config has been read
+//! (see `router/admin.rs`).
 
 use jid::Jid;
 use minidom::Element;
@@ -13,14 +14,21 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use xmpp_parsers::version::VersionResult;
 
 use super::{now, Router};
-use crate::protocol::adhoc::{Command, NS_COMMANDS};
+use crate::protocol::adhoc::{command_info, Command, NS_COMMANDS};
 use crate::protocol::jingle::{Jingle, NS_JINGLE};
 use crate::protocol::jmi::Jmi;
 use crate::voicemail;
-use crate::voicemail::commands::CommandError;
 use crate::xmpp::disco;
 use crate::xmpp::iq_error::IqError;
 use crate::xmpp::stream::{InvalidCause, InvalidStanza};
+
+/// How an IQ request is answered.
+pub(super) enum Answer {
+    /// With this payload, now.
+    Now(Option<Element>),
+    /// Later, by whoever the handler handed the request to.
+    Later,
+}
 
 impl Router {
     pub(super) fn handle_iq(&mut self, iq: Iq) {
@@ -69,9 +77,10 @@ impl Router {
             tracing::debug!(id, "dropping an IQ without from or to");
             return;
         };
-        let result = self.handle_request(&from, &to, payload, is_set);
+        let result = self.handle_request(&from, &to, &id, payload, is_set);
         let reply = match result {
-            Ok(payload) => Iq::Result {
+            Ok(Answer::Later) => return,
+            Ok(Answer::Now(payload)) => Iq::Result {
                 from: Some(to),
                 to: Some(from),
                 id,
@@ -97,9 +106,10 @@ impl Router {
         &mut self,
         from: &Jid,
         to: &Jid,
+        id: &str,
         payload: Element,
         is_set: bool,
-    ) -> Result<Option<Element>, IqError> {
+    ) -> Result<Answer, IqError> {
         let callee = match to.node() {
             Some(_) => Some(self.callee(to).ok_or(IqError::NoSuchJid)?),
             None if to.domain() == self.domain.domain() => None,
@@ -115,15 +125,20 @@ impl Router {
                     .as_deref()
                     .filter(|_| is_mailbox)
                     .and_then(voicemail::commands::info);
-                let info = match (callee, command) {
-                    (Some(_), Some(command)) => command,
-                    (Some(callee), None) => callee.info_for(node),
-                    (None, _) => DiscoInfoResult {
+                let admin_command = node.as_deref().and_then(|node| {
+                    let commands = self.admin_commands(from);
+                    commands.iter().find(|(n, _)| *n == node)
+                });
+                let info = match (callee, command, admin_command) {
+                    (Some(_), Some(command), _) => command,
+                    (Some(callee), None, _) => callee.info_for(node),
+                    (None, _, Some((node, name))) => command_info(node, name),
+                    (None, _, None) => DiscoInfoResult {
                         node,
                         ..disco::domain_info(&self.name)
                     },
                 };
-                Ok(Some(info.into()))
+                Ok(Answer::Now(Some(info.into())))
             }
             ("query", ns::DISCO_ITEMS, false) => {
                 let items = match callee {
@@ -148,31 +163,43 @@ impl Router {
                         }
                     }
                     Some(_) => disco::domain_items(std::iter::empty()),
+                    None if payload.attr("node") == Some(NS_COMMANDS) => DiscoItemsResult {
+                        node: Some(NS_COMMANDS.into()),
+                        items: self
+                            .admin_commands(from)
+                            .iter()
+                            .map(|(node, name)| Item {
+                                jid: Jid::from(self.domain.clone()),
+                                node: Some(node.to_string()),
+                                name: Some(name.to_string()),
+                            })
+                            .collect(),
+                        rsm: None,
+                    },
                     None => disco::domain_items(self.callees.values()),
                 };
-                Ok(Some(items.into()))
+                Ok(Answer::Now(Some(items.into())))
+            }
+            ("command", NS_COMMANDS, true) if callee.is_none() => {
+                self.admin_command(from, to, id, &payload)
             }
             ("command", NS_COMMANDS, true) => {
                 let mailbox = to.node().map(|n| n.as_str()).unwrap_or_default();
                 let command = Command::parse(&payload).map_err(IqError::BadRequest)?;
                 let requester = from.to_bare().to_string();
                 voicemail::commands::execute(&self.voicemail, mailbox, &requester, &command)
-                    .map(|response| Some(response.to_element()))
-                    .map_err(|e| match e {
-                        CommandError::Forbidden => IqError::Forbidden(e.to_string()),
-                        CommandError::Unknown => IqError::NotFound(e.to_string()),
-                        CommandError::BadRequest(text) => IqError::BadRequest(text),
-                    })
+                    .map(|response| Answer::Now(Some(response.to_element())))
+                    .map_err(IqError::from)
             }
-            ("ping", ns::PING, false) => Ok(None),
-            ("query", ns::VERSION, false) => Ok(Some(
+            ("ping", ns::PING, false) => Ok(Answer::Now(None)),
+            ("query", ns::VERSION, false) => Ok(Answer::Now(Some(
                 VersionResult {
                     name: "jingle-gateway".into(),
                     version: env!("CARGO_PKG_VERSION").into(),
                     os: None,
                 }
                 .into(),
-            )),
+            ))),
             ("jingle", NS_JINGLE, true) => {
                 let from = from.clone().try_into_full().map_err(|_| {
                     IqError::BadRequest("Jingle requests must come from a full JID".into())
@@ -182,7 +209,7 @@ impl Router {
                 self.core
                     .handle_jingle(now(), from, to.clone(), jingle)
                     .map_err(IqError::Jingle)?;
-                Ok(None)
+                Ok(Answer::Now(None))
             }
             _ => Err(IqError::Unsupported),
         }

@@ -2,6 +2,7 @@
 //! stanzas from the component link and events from call tasks, feeds them to the core, and acts
 //! on the core's outputs (stanzas out, calls started and stopped).
 
+mod admin;
 mod dial;
 mod inbound;
 mod outbound;
@@ -55,6 +56,12 @@ pub struct RouterParts {
     pub reloads: mpsc::UnboundedReceiver<Reloaded>,
     /// Whom the gateway may ring for callers.
     pub outbound: crate::config::OutboundConfig,
+    /// Who may run the admin commands.
+    pub admin: crate::config::AdminConfig,
+    /// Where an admin's `reload` asks for the config file to be read again.
+    pub rereads: mpsc::UnboundedSender<crate::reload::RereadRequest>,
+    /// For answers sent after the handler returned (an admin's `reload`).
+    pub xmpp: crate::xmpp::requests::XmppHandle,
 }
 
 /// The router's state.
@@ -86,6 +93,9 @@ pub struct Router {
     dropped_log: LogThrottle,
     not_sent_log: LogThrottle,
     refused_log: LogThrottle,
+    admin: crate::config::AdminConfig,
+    rereads: mpsc::UnboundedSender<crate::reload::RereadRequest>,
+    xmpp: crate::xmpp::requests::XmppHandle,
 }
 
 /// Why the router stopped.
@@ -146,6 +156,9 @@ impl Router {
             dropped_log: LogThrottle::new(LOG_BURST, LOG_PERIOD),
             not_sent_log: LogThrottle::new(LOG_BURST, LOG_PERIOD),
             refused_log: LogThrottle::new(LOG_BURST, LOG_PERIOD),
+            admin: parts.admin,
+            rereads: parts.rereads,
+            xmpp: parts.xmpp,
         };
         let mut announce = tokio::time::interval(presence::ANNOUNCE_TICK);
         announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -352,6 +365,7 @@ impl Router {
         self.callees = reloaded.callees;
         self.calls.set_endpoints(reloaded.endpoints);
         self.dialer.set_config(reloaded.outbound);
+        self.admin = reloaded.admin;
         self.announce_presence();
     }
 

@@ -2,15 +2,15 @@
 //! when, how long, the recording's URL); `delete` offers them in a form and deletes those
 //! picked. Others see no commands and are refused.
 
-use xmpp_parsers::disco::{DiscoInfoResult, Identity};
+use xmpp_parsers::disco::DiscoInfoResult;
 
 use super::delivery::summary;
 use super::time::{clock_duration, Utc};
 use super::Voicemail;
 use crate::protocol::adhoc::{
-    field, form, table, Command, CommandAction, CommandResponse, CommandStatus, NS_COMMANDS,
-    NS_DATA,
+    command_info, field, form, table, Command, CommandAction, CommandResponse, CommandStatus,
 };
+use crate::xmpp::iq_error::IqError;
 
 /// The command listing messages.
 pub const LIST: &str = "list";
@@ -29,6 +29,16 @@ pub enum CommandError {
     /// The request does not fit the command.
     #[error("{0}")]
     BadRequest(String),
+}
+
+impl From<CommandError> for IqError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Forbidden => IqError::Forbidden(error.to_string()),
+            CommandError::Unknown => IqError::NotFound(error.to_string()),
+            CommandError::BadRequest(text) => IqError::BadRequest(text),
+        }
+    }
 }
 
 /// The commands `requester` (a bare JID) may run on `mailbox`: (node, name).
@@ -52,15 +62,7 @@ pub fn info(node: &str) -> Option<DiscoInfoResult> {
         DELETE => "Delete messages",
         _ => return None,
     };
-    Some(DiscoInfoResult {
-        node: Some(node.to_string()),
-        identities: vec![Identity::new("automation", "command-node", "en", name)],
-        features: [NS_COMMANDS, NS_DATA]
-            .iter()
-            .map(|f| f.to_string())
-            .collect(),
-        extensions: Vec::new(),
-    })
+    Some(command_info(node, name))
 }
 
 /// Runs `command` on `mailbox` for `requester` (a bare JID).

@@ -9,7 +9,7 @@ mod ogg_opus;
 mod recorder;
 mod recording;
 pub mod store;
-mod time;
+pub(crate) mod time;
 pub mod upload;
 mod wav;
 
@@ -138,6 +138,11 @@ impl Voicemail {
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Mailbox>> {
         self.mailboxes.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The mailboxes' names (their virtual JIDs' local parts), in order.
+    pub fn names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
     }
 
     /// The mailbox named `name` (its virtual JID's local part).

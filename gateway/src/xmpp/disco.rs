@@ -11,6 +11,7 @@ pub const CAPS_NODE: &str = "https://jingle-gateway.invalid/caps";
 
 /// Features of the component domain.
 const DOMAIN_FEATURES: &[&str] = &[
+    "http://jabber.org/protocol/commands",
     "http://jabber.org/protocol/disco#info",
     "http://jabber.org/protocol/disco#items",
     "jabber:iq:version",

@@ -48,6 +48,9 @@ fn describe(error: &StanzaError) -> String {
 pub enum Request {
     /// Send a message.
     Message(Box<Message>),
+    /// Send the answer to an IQ request that came earlier (one answered after its handler
+    /// returned).
+    Reply(Box<Iq>),
     /// Send an IQ get or set and hand back its answer.
     Iq {
         /// Sender.
@@ -84,6 +87,13 @@ impl XmppHandle {
     /// Waits until the component is connected; `false` when the gateway is stopping.
     pub async fn wait_online(&mut self) -> bool {
         self.online.wait_for(|online| *online).await.is_ok()
+    }
+
+    /// Sends the answer to an IQ request that came earlier.
+    pub fn reply(&self, answer: Iq) -> Result<(), RequestError> {
+        self.requests
+            .send(Request::Reply(Box::new(answer)))
+            .map_err(|_| RequestError::Stopped)
     }
 
     /// Sends a message.
@@ -133,6 +143,7 @@ impl PendingRequests {
     pub fn stanza(&mut self, request: Request) -> Stanza {
         match request {
             Request::Message(message) => Stanza::Message(*message),
+            Request::Reply(iq) => Stanza::Iq(*iq),
             Request::Iq {
                 from,
                 to,
