@@ -17,9 +17,12 @@ pub struct AdminConfig {
 }
 
 impl AdminConfig {
-    /// Whether `requester` (a bare JID, as text) is an administrator.
+    /// Whether `requester` (a bare JID as the server gives it: normalised) is an
+    /// administrator.
     pub fn is_admin(&self, requester: &str) -> bool {
-        self.jids.iter().any(|jid| jid == requester)
+        self.jids
+            .iter()
+            .any(|jid| BareJid::new(jid).is_ok_and(|admin| admin.as_str() == requester))
     }
 
     /// Every entry that is not a bare JID, each naming its key.
@@ -30,7 +33,6 @@ impl AdminConfig {
             .filter_map(|(index, jid)| {
                 let problem = match BareJid::new(jid) {
                     Ok(bare) if bare.node().is_none() => "names a domain, not a user",
-                    Ok(bare) if bare.as_str() != jid => "is not written as a bare JID",
                     Ok(_) => return None,
                     Err(_) => "is not a JID",
                 };
@@ -64,5 +66,11 @@ mod tests {
         assert!(problems[2].starts_with("admin.jids[3]"), "{problems:?}");
         assert!(admin.is_admin("admin@example.org"));
         assert!(!admin.is_admin("other@example.org"));
+        // Written as people write them; compared as the server normalises them.
+        let admin = AdminConfig {
+            jids: vec!["Admin@Example.ORG".into()],
+        };
+        assert!(admin.validate().is_empty());
+        assert!(admin.is_admin("admin@example.org"));
     }
 }
