@@ -378,9 +378,8 @@ fn the_systemd_unit_verifies() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let unit = std::fs::read_to_string(repo.join("config/systemd/jingle-gateway.service"))
         .expect("unit file");
-    assert!(unit.contains(
-        "ExecStart=/usr/local/bin/jingle-gateway --config /etc/jingle-gateway/gateway.toml"
-    ));
+    assert!(unit
+        .contains("ExecStart=/usr/bin/jingle-gateway --config /etc/jingle-gateway/gateway.toml"));
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     // What the service needs to work as its header says: notify with a watchdog, the secret
     // from a root-only file, the config directory, and netlink for listing interfaces.
@@ -408,7 +407,7 @@ fn the_systemd_unit_verifies() {
     std::fs::write(
         &path,
         unit.replace(
-            "/usr/local/bin/jingle-gateway",
+            "/usr/bin/jingle-gateway",
             env!("CARGO_BIN_EXE_jingle-gateway"),
         ),
     )

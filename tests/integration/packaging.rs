@@ -123,3 +123,104 @@ fn version_names_the_commit() {
         );
     }
 }
+
+/// Runs `program` with `args` in `dir`; its stdout, or a panic naming what failed.
+fn run(program: &str, args: &[&str], dir: &Path, env: &[(&str, &Path)]) -> String {
+    let mut command = std::process::Command::new(program);
+    command.args(args).current_dir(dir);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (tests/install-deps.sh installs it)"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The Debian package `cargo deb` builds from the metadata in gateway/Cargo.toml holds the
+/// binary where the unit runs it, the unit, the example config and prompts as conffiles in
+/// /etc/jingle-gateway, README.Debian, the licence and the examples; extracted into a
+/// temporary root (not installed), its config passes its own binary's `check-config`. The
+/// package is made from this build's binary (`--no-build`: a release build would take minutes
+/// here); a packager runs `cargo deb -p jingle-gateway`.
+#[test]
+fn the_debian_package_has_what_an_admin_needs() {
+    let dir = crate::support::TempDir::new("deb");
+    let target = dir.path().join("target");
+    std::fs::create_dir_all(target.join("release")).expect("target dir");
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_jingle-gateway"),
+        target.join("release/jingle-gateway"),
+    )
+    .expect("binary");
+    let deb = dir.path().join("jingle-gateway.deb");
+    let deb_arg = deb.to_str().expect("path");
+    run(
+        "cargo",
+        &[
+            "deb",
+            "-p",
+            "jingle-gateway",
+            "--no-build",
+            "--no-strip",
+            "--fast",
+            "-o",
+            deb_arg,
+        ],
+        &repo(),
+        &[("CARGO_TARGET_DIR", &target)],
+    );
+    let root = dir.path().join("root");
+    let control = dir.path().join("control");
+    let (root_arg, control_arg) = (
+        root.to_str().expect("path"),
+        control.to_str().expect("path"),
+    );
+    run("dpkg-deb", &["-x", deb_arg, root_arg], dir.path(), &[]);
+    run("dpkg-deb", &["-e", deb_arg, control_arg], dir.path(), &[]);
+
+    for file in [
+        "usr/bin/jingle-gateway",
+        "lib/systemd/system/jingle-gateway.service",
+        "etc/jingle-gateway/gateway.toml",
+        "etc/jingle-gateway/prompts/welcome.opus",
+        "etc/jingle-gateway/prompts/system/vm-greeting.opus",
+        "usr/share/doc/jingle-gateway/README.Debian",
+        "usr/share/doc/jingle-gateway/copyright",
+        "usr/share/doc/jingle-gateway/CHANGELOG.md",
+        "usr/share/doc/jingle-gateway/examples/prosody/jingle-gateway.cfg.lua",
+        "usr/share/doc/jingle-gateway/examples/ejabberd/jingle-gateway.yml",
+        "usr/share/doc/jingle-gateway/examples/monitoring/grafana-dashboard.json",
+    ] {
+        assert!(root.join(file).is_file(), "{file} is not in the package");
+    }
+    let conffiles = std::fs::read_to_string(control.join("conffiles")).expect("conffiles");
+    assert!(conffiles
+        .lines()
+        .any(|l| l == "/etc/jingle-gateway/gateway.toml"));
+    let fields = std::fs::read_to_string(control.join("control")).expect("control");
+    assert!(fields.contains("Package: jingle-gateway\n"), "{fields}");
+    assert!(fields.contains("Depends: "), "{fields}");
+    let copyright = std::fs::read_to_string(root.join("usr/share/doc/jingle-gateway/copyright"))
+        .expect("copyright");
+    assert!(copyright.contains("GNU AFFERO GENERAL PUBLIC LICENSE"));
+    let unit = std::fs::read_to_string(root.join("lib/systemd/system/jingle-gateway.service"))
+        .expect("unit");
+    assert!(unit
+        .contains("ExecStart=/usr/bin/jingle-gateway --config /etc/jingle-gateway/gateway.toml"));
+
+    let binary = root.join("usr/bin/jingle-gateway");
+    let config = root.join("etc/jingle-gateway/gateway.toml");
+    let checked = run(
+        binary.to_str().expect("path"),
+        &["check-config", config.to_str().expect("path")],
+        dir.path(),
+        &[],
+    );
+    assert!(checked.contains(": valid ("), "{checked}");
+}
