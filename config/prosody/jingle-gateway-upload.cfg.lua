@@ -5,5 +5,9 @@
 -- domain, which every host of this server may do while http_file_share_access is unset; if
 -- you set it (here or on your own upload component), list the gateway's domain too.
 -- Clients fetch the files from Prosody's HTTPS port: see https://prosody.im/doc/http.
+-- mod_http_file_share deletes files after a week by default (http_file_share_expires_after):
+-- the links to older messages in the owners' chat then fail, though the gateway keeps the
+-- messages. Raise it here, or set a mailbox's `delivery = "gateway"` to serve its links from
+-- the gateway's own HTTP server instead.
 Component "upload.localhost" "http_file_share"
     -- http_file_share_access = { "localhost", "gw.localhost" }

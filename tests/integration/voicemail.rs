@@ -200,24 +200,42 @@ fn envelope_match(sent: &[i16], recorded: &[i16]) -> f64 {
     best
 }
 
+/// How a message's recording reaches its owner.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Via {
+    /// The server's upload service.
+    Upload,
+    /// The gateway's own server, there being no upload (`voicemail.upload = "off"`).
+    Gateway,
+    /// The gateway's own server, the mailbox asking for it (`delivery = "gateway"`) beside an
+    /// upload service (whose files the server may delete after a while).
+    GatewayChosen,
+}
+
 /// One message end to end: `codec`, `format`, by upload or the gateway's own server.
-async fn message_reaches_the_owner(kind: Kind, codec: &'static str, format: &str, upload: bool) {
+async fn message_reaches_the_owner(kind: Kind, codec: &'static str, format: &str, via: Via) {
     let server = Server::start(kind);
     let data = TempDir::new("gw");
     let extra = [(
         "GATEWAY_VOICEMAIL_UPLOAD",
-        if upload { "auto" } else { "off" },
+        if via == Via::Gateway { "off" } else { "auto" },
     )];
+    let delivery = if via == Via::GatewayChosen {
+        "delivery = \"gateway\"\n"
+    } else {
+        ""
+    };
     let tables = MAILBOXES.replace(
         "[endpoints.box]\n",
-        &format!("[endpoints.box]\nformat = \"{format}\"\n"),
+        &format!("[endpoints.box]\nformat = \"{format}\"\n{delivery}"),
     );
+    let upload = via == Via::Upload;
     let gateway = Gateway::start(gateway_config_with(&server, &data, &tables, &extra));
     let mut bob = owner(&server).await;
     let mut alice = TestCaller::new(server.c2s_port, "alice").await;
     wait_attached(&mut alice.client).await;
     let speech = codec == "opus" && format == "ogg-opus";
-    let what = format!("{kind:?} {codec} {format} upload={upload}");
+    let what = format!("{kind:?} {codec} {format} {via:?}");
     let mut call = alice
         .call("box@gw.localhost", &CallSetup::only(codec))
         .await
@@ -313,7 +331,7 @@ async fn message_reaches_the_owner(kind: Kind, codec: &'static str, format: &str
 async fn opus_speech_by_upload_on_prosody() {
     within(
         90,
-        message_reaches_the_owner(Kind::Prosody, "opus", "ogg-opus", true),
+        message_reaches_the_owner(Kind::Prosody, "opus", "ogg-opus", Via::Upload),
     )
     .await;
 }
@@ -322,7 +340,16 @@ async fn opus_speech_by_upload_on_prosody() {
 async fn pcmu_tone_served_by_the_gateway_on_prosody() {
     within(
         90,
-        message_reaches_the_owner(Kind::Prosody, "PCMU", "ogg-opus", false),
+        message_reaches_the_owner(Kind::Prosody, "PCMU", "ogg-opus", Via::Gateway),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_may_choose_the_gateway_beside_an_upload_service() {
+    within(
+        90,
+        message_reaches_the_owner(Kind::Prosody, "opus", "ogg-opus", Via::GatewayChosen),
     )
     .await;
 }
@@ -331,7 +358,7 @@ async fn pcmu_tone_served_by_the_gateway_on_prosody() {
 async fn pcmu_wav_by_upload_on_ejabberd() {
     within(
         90,
-        message_reaches_the_owner(Kind::Ejabberd, "PCMU", "wav", true),
+        message_reaches_the_owner(Kind::Ejabberd, "PCMU", "wav", Via::Upload),
     )
     .await;
 }
@@ -340,7 +367,7 @@ async fn pcmu_wav_by_upload_on_ejabberd() {
 async fn opus_wav_served_by_the_gateway_on_ejabberd() {
     within(
         90,
-        message_reaches_the_owner(Kind::Ejabberd, "opus", "wav", false),
+        message_reaches_the_owner(Kind::Ejabberd, "opus", "wav", Via::Gateway),
     )
     .await;
 }

@@ -26,8 +26,8 @@ pub use schema::{
 pub use sound::{DeviceChoice, SoundDeviceConfig, WhenBusy};
 pub use validate::parse_port_range;
 pub use voicemail::{
-    FollowMeConfig, HttpConfig, MailboxConfig, MetricsConfig, RecordingFormat, VoicemailConfig,
-    BEEP_PROMPT,
+    Delivery, FollowMeConfig, HttpConfig, MailboxConfig, MetricsConfig, RecordingFormat,
+    VoicemailConfig, BEEP_PROMPT,
 };
 
 /// The example configuration shipped in `config/gateway.example.toml`, used when no `--config`

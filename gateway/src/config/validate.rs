@@ -157,6 +157,14 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             }
             crate::config::EndpointKind::Voicemail(mailbox) => {
                 errors.extend(mailbox.validate(&key));
+                if mailbox.delivery == crate::config::Delivery::Gateway
+                    && config.http.bind.is_none()
+                {
+                    errors.push(ConfigError::new(
+                        format!("{key}.delivery"),
+                        "is \"gateway\" but http.bind is not set: the gateway serves nothing",
+                    ));
+                }
                 dial_targets.extend(mailbox.dial_targets(&key));
             }
             crate::config::EndpointKind::SoundDevice(sound) => {

@@ -51,6 +51,11 @@ pub struct MailboxConfig {
     /// `[endpoints.<name>.follow_me]`: ring the owner first, and record only when nobody
     /// answers.
     pub follow_me: Option<FollowMeConfig>,
+    /// Where the owners' links point: `"upload"` (the server's upload service, found or named
+    /// by `voicemail.upload`, else the gateway's own server) or `"gateway"` (always the
+    /// gateway's own server, `[http]`: the link lasts as long as the message is kept, where an
+    /// upload lasts as long as the server keeps it).
+    pub delivery: Delivery,
 }
 
 /// A mailbox's follow-me: whom to ring before recording.
@@ -98,8 +103,19 @@ impl Default for MailboxConfig {
                 chat: true,
             },
             follow_me: None,
+            delivery: Delivery::Upload,
         }
     }
+}
+
+/// Where a mailbox's links point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// The server's upload service where there is one, else the gateway's own server.
+    Upload,
+    /// The gateway's own server.
+    Gateway,
 }
 
 /// How messages are stored.
@@ -383,6 +399,13 @@ mod tests {
         }
         let errors = mailbox("", "").unwrap_err();
         assert_eq!(errors[0].0, "endpoints.vm.owners");
+        // Links from the gateway's own server need that server.
+        let errors = mailbox("owners = [\"a@b\"]\ndelivery = \"gateway\"\n", "").unwrap_err();
+        assert_eq!(errors[0].0, "endpoints.vm.delivery", "{errors:?}");
+        let served = "[http]\nbind = \"127.0.0.1:0\"\n";
+        assert!(mailbox("owners = [\"a@b\"]\ndelivery = \"gateway\"\n", served).is_ok());
+        let errors = mailbox("owners = [\"a@b\"]\ndelivery = \"ftp\"\n", "").unwrap_err();
+        assert!(errors[0].0.starts_with("endpoints.vm"), "{errors:?}");
     }
 
     #[test]

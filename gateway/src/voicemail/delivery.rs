@@ -19,6 +19,7 @@ use super::store::Ending;
 use super::time::{clock_duration, Utc};
 use super::upload::{UploadSetting, Uploader};
 use super::{MessageInfo, Voicemail};
+use crate::config::Delivery;
 use crate::http::recording_url;
 use crate::metrics;
 use crate::xmpp::requests::XmppHandle;
@@ -125,7 +126,8 @@ async fn deliver(
     let url = match info.url.clone() {
         Some(url) => url,
         None => {
-            let url = url_for(voicemail, uploader, config, &from, &info).await?;
+            let delivery = mailbox.config.delivery;
+            let url = url_for(voicemail, uploader, config, delivery, &from, &info).await?;
             // Kept at once: a crash before the chat messages go out must not upload again.
             info.url = Some(url.clone());
             if let Err(e) = voicemail.update(&info) {
@@ -166,6 +168,7 @@ async fn url_for(
     voicemail: &Voicemail,
     uploader: &mut Uploader,
     config: &DeliveryConfig,
+    delivery: Delivery,
     from: &Jid,
     info: &MessageInfo,
 ) -> Result<String, DeliveryError> {
@@ -173,7 +176,7 @@ async fn url_for(
         .base_url
         .as_ref()
         .map(|base| recording_url(base, &info.token, &info.file_name()));
-    if uploader.is_enabled() {
+    if uploader.is_enabled() && delivery == Delivery::Upload {
         let path = voicemail
             .recording_path(info)
             .ok_or_else(|| DeliveryError::NoUrl("no such mailbox".into()))?;
