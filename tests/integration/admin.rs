@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use minidom::Element;
 
-use crate::support::adhoc::{command, listed, NS_COMMANDS, NS_DATA};
+use crate::support::adhoc::{command, first_option, listed, NS_COMMANDS};
 use crate::support::caller::{CallSetup, Exchange, TestCaller};
 use crate::support::client::XmppClient;
 use crate::support::servers::{Kind, Server};
@@ -106,15 +106,7 @@ async fn admin_commands(kind: Kind) {
     let form = alice
         .iq(DOMAIN, "set", command("hang-up", None, "", &[]))
         .await;
-    let form_command = form.get_child("command", NS_COMMANDS).expect("command");
-    let session = form_command.attr("sessionid").expect("session").to_string();
-    let call_id = form_command
-        .get_child("x", NS_DATA)
-        .and_then(|x| x.get_child("field", NS_DATA))
-        .and_then(|f| f.get_child("option", NS_DATA))
-        .and_then(|o| o.get_child("value", NS_DATA))
-        .map(|v| v.text())
-        .expect("the call offered");
+    let (session, call_id) = first_option(&form);
     let done = alice
         .iq(
             DOMAIN,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use minidom::Element;
 
-use crate::support::adhoc::{command, listed, NS_COMMANDS, NS_DATA};
+use crate::support::adhoc::{command, first_option, listed, NS_COMMANDS};
 use crate::support::audio::{dominant_frequency, tones_heard};
 use crate::support::callee::jmi_child;
 use crate::support::caller::{speech_fixture, CallSetup, Exchange, Press, TestCaller};
@@ -744,17 +744,7 @@ async fn the_owner_listens_lists_and_deletes() {
             .await;
         let command_element = form.get_child("command", NS_COMMANDS).expect("command");
         assert_eq!(command_element.attr("status"), Some("executing"));
-        let session = command_element
-            .attr("sessionid")
-            .expect("session")
-            .to_string();
-        let option = command_element
-            .get_child("x", NS_DATA)
-            .and_then(|x| x.get_child("field", NS_DATA))
-            .and_then(|f| f.get_child("option", NS_DATA))
-            .and_then(|o| o.get_child("value", NS_DATA))
-            .map(|v| v.text())
-            .expect("an option");
+        let (session, option) = first_option(&form);
         let done = bob
             .client
             .iq(

@@ -59,3 +59,17 @@ pub fn listed(answer: &Element) -> Vec<Vec<(String, String)>> {
         })
         .unwrap_or_default()
 }
+
+/// The session of a command's form and the value of its first field's first option.
+pub fn first_option(answer: &Element) -> (String, String) {
+    let command = answer.get_child("command", NS_COMMANDS).expect("command");
+    let session = command.attr("sessionid").expect("session").to_string();
+    let option = command
+        .get_child("x", NS_DATA)
+        .and_then(|x| x.get_child("field", NS_DATA))
+        .and_then(|f| f.get_child("option", NS_DATA))
+        .and_then(|o| o.get_child("value", NS_DATA))
+        .map(|v| v.text())
+        .expect("an option");
+    (session, option)
+}
