@@ -424,6 +424,70 @@ fn the_systemd_unit_verifies() {
     );
 }
 
+/// The install steps in the unit file's header work as written, run in a temporary root (every
+/// `/etc/` and `/usr/bin/` path moved under it, `systemctl` left out): the binary, the config,
+/// the prompts, a root-only secret file and the unit land where the unit expects them, and the
+/// installed config, with the secret as systemd's `EnvironmentFile=` passes it, passes
+/// `check-config`.
+#[test]
+fn the_unit_files_install_steps_work_in_a_temporary_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let unit = std::fs::read_to_string(repo.join("config/systemd/jingle-gateway.service"))
+        .expect("unit file");
+    let dir = TempDir::new("install");
+    let root = dir.path().display().to_string();
+    // What any machine has already.
+    for existing in ["usr/bin", "etc/systemd/system"] {
+        std::fs::create_dir_all(dir.path().join(existing)).expect("root");
+    }
+    let steps: Vec<String> = unit
+        .lines()
+        .skip_while(|line| !line.ends_with("by hand:"))
+        .skip(1)
+        .take_while(|line| line.starts_with('#'))
+        .filter_map(|line| line.strip_prefix("#   "))
+        .filter(|step| !step.starts_with('#') && !step.starts_with("systemctl"))
+        .map(|step| {
+            step.replace("target/release/jingle-gateway", env!("CARGO_BIN_EXE_jingle-gateway"))
+                .replace(" /etc/", &format!(" {root}/etc/"))
+                .replace(" /usr/bin/", &format!(" {root}/usr/bin/"))
+        })
+        .collect();
+    assert!(steps.len() >= 5, "install steps not found: {steps:?}");
+    for step in &steps {
+        let status = std::process::Command::new("sh")
+            .args(["-c", step])
+            .current_dir(&repo)
+            .status()
+            .expect("sh");
+        assert!(status.success(), "install step failed: {step}");
+    }
+    let installed = |path: &str| dir.path().join(path);
+    assert!(installed("usr/bin/jingle-gateway").is_file());
+    assert!(installed("etc/systemd/system/jingle-gateway.service").is_file());
+    assert!(installed("etc/jingle-gateway/prompts/welcome.opus").is_file());
+    let secret = installed("etc/jingle-gateway/secret.env");
+    let mode = std::fs::metadata(&secret).expect("secret.env").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "secret.env must be readable by root only");
+    let environment = std::fs::read_to_string(&secret).expect("secret.env");
+    let (key, value) = environment
+        .trim()
+        .split_once('=')
+        .expect("KEY=value in secret.env");
+    let output = std::process::Command::new(installed("usr/bin/jingle-gateway"))
+        .arg("check-config")
+        .arg(installed("etc/jingle-gateway/gateway.toml"))
+        .env(key, value)
+        .output()
+        .expect("check-config");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A notify socket in `data`, as systemd makes one, and the gateway started with it (and a
 /// 400 ms watchdog) in its environment.
 fn gateway_under_systemd(
