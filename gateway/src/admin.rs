@@ -45,6 +45,8 @@ pub struct CallRow {
     pub loss: Option<f64>,
     /// Interarrival jitter, so far.
     pub jitter_ms: Option<f64>,
+    /// Round-trip time from RTCP, last reported.
+    pub round_trip_ms: Option<f64>,
     /// The ICE pair in use (types and addresses), once selected.
     pub path: Option<String>,
 }
@@ -95,6 +97,7 @@ pub fn execute(
                 ("duration", "Duration"),
                 ("loss", "Loss"),
                 ("jitter", "Jitter"),
+                ("rtt", "Round trip"),
                 ("path", "ICE path"),
             ];
             let note = match calls.len() {
@@ -221,6 +224,8 @@ fn call_cells(call: &CallRow) -> Vec<String> {
             .map_or_else(unknown, |loss| format!("{:.1} %", loss * 100.0)),
         call.jitter_ms
             .map_or_else(unknown, |jitter| format!("{jitter:.1} ms")),
+        call.round_trip_ms
+            .map_or_else(unknown, |rtt| format!("{rtt:.0} ms")),
         call.path.clone().unwrap_or_else(unknown),
     ]
 }
@@ -250,6 +255,7 @@ mod tests {
             duration: Duration::from_secs(75),
             loss: Some(0.025),
             jitter_ms: Some(3.25),
+            round_trip_ms: Some(41.6),
             path: Some("host 192.0.2.1:10000 - srflx 198.51.100.7:4000".into()),
         }
     }
@@ -273,6 +279,7 @@ mod tests {
             "1:15",
             "2.5 %",
             "3.2 ms",
+            "42 ms",
             "srflx 198.51.100.7:4000",
         ] {
             assert!(text.contains(cell), "{cell} missing: {text}");

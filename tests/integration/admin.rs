@@ -86,6 +86,7 @@ async fn admin_commands(kind: Kind) {
         let received = carol.exchange(&mut call, &Exchange::tone(20, 440.0)).await;
         (carol, received)
     });
+    // Our first RTCP report goes 5 s after SRTP is up; the caller answers it at once.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let list = alice
         .iq(DOMAIN, "set", command("calls", None, "", &[]))
@@ -100,6 +101,8 @@ async fn admin_commands(kind: Kind) {
     assert!(cell(row, "duration").starts_with("0:0"), "{row:?}");
     assert!(cell(row, "loss").ends_with('%'), "{row:?}");
     assert!(cell(row, "jitter").ends_with("ms"), "{row:?}");
+    // The test caller answers our RTCP sender reports, so a round trip is known.
+    assert!(cell(row, "rtt").ends_with(" ms"), "{row:?}");
     assert!(cell(row, "path").contains("host 127.0.0.1:"), "{row:?}");
 
     // Hang it up: a form to pick the call, then the call ends for the caller.

@@ -449,9 +449,12 @@ fn the_unit_files_install_steps_work_in_a_temporary_root() {
         .filter_map(|line| line.strip_prefix("#   "))
         .filter(|step| !step.starts_with('#') && !step.starts_with("systemctl"))
         .map(|step| {
-            step.replace("target/release/jingle-gateway", env!("CARGO_BIN_EXE_jingle-gateway"))
-                .replace(" /etc/", &format!(" {root}/etc/"))
-                .replace(" /usr/bin/", &format!(" {root}/usr/bin/"))
+            step.replace(
+                "target/release/jingle-gateway",
+                env!("CARGO_BIN_EXE_jingle-gateway"),
+            )
+            .replace(" /etc/", &format!(" {root}/etc/"))
+            .replace(" /usr/bin/", &format!(" {root}/usr/bin/"))
         })
         .collect();
     assert!(steps.len() >= 5, "install steps not found: {steps:?}");
@@ -468,8 +471,15 @@ fn the_unit_files_install_steps_work_in_a_temporary_root() {
     assert!(installed("etc/systemd/system/jingle-gateway.service").is_file());
     assert!(installed("etc/jingle-gateway/prompts/welcome.opus").is_file());
     let secret = installed("etc/jingle-gateway/secret.env");
-    let mode = std::fs::metadata(&secret).expect("secret.env").permissions().mode();
-    assert_eq!(mode & 0o777, 0o600, "secret.env must be readable by root only");
+    let mode = std::fs::metadata(&secret)
+        .expect("secret.env")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "secret.env must be readable by root only"
+    );
     let environment = std::fs::read_to_string(&secret).expect("secret.env");
     let (key, value) = environment
         .trim()

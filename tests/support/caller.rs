@@ -550,7 +550,14 @@ impl TestCaller {
                             let _ = decoder.decode(Some(&rtp.payload), FRAME_SAMPLES, &mut received.pcm);
                         }
                     }
-                    LegEvent::LocalCandidate(_) | LegEvent::Rtcp(_) => {}
+                    LegEvent::Rtcp(packet) => {
+                        // Answered at once, as RFC 3550 receivers do (in their next report):
+                        // the gateway learns the round trip.
+                        if let Some(answer) = answer_sender_report(&packet, call.sender.ssrc()) {
+                            call.leg.send_rtcp(&answer).await;
+                        }
+                    }
+                    LegEvent::LocalCandidate(_) => {}
                     LegEvent::Failed(reason) => {
                         // Keep listening: the gateway's session-terminate says why.
                         received.media_failed = Some(reason.to_string());
@@ -706,4 +713,29 @@ pub fn jingle_of(stanza: &Element) -> Option<Jingle> {
     stanza
         .get_child("jingle", jingle_gateway::protocol::jingle::NS_JINGLE)
         .and_then(|j| Jingle::parse(j).ok())
+}
+
+/// A receiver report answering the sender report in `plain` (its LSR echoed, no delay held),
+/// from our stream `ours`; none if `plain` holds no sender report.
+fn answer_sender_report(plain: &[u8], ours: u32) -> Option<Vec<u8>> {
+    use rtcp::receiver_report::ReceiverReport;
+    use rtcp::reception_report::ReceptionReport;
+    use rtcp::sender_report::SenderReport;
+    use webrtc_util::marshal::Marshal;
+    let mut buf = plain;
+    let packets = rtcp::packet::unmarshal(&mut buf).ok()?;
+    let report = packets
+        .iter()
+        .find_map(|p| p.as_any().downcast_ref::<SenderReport>())?;
+    let answer = ReceiverReport {
+        ssrc: ours,
+        reports: vec![ReceptionReport {
+            ssrc: report.ssrc,
+            last_sender_report: (report.ntp_time >> 16) as u32,
+            delay: 0,
+            ..ReceptionReport::default()
+        }],
+        ..ReceiverReport::default()
+    };
+    answer.marshal().ok().map(|bytes| bytes.to_vec())
 }

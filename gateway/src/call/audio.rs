@@ -17,7 +17,9 @@ use crate::media::foreign::ForeignAudio;
 use crate::media::inband_dtmf::InbandDtmf;
 use crate::media::jitter::{Buffered, JitterBuffer, Playout};
 use crate::media::pacer::Pacer;
-use crate::media::rtcp::{build_report, read_sender_report, LastSenderReport, REPORT_INTERVAL};
+use crate::media::rtcp::{
+    build_report, read_sender_report, round_trip, LastSenderReport, REPORT_INTERVAL,
+};
 use crate::media::rtp::{ReceiveStats, RtpSender};
 
 /// The packet time.
@@ -61,6 +63,8 @@ pub struct AudioPath {
     pacer: Option<Pacer>,
     next_report: Option<Instant>,
     last_sr: Option<LastSenderReport>,
+    /// The last round-trip time the peer's reports gave.
+    round_trip: Option<Duration>,
     decoder: Option<Decoder>,
     encoder: Option<Encoder>,
     playout: Vec<Playout>,
@@ -100,6 +104,7 @@ impl AudioPath {
             pacer: None,
             next_report: None,
             last_sr: None,
+            round_trip: None,
             decoder: None,
             encoder: None,
             playout: Vec::with_capacity(4),
@@ -248,6 +253,9 @@ impl AudioPath {
     pub fn receive_rtcp(&mut self, plain: &[u8], now: Instant) {
         if let Some(sr) = read_sender_report(plain, now) {
             self.last_sr = Some(sr);
+        }
+        if let Some(rtt) = round_trip(plain, self.sender.ssrc(), SystemTime::now()) {
+            self.round_trip = Some(rtt);
         }
     }
 
@@ -450,6 +458,7 @@ impl AudioPath {
             jitter_ms: self.received.jitter_ms(),
             unknown_payload_types: self.unknown_payload_types,
             foreign_codec: self.foreign_packets,
+            round_trip_ms: self.round_trip.map(|rtt| rtt.as_secs_f64() * 1000.0),
         }
     }
 }
@@ -496,6 +505,8 @@ pub struct AudioSummary {
     pub unknown_payload_types: u64,
     /// Audio packets in another codec of the offer than the answered one (transcoded).
     pub foreign_codec: u64,
+    /// The last round-trip time the peer's RTCP reports gave.
+    pub round_trip_ms: Option<f64>,
 }
 
 #[cfg(test)]

@@ -91,6 +91,8 @@ pub struct CallFigures {
     pub expected: u64,
     /// Interarrival jitter.
     pub jitter_ms: f64,
+    /// The round-trip time the peer's RTCP reports gave last.
+    pub round_trip_ms: Option<f64>,
     /// The ICE pair in use (types and addresses).
     pub path: Option<String>,
 }

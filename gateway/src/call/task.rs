@@ -99,6 +99,7 @@ pub(super) async fn run_call(
             jitter_ms = summary.jitter_ms,
             unknown_payload_types = summary.unknown_payload_types,
             foreign_codec = summary.foreign_codec,
+            round_trip_ms = ?summary.round_trip_ms,
             "media of the call"
         );
         metrics.call_media(summary.concealed, summary.late, summary.jitter_ms);
@@ -289,7 +290,10 @@ async fn drive(
                     }
                     audio.receive_rtp(&packet, Instant::now(), endpoint.as_mut());
                 }
-                LegEvent::Rtcp(packet) => audio.receive_rtcp(&packet, Instant::now()),
+                LegEvent::Rtcp(packet) => {
+                    audio.receive_rtcp(&packet, Instant::now());
+                    show(figures, audio, leg);
+                }
                 LegEvent::Failed(reason) => return Some(reason),
             },
             _ = &mut tick_timer, if tick_at.is_some() => {
@@ -349,6 +353,7 @@ fn show(figures: &SharedFigures, audio: &AudioPath, leg: &MediaLeg) {
     figures.received = summary.received;
     figures.expected = summary.expected;
     figures.jitter_ms = summary.jitter_ms;
+    figures.round_trip_ms = summary.round_trip_ms;
     if figures.path.as_deref() != leg.selected_pair() {
         figures.path = leg.selected_pair().map(str::to_string);
     }

@@ -102,6 +102,34 @@ pub fn read_sender_report(plain: &[u8], arrived: Instant) -> Option<LastSenderRe
     })
 }
 
+/// The round-trip time a report block of the peer's about our stream `ours` gives, when it
+/// answers one of our sender reports (RFC 3550 6.4.1: arrival, less the LSR it echoes, less
+/// the delay it says it held it). `wallclock` is when the packet arrived.
+pub fn round_trip(plain: &[u8], ours: u32, wallclock: SystemTime) -> Option<Duration> {
+    let mut buf = plain;
+    let packets = rtcp::packet::unmarshal(&mut buf).ok()?;
+    let block = packets.iter().find_map(|p| {
+        let any = p.as_any();
+        let blocks = any
+            .downcast_ref::<SenderReport>()
+            .map(|sr| &sr.reports)
+            .or_else(|| {
+                any.downcast_ref::<rtcp::receiver_report::ReceiverReport>()
+                    .map(|rr| &rr.reports)
+            })?;
+        blocks
+            .iter()
+            .find(|b| b.ssrc == ours && b.last_sender_report != 0)
+            .map(|b| (b.last_sender_report, b.delay))
+    })?;
+    let arrival = (ntp_time(wallclock) >> 16) as u32;
+    let (last_sender_report, delay) = block;
+    let units = arrival.wrapping_sub(last_sender_report).wrapping_sub(delay);
+    // In 1/65536 s; more than a minute is a clock step or a forged block, not a path.
+    let rtt = Duration::from_secs_f64(f64::from(units) / 65536.0);
+    (rtt < Duration::from_secs(60)).then_some(rtt)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +165,29 @@ mod tests {
     fn garbage_is_not_a_report() {
         assert!(read_sender_report(&[0x80, 0xC8, 0x00], Instant::now()).is_none());
         assert!(read_sender_report(&[], Instant::now()).is_none());
+        assert!(round_trip(&[0x80, 0xC8, 0x00], 1, SystemTime::now()).is_none());
+    }
+
+    #[test]
+    fn the_round_trip_is_what_the_peer_did_not_hold() {
+        let (t0, w0) = (Instant::now(), SystemTime::now());
+        let ours = RtpSender::new(0xA, 111, None, 1, 1000);
+        let mut peer = RtpSender::new(0xB, 111, None, 1, 1000);
+        peer.audio(960, 80);
+        let ms = Duration::from_millis;
+        // Our report reaches the peer after 20 ms; it answers 100 ms later; its report
+        // reaches us 30 ms after that: 50 ms on the path, 100 ms held.
+        let our_report = build_report(&ours, None, None, t0, w0).unwrap();
+        let last_sr = read_sender_report(&our_report, t0 + ms(20));
+        let mut stats = ReceiveStats::new(48000, t0);
+        stats.on_packet(1, 0, t0, true);
+        let answer =
+            build_report(&peer, Some((0xA, &mut stats)), last_sr, t0 + ms(120), w0).unwrap();
+        let rtt = round_trip(&answer, 0xA, w0 + ms(150)).expect("a round trip");
+        assert!(rtt.abs_diff(ms(50)) < ms(1), "{rtt:?}");
+        // A block about another stream, or one answering no report of ours, gives none.
+        assert!(round_trip(&answer, 0xC, w0 + ms(150)).is_none());
+        let unanswered = build_report(&peer, Some((0xA, &mut stats)), None, t0, w0).unwrap();
+        assert!(round_trip(&unanswered, 0xA, w0).is_none());
     }
 }

@@ -121,6 +121,7 @@ impl Router {
                     duration: now.duration_since(call.started()),
                     loss: heard.then(|| lost as f64 / figures.expected as f64),
                     jitter_ms: heard.then_some(figures.jitter_ms),
+                    round_trip_ms: figures.round_trip_ms,
                     path: figures.path,
                 }
             })
