@@ -450,6 +450,7 @@ fn fuzz_offer(codec: Codec) -> Negotiated {
         },
         dtls_role: DtlsRole::Client,
         bundle: false,
+        offered: Default::default(),
     }
 }
 

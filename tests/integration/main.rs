@@ -8,6 +8,7 @@ mod admin;
 mod calls;
 mod connect;
 mod demo;
+mod doctor;
 mod faults;
 mod hostile;
 mod ivr;

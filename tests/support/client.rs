@@ -222,6 +222,9 @@ impl XmppClient {
                     if self.auto_ack && is_jingle_set(&stanza) {
                         self.ack(&stanza).await;
                     }
+                    if self.auto_ack && is_disco_info_get(&stanza) {
+                        self.answer_disco_info(&stanza).await;
+                    }
                     return Some(stanza);
                 }
                 Err(ReadError::SoftTimeout) | Err(ReadError::ParseError(_)) => continue,
@@ -244,10 +247,49 @@ impl XmppClient {
         self.send(result).await;
     }
 
+    /// Answers a disco#info query as a Jingle audio client does.
+    async fn answer_disco_info(&mut self, iq: &Element) {
+        let mut query = build("query", NS_DISCO_INFO).build();
+        let mut identity = build("identity", NS_DISCO_INFO).build();
+        set(&mut identity, "category", "client");
+        set(&mut identity, "type", "pc");
+        query.append_child(identity);
+        for feature in CLIENT_FEATURES {
+            let mut element = build("feature", NS_DISCO_INFO).build();
+            set(&mut element, "var", feature);
+            query.append_child(element);
+        }
+        let mut result = build("iq", NS_CLIENT).append(query).build();
+        set(&mut result, "type", "result");
+        set(&mut result, "id", iq.attr("id").unwrap_or_default());
+        set(&mut result, "to", iq.attr("from").unwrap_or_default());
+        self.send(result).await;
+    }
+
     /// Closes the stream.
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.stream.shutdown()).await;
     }
+}
+
+const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+
+/// What the test client says it supports: a Jingle audio client with ICE, DTLS and JMI.
+const CLIENT_FEATURES: [&str; 7] = [
+    NS_DISCO_INFO,
+    "urn:xmpp:jingle:1",
+    "urn:xmpp:jingle:apps:rtp:1",
+    "urn:xmpp:jingle:apps:rtp:audio",
+    "urn:xmpp:jingle:transports:ice-udp:1",
+    "urn:xmpp:jingle:apps:dtls:0",
+    "urn:xmpp:jingle-message:0",
+];
+
+/// Whether `stanza` is a disco#info query.
+fn is_disco_info_get(stanza: &Element) -> bool {
+    stanza.name() == "iq"
+        && stanza.attr("type") == Some("get")
+        && stanza.has_child("query", NS_DISCO_INFO)
 }
 
 /// Whether `stanza` is an IQ set carrying Jingle.

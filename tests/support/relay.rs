@@ -23,6 +23,13 @@ pub struct RelayRules {
     /// else (DTLS, media) from the second only, as a client does that nominated a pair other
     /// than the one the gateway selected. Answers come back on either.
     pub media_from_second_address: AtomicBool,
+    /// When not 0, drop every this many RTP packets from the caller (a lossy path: 10 is 10 %
+    /// loss).
+    pub drop_every_nth_rtp: AtomicU64,
+    /// RTP packets from the caller so far, and those dropped by that rule.
+    pub rtp_seen: AtomicU64,
+    /// RTP packets dropped so far by that rule.
+    pub rtp_dropped: AtomicU64,
 }
 
 /// A running relay; stopped when dropped.
@@ -86,6 +93,14 @@ fn is_binding_success(datagram: &[u8]) -> bool {
     datagram.len() >= 20 && datagram[0] == 0x01 && datagram[1] == 0x01
 }
 
+/// Whether `datagram` is (S)RTP rather than (S)RTCP (RFC 7983 first byte 128 to 191, RFC 5761
+/// second byte outside 192 to 223).
+fn is_rtp(datagram: &[u8]) -> bool {
+    datagram.len() >= 12
+        && (128..=191).contains(&datagram[0])
+        && !(192..=223).contains(&datagram[1])
+}
+
 /// Whether `datagram` is STUN (RFC 7983: first byte 0 to 3).
 fn is_stun(datagram: &[u8]) -> bool {
     datagram.len() >= 20 && datagram[0] <= 3
@@ -111,6 +126,14 @@ async fn forward(
                 if rules.drop_answers_to_gateway.load(Ordering::Relaxed) && is_binding_success(datagram) {
                     rules.answers_dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
+                }
+                if is_rtp(datagram) {
+                    let seen = rules.rtp_seen.fetch_add(1, Ordering::Relaxed) + 1;
+                    let every = rules.drop_every_nth_rtp.load(Ordering::Relaxed);
+                    if every > 0 && seen.is_multiple_of(every) {
+                        rules.rtp_dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                 }
                 let Some(target) = *gateway.lock().expect("relay lock") else { continue };
                 let senders: &[&UdpSocket] = if !rules.media_from_second_address.load(Ordering::Relaxed) {

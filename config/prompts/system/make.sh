@@ -35,6 +35,9 @@ say vm-too-short     "No message was recorded. Goodbye."
 say vm-full          "Sorry, this mailbox is full and cannot take new messages. Goodbye."
 say vm-storage-error "Sorry, your message could not be stored. Goodbye."
 
+# The call doctor.
+say doctor-intro     "This is the call test. You will hear yourself one second later. When you hang up, a report on the call arrives in your chat."
+
 # IVR `connect`: nobody answered.
 say no-answer        "Sorry, nobody is answering right now."
 

@@ -79,6 +79,19 @@ pub enum CallEvent {
     },
     /// Ring people for this call's caller (an IVR `connect`, a mailbox's follow-me).
     Connect(DialPlan),
+    /// Ask the caller's client what it supports (disco#info) and hand back its features, or
+    /// `None` if it does not answer.
+    DiscoverCaller(tokio::sync::oneshot::Sender<Option<Vec<String>>>),
+    /// The call is over: send the caller this report from the virtual JID called (its local
+    /// part), even though the call's handle may be gone by then.
+    Report {
+        /// The virtual JID's local part.
+        callee: String,
+        /// The caller.
+        to: BareJid,
+        /// Text.
+        body: String,
+    },
 }
 
 /// What a running call shows of itself (the admins' list of calls), kept by its task: the

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::audio::AudioPath;
 use super::{CallCommand, CallCommands, CallEvent, CallEvents, SharedFigures};
-use crate::endpoint::{CallInfo, Endpoint, EndpointEvent, EndpointFactory};
+use crate::endpoint::{CallInfo, CallReport, Endpoint, EndpointEvent, EndpointFactory};
 use crate::jingle::negotiate::{LocalTransport, Negotiated};
 use crate::jingle::{CallStart, EndReason, MediaEvent};
 use crate::media::engine::MediaEngine;
@@ -72,6 +72,12 @@ pub(super) async fn run_call(
             connect(&mut leg, &media);
         }
         leg.add_remote_candidates(&media.candidates);
+        let client_features = endpoint.wants_client_features().then(|| {
+            let (reply, features) = tokio::sync::oneshot::channel();
+            let _ = events.send((call_id, CallEvent::DiscoverCaller(reply)));
+            features
+        });
+        let began = Instant::now();
         let mut audio = AudioPath::new(&media, ssrc, Instant::now());
         let ended = drive(
             &mut leg,
@@ -86,6 +92,8 @@ pub(super) async fn run_call(
             &figures,
         )
         .await;
+        let remote_candidates = leg.remote_candidate_types();
+        let selected_pair = leg.selected_pair().map(str::to_string);
         leg.close().await;
         let summary = audio.summary();
         tracing::debug!(
@@ -103,6 +111,25 @@ pub(super) async fn run_call(
             "media of the call"
         );
         metrics.call_media(summary.concealed, summary.late, summary.jitter_ms);
+        let client_features =
+            client_features.and_then(|mut answer| answer.try_recv().ok().flatten());
+        let report = CallReport {
+            offer: &media,
+            via_jmi: start.via_jmi,
+            client_features: client_features.as_deref(),
+            remote_candidates,
+            selected_pair: selected_pair.as_deref(),
+            audio: summary,
+            duration: began.elapsed(),
+        };
+        if let Some(body) = endpoint.report(&report) {
+            let report = CallEvent::Report {
+                callee: start.callee.clone(),
+                to: start.peer.to_bare(),
+                body,
+            };
+            let _ = events.send((call_id, report));
+        }
         if let Some(reason) = ended {
             let _ = events.send((call_id, CallEvent::Media(MediaEvent::Ended(reason))));
         }

@@ -149,6 +149,10 @@ impl Config {
                     );
                     uses
                 }
+                EndpointKind::Doctor => vec![(
+                    format!("endpoints.{name}"),
+                    crate::prompt::system::DOCTOR_INTRO.to_string(),
+                )],
                 _ => Vec::new(),
             })
             .collect()
@@ -335,14 +339,17 @@ fn endpoints(
             }
         };
         let kind = match kind {
-            EndpointKind::Echo => {
+            EndpointKind::Echo | EndpointKind::Doctor => {
                 for extra in settings.keys() {
                     errors.push(ConfigError::new(
                         format!("{key}.{extra}"),
-                        "unknown key (an echo endpoint has only `kind`, `name` and `callers`)",
+                        format!(
+                            "unknown key (an {} endpoint has only `kind`, `name` and `callers`)",
+                            kind.name()
+                        ),
                     ));
                 }
-                EndpointKind::Echo
+                kind
             }
             EndpointKind::Ivr(_) => match typed(Value::Table(settings), &key, errors) {
                 Some(ivr) => EndpointKind::Ivr(Box::new(ivr)),

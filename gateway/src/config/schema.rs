@@ -378,6 +378,8 @@ pub enum EndpointKind {
     /// `kind = "sound-device"`: a bridge to this machine's speaker and microphone (builds with
     /// the `sound` feature).
     SoundDevice(Box<crate::config::SoundDeviceConfig>),
+    /// `kind = "doctor"`: the call test, with a report in the caller's chat afterwards.
+    Doctor,
 }
 
 impl EndpointConfig {
@@ -416,7 +418,8 @@ impl Config {
 
 impl EndpointKind {
     /// Every value the key `kind` accepts.
-    pub const NAMES: &'static [&'static str] = &["echo", "voicemail", "ivr", "sound-device"];
+    pub const NAMES: &'static [&'static str] =
+        &["echo", "voicemail", "ivr", "sound-device", "doctor"];
 
     /// The kind named `name` in the config, if there is one.
     pub fn from_name(name: &str) -> Option<Self> {
@@ -425,6 +428,7 @@ impl EndpointKind {
             "voicemail" => Some(Self::Voicemail(Box::default())),
             "ivr" => Some(Self::Ivr(Box::default())),
             "sound-device" => Some(Self::SoundDevice(Box::default())),
+            "doctor" => Some(Self::Doctor),
             _ => None,
         }
     }
@@ -436,13 +440,14 @@ impl EndpointKind {
             Self::Voicemail(_) => "voicemail",
             Self::Ivr(_) => "ivr",
             Self::SoundDevice(_) => "sound-device",
+            Self::Doctor => "doctor",
         }
     }
 
     /// Whether this gateway build can answer calls with this kind of endpoint yet.
     pub fn is_available(&self) -> bool {
         match self {
-            Self::Echo | Self::Ivr(_) | Self::Voicemail(_) => true,
+            Self::Echo | Self::Ivr(_) | Self::Voicemail(_) | Self::Doctor => true,
             Self::SoundDevice(_) => cfg!(feature = "sound"),
         }
     }

@@ -170,7 +170,7 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             crate::config::EndpointKind::SoundDevice(sound) => {
                 errors.extend(sound.validate(&key));
             }
-            crate::config::EndpointKind::Echo => {}
+            crate::config::EndpointKind::Echo | crate::config::EndpointKind::Doctor => {}
         }
     }
     errors.extend(config.outbound.validate(&dial_targets));

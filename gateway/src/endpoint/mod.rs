@@ -4,6 +4,7 @@
 //! Endpoints never see packets, sockets or signalling, so a new one is one file.
 
 pub mod bridge;
+mod doctor;
 mod echo;
 pub mod ivr;
 pub mod player;
@@ -20,7 +21,7 @@ use bytes::Bytes;
 pub use echo::Echo;
 
 use crate::config::{DtmfSourcesConfig, EndpointKind};
-use crate::jingle::negotiate::Codec;
+use crate::jingle::negotiate::{Codec, Negotiated};
 use crate::jingle::EndReason;
 use crate::media::codec::AudioFrame;
 use crate::media::dtmf::Digit;
@@ -153,6 +154,7 @@ impl EndpointFactory {
         }
         match self.kinds.get(callee) {
             Some(EndpointKind::Echo) => Ok(Box::new(Echo::default())),
+            Some(EndpointKind::Doctor) => Ok(Box::new(doctor::Doctor::new(self.prompts.clone()))),
             Some(EndpointKind::Ivr(config)) => Ok(Box::new(ivr::Ivr::new(
                 &Arc::new((**config).clone()),
                 self.prompts.clone(),
@@ -226,4 +228,34 @@ pub trait Endpoint: Send {
 
     /// Nobody a [`EndpointEvent::Connect`] rang answered (or nobody could be rung), and why.
     fn on_connect_failed(&mut self, _reason: EndReason) {}
+
+    /// Whether [`Endpoint::report`] wants the caller's disco#info features (asked when the call
+    /// starts).
+    fn wants_client_features(&self) -> bool {
+        false
+    }
+
+    /// The call is over: what to tell the caller in a chat message, given what it saw.
+    fn report(&mut self, _call: &CallReport<'_>) -> Option<String> {
+        None
+    }
+}
+
+/// What a call saw, for an endpoint's [`Endpoint::report`] at its end.
+#[derive(Debug)]
+pub struct CallReport<'a> {
+    /// The caller's offer, as negotiated.
+    pub offer: &'a Negotiated,
+    /// Whether the caller rang with XEP-0353 first.
+    pub via_jmi: bool,
+    /// The features of the caller's disco#info; `None` if it did not answer.
+    pub client_features: Option<&'a [String]>,
+    /// The remote candidates the caller gave, by type (`host`, `srflx`, `prflx`, `relay`).
+    pub remote_candidates: Vec<(&'static str, usize)>,
+    /// The ICE pair the call used last, if one was selected.
+    pub selected_pair: Option<&'a str>,
+    /// The audio figures.
+    pub audio: crate::call::audio::AudioSummary,
+    /// How long the call lasted.
+    pub duration: Duration,
 }

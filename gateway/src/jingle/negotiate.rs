@@ -129,6 +129,19 @@ pub struct Negotiated {
     pub dtls_role: DtlsRole,
     /// Whether the offer grouped contents with BUNDLE (answered with a group of our content).
     pub bundle: bool,
+    /// What else the peer's description said (the call doctor reports it).
+    pub offered: OfferFacts,
+}
+
+/// What a peer's description offered beyond what the call uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OfferFacts {
+    /// Every payload type, as `name/clockrate[/channels]` (`opus/48000/2`, `PCMU/8000`).
+    pub payload_types: Vec<String>,
+    /// Whether Opus came with `useinbandfec=1`.
+    pub opus_fec: bool,
+    /// The `setup` of its DTLS fingerprint (`actpass`, `active`, `passive`), if it said one.
+    pub setup: Option<String>,
 }
 
 /// Which half of the exchange a description is.
@@ -260,6 +273,29 @@ fn read(jingle: &Jingle, side: Side) -> Result<Negotiated, EndReason> {
         Side::Offer { .. } => rtp.payload_types.clone(),
         Side::Answer => our_payload_types(),
     };
+    let facts = OfferFacts {
+        payload_types: rtp
+            .payload_types
+            .iter()
+            .map(|pt| {
+                let name = pt.name.as_deref().unwrap_or("static");
+                let rate = pt.clockrate.map(|r| format!("/{r}")).unwrap_or_default();
+                let channels = match pt.channels {
+                    1 => String::new(),
+                    n => format!("/{n}"),
+                };
+                format!("{name}{rate}{channels}")
+            })
+            .collect(),
+        opus_fec: rtp.payload_types.iter().any(|pt| {
+            pt.is("opus", 48000)
+                && pt
+                    .parameters
+                    .iter()
+                    .any(|p| p.name == "useinbandfec" && p.value.as_deref() == Some("1"))
+        }),
+        setup: setup.map(|s| s.as_str().to_string()),
+    };
     let other_payload_types = offered
         .iter()
         .filter(|pt| pt.id != payload_type && Some(pt.id) != dtmf_payload_type)
@@ -281,6 +317,7 @@ fn read(jingle: &Jingle, side: Side) -> Result<Negotiated, EndReason> {
             .group
             .as_ref()
             .is_some_and(|g| g.semantics == "BUNDLE" && g.contents.contains(&audio.name)),
+        offered: facts,
     })
 }
 

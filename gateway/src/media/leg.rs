@@ -137,6 +137,8 @@ pub struct MediaLeg {
     reflexive: Option<Candidate>,
     /// The ICE pair in use, once selected.
     selected_pair: Option<String>,
+    /// Remote candidates added, by [`CandidateType`] (as an index).
+    remote_types: [usize; 4],
     /// When SRTP came up, and when consent is checked next.
     secured_at: Instant,
     consent_check: Instant,
@@ -191,6 +193,7 @@ impl MediaLeg {
             discovery,
             reflexive: None,
             selected_pair: None,
+            remote_types: [0; 4],
             secured_at: Instant::now(),
             consent_check: Instant::now(),
         };
@@ -296,6 +299,7 @@ impl MediaLeg {
                 Ok(remote) => match self.agent.add_remote_candidate(&remote) {
                     Ok(()) => {
                         self.remote_candidates += 1;
+                        self.remote_types[candidate.candidate_type as usize] += 1;
                         self.engine
                             .ice
                             .guard
@@ -467,6 +471,16 @@ impl MediaLeg {
     fn selected(&mut self, pair: String) {
         tracing::debug!(%pair, "selected pair");
         self.selected_pair = Some(pair);
+    }
+
+    /// The remote candidates added so far, by type (`host`, `srflx`, `prflx`, `relay`); types
+    /// with none are left out.
+    pub fn remote_candidate_types(&self) -> Vec<(&'static str, usize)> {
+        CandidateType::ALL
+            .iter()
+            .filter(|kind| self.remote_types[**kind as usize] > 0)
+            .map(|kind| (kind.as_str(), self.remote_types[*kind as usize]))
+            .collect()
     }
 
     /// The ICE pair in use (candidate types and addresses, local first), once one is selected.

@@ -1,5 +1,5 @@
 //! System prompts built into every gateway (`config/prompts/system`): what voicemail says to
-//! callers and to mailbox owners. The config names them `builtin:NAME`; a config can replace
+//! callers and to mailbox owners, and the call doctor's introduction. The config names them `builtin:NAME`; a config can replace
 //! the greeting with its own file.
 
 macro_rules! system_prompts {
@@ -8,8 +8,12 @@ macro_rules! system_prompts {
     };
 }
 
+/// What the call doctor says first.
+pub const DOCTOR_INTRO: &str = "builtin:doctor-intro";
+
 /// Every system prompt: name and Ogg Opus bytes.
 const SYSTEM: &[(&str, &[u8])] = system_prompts!(
+    "doctor-intro",
     "no-answer",
     "vm-greeting",
     "vm-saved",

@@ -58,6 +58,14 @@ pub enum CandidateType {
 }
 
 impl CandidateType {
+    /// Every type, in the order of their discriminants.
+    pub const ALL: [CandidateType; 4] = [
+        Self::Host,
+        Self::ServerReflexive,
+        Self::PeerReflexive,
+        Self::Relay,
+    ];
+
     /// The name used in Jingle and SDP.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -115,6 +115,9 @@ const MESSAGES_PER_CALLER_PER_MINUTE: u32 = 10;
 const LOG_BURST: u32 = 10;
 const LOG_PERIOD: Duration = Duration::from_secs(10);
 
+/// How long a caller's client may take to answer disco#info (the call doctor asks).
+const DISCOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long shutdown waits for the last stanzas to leave and calls to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -227,7 +230,48 @@ impl Router {
                 self.start_connect(call_id, plan);
                 self.process_outputs();
             }
+            CallEvent::DiscoverCaller(reply) => self.discover_caller(call_id, reply),
+            CallEvent::Report { callee, to, body } => {
+                if self.messages_per_caller.try_take(&to, now()) != Taken::Yes {
+                    tracing::info!(caller = %to, "too many messages from this caller's calls; report not sent");
+                    return;
+                }
+                let Some(callee) = self.callees.get(&callee) else {
+                    return;
+                };
+                self.send(outbound::chat(callee.jid.clone(), Jid::from(to), body));
+            }
         }
+    }
+
+    /// Asks the caller of `call_id` for its disco#info (from the virtual JID it called) and
+    /// hands its features to `reply`, or `None` when it does not answer within a few seconds.
+    fn discover_caller(
+        &mut self,
+        call_id: CallId,
+        reply: tokio::sync::oneshot::Sender<Option<Vec<String>>>,
+    ) {
+        let Some(call) = self.active.get(&call_id) else {
+            return;
+        };
+        let Some(callee) = self.callees.get(call.callee()) else {
+            return;
+        };
+        let (xmpp, from, to) = (
+            self.xmpp.clone(),
+            callee.jid.clone(),
+            Jid::from(call.peer().clone()),
+        );
+        tokio::spawn(async move {
+            let query = minidom::Element::builder("query", xmpp_parsers::ns::DISCO_INFO).build();
+            let answer = xmpp
+                .iq(from, to, true, query, DISCOVER_TIMEOUT)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|payload| xmpp_parsers::disco::DiscoInfoResult::try_from(payload).ok());
+            let _ = reply.send(answer.map(|info| info.features.into_iter().collect()));
+        });
     }
 
     fn handle_link_event(&mut self, event: LinkEvent) {

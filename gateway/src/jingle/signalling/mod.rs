@@ -119,6 +119,8 @@ pub struct CallStart {
     /// The caller's negotiated offer; `None` when we place the call: the media leg starts
     /// gathering, and the answer follows in [`Output::Answered`].
     pub offer: Option<Negotiated>,
+    /// Whether the caller rang with XEP-0353 before its session-initiate.
+    pub via_jmi: bool,
 }
 
 /// Output of the core, in the order it must be acted on.
@@ -395,6 +397,7 @@ impl Signalling {
             peer: peer.clone(),
             sid: sid.clone(),
             offer: Some(offer.clone()),
+            via_jmi,
         }));
         self.by_key.insert((peer.clone(), sid.clone()), call_id);
         self.sessions.insert(

@@ -211,6 +211,7 @@ impl Signalling {
             peer: peer.clone(),
             sid: sid.clone(),
             offer: None,
+            via_jmi: false,
         }));
         self.by_key.insert((peer.clone(), sid.clone()), call_id);
         self.sessions.insert(
