@@ -117,6 +117,8 @@ const LOG_PERIOD: Duration = Duration::from_secs(10);
 
 /// How long a caller's client may take to answer disco#info (the call doctor asks).
 const DISCOVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Features of a caller's disco#info kept at most.
+const MAX_CALLER_FEATURES: usize = 256;
 
 /// How long shutdown waits for the last stanzas to leave and calls to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -264,13 +266,18 @@ impl Router {
         );
         tokio::spawn(async move {
             let query = minidom::Element::builder("query", xmpp_parsers::ns::DISCO_INFO).build();
-            let answer = xmpp
-                .iq(from, to, true, query, DISCOVER_TIMEOUT)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|payload| xmpp_parsers::disco::DiscoInfoResult::try_from(payload).ok());
-            let _ = reply.send(answer.map(|info| info.features.into_iter().collect()));
+            let answer = xmpp.iq(from, to, true, query, DISCOVER_TIMEOUT).await;
+            // Read leniently (clients add forms and odd identities) and boundedly.
+            let features = answer.ok().flatten().map(|payload| {
+                payload
+                    .children()
+                    .filter(|child| child.is("feature", xmpp_parsers::ns::DISCO_INFO))
+                    .filter_map(|feature| feature.attr("var"))
+                    .take(MAX_CALLER_FEATURES)
+                    .map(str::to_string)
+                    .collect()
+            });
+            let _ = reply.send(features);
         });
     }
 
