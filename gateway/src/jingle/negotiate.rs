@@ -365,12 +365,22 @@ pub fn answer(
     local: &LocalTransport,
     fingerprint_sha256: &str,
 ) -> (Content, Option<Group>) {
+    // Opus: we take 10 ms packets and up, and ask for in-band FEC when the peer offered it
+    // (RFC 7587: the answer's useinbandfec says what the answerer wants to receive).
+    let parameters = match offer.codec {
+        Codec::Opus if offer.offered.opus_fec => vec![
+            Parameter::new("minptime", "10"),
+            Parameter::new("useinbandfec", "1"),
+        ],
+        Codec::Opus => vec![Parameter::new("minptime", "10")],
+        _ => Vec::new(),
+    };
     let mut payload_types = vec![PayloadType {
         id: offer.payload_type,
         name: Some(offer.codec.name().to_string()),
         clockrate: Some(offer.codec.clock_rate()),
         channels: offer.codec.announced_channels(),
-        parameters: Vec::new(),
+        parameters,
     }];
     if let Some(dtmf) = offer.dtmf_payload_type {
         payload_types.push(PayloadType {
@@ -611,6 +621,27 @@ mod tests {
         let rtp = content.rtp().unwrap();
         let ids: Vec<u8> = rtp.payload_types.iter().map(|p| p.id).collect();
         assert_eq!(ids, [111, 110]);
+        // The browser offered Opus with in-band FEC: the answer asks for it too.
+        let opus: Vec<(&str, Option<&str>)> = rtp.payload_types[0]
+            .parameters
+            .iter()
+            .map(|p| (p.name.as_str(), p.value.as_deref()))
+            .collect();
+        assert_eq!(
+            opus,
+            [("minptime", Some("10")), ("useinbandfec", Some("1"))]
+        );
+        // One that did not is not asked for it.
+        let without_fec = Negotiated {
+            offered: OfferFacts {
+                opus_fec: false,
+                ..offer.offered.clone()
+            },
+            ..offer.clone()
+        };
+        let (content, _) = answer(&without_fec, &local, "AA:BB");
+        let parameters = &content.rtp().unwrap().payload_types[0].parameters;
+        assert!(parameters.iter().all(|p| p.name != "useinbandfec"));
         assert!(rtp.rtcp_mux);
         let transport = content.ice_udp().unwrap();
         assert_eq!(transport.fingerprints[0].setup, Some(Setup::Active));
