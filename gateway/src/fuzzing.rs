@@ -22,7 +22,7 @@ use crate::jingle::negotiate::{
 };
 use crate::media::codec::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::media::dtmf::Digit;
-use crate::media::rtcp::read_sender_report;
+use crate::media::rtcp::read_report;
 use crate::prompt::decode::decode;
 use crate::prompt::PromptSpec;
 use crate::protocol::adhoc::Command;
@@ -253,8 +253,12 @@ pub fn rtp_receive(data: &[u8]) {
             }
             1 => {
                 path.receive_rtcp(bytes, now);
-                if let Some(report) = read_sender_report(bytes, now) {
-                    assert_eq!(report.arrived, now);
+                let report = read_report(bytes, path.ssrc(), now, std::time::SystemTime::now());
+                if let Some(sr) = report.sender_report {
+                    assert_eq!(sr.arrived, now);
+                }
+                if let Some(rtt) = report.round_trip {
+                    assert!(rtt < Duration::from_secs(60));
                 }
             }
             2 => path.receive_chat_digits(&String::from_utf8_lossy(bytes), now, &mut endpoint),

@@ -170,7 +170,7 @@ pub async fn run_with_reloads(
 
     let services = CancellationToken::new();
     let (xmpp, requests, online) = xmpp::requests::XmppHandle::new();
-    let xmpp_for_systemd = xmpp.clone();
+    let xmpp_handle = xmpp.clone();
     let delivery = voicemail::delivery::DeliveryConfig {
         domain: domain.clone(),
         upload: voicemail::upload::UploadSetting::from_config(&config.voicemail.upload, &domain),
@@ -251,9 +251,9 @@ pub async fn run_with_reloads(
         outbound: config.outbound.clone(),
         admin: config.admin.clone(),
         rereads,
-        xmpp: xmpp_for_systemd.clone(),
+        xmpp: xmpp_handle.clone(),
     };
-    let supervisor = tokio::spawn(systemd::report(xmpp_for_systemd, shutdown.clone()));
+    let supervisor = tokio::spawn(systemd::report(xmpp_handle, shutdown.clone()));
     let exit = Router::run(parts, event_rx, outbox, shutdown).await;
     supervisor.abort();
     services.cancel();

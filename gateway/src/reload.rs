@@ -1,6 +1,6 @@
-//! Config reload (SIGHUP, or an admin's `reload` command): a new config's virtual JIDs, mailboxes, menus and prompts take effect
-//! for new calls; calls in progress keep what they started with (their endpoint holds its own
-//! settings and prompts). A config whose prompts or mailbox directories fail is refused and
+//! Config reload (SIGHUP, or an admin's `reload` command): a new config's virtual JIDs,
+//! mailboxes, menus and prompts take effect for new calls; calls in progress keep what they
+//! started with (their endpoint holds its own settings and prompts). A config whose prompts or mailbox directories fail is refused and
 //! the running one kept. Sections that need a restart (the XMPP link, media, servers, storage,
 //! logging) are named in a warning and keep their running values.
 

@@ -17,9 +17,7 @@ use crate::media::foreign::ForeignAudio;
 use crate::media::inband_dtmf::InbandDtmf;
 use crate::media::jitter::{Buffered, JitterBuffer, Playout};
 use crate::media::pacer::Pacer;
-use crate::media::rtcp::{
-    build_report, read_sender_report, round_trip, LastSenderReport, REPORT_INTERVAL,
-};
+use crate::media::rtcp::{build_report, read_report, LastSenderReport, REPORT_INTERVAL};
 use crate::media::rtp::{ReceiveStats, RtpSender};
 
 /// The packet time.
@@ -251,10 +249,11 @@ impl AudioPath {
 
     /// A received, authenticated RTCP packet.
     pub fn receive_rtcp(&mut self, plain: &[u8], now: Instant) {
-        if let Some(sr) = read_sender_report(plain, now) {
+        let report = read_report(plain, self.sender.ssrc(), now, SystemTime::now());
+        if let Some(sr) = report.sender_report {
             self.last_sr = Some(sr);
         }
-        if let Some(rtt) = round_trip(plain, self.sender.ssrc(), SystemTime::now()) {
+        if let Some(rtt) = report.round_trip {
             self.round_trip = Some(rtt);
         }
     }

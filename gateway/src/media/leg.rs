@@ -255,7 +255,7 @@ impl MediaLeg {
                     }
                     Some(AgentEvent::Candidate(None)) | None => self.gathering_done = true,
                     Some(AgentEvent::State(state)) => tracing::debug!(%state, "ICE state"),
-                    Some(AgentEvent::Selected(remote)) => self.selected(remote),
+                    Some(AgentEvent::Selected(pair)) => self.selected(pair),
                 },
             }
         }
@@ -420,7 +420,7 @@ impl MediaLeg {
                     return LegEvent::LocalCandidate(self.local_candidate(candidate))
                 }
                 Step::Agent(Some(AgentEvent::Candidate(None))) => self.gathering_done = true,
-                Step::Agent(Some(AgentEvent::Selected(remote))) => self.selected(remote),
+                Step::Agent(Some(AgentEvent::Selected(pair))) => self.selected(pair),
                 Step::Agent(Some(AgentEvent::State(state))) => {
                     tracing::debug!(%state, "ICE state");
                     match state {
@@ -641,7 +641,7 @@ impl MediaLeg {
                     Some(AgentEvent::Candidate(Some(candidate))) => {
                         self.local_candidate(candidate);
                     }
-                    Some(AgentEvent::Selected(remote)) => self.selected(remote),
+                    Some(AgentEvent::Selected(pair)) => self.selected(pair),
                     Some(AgentEvent::State(_)) => {}
                 },
             }

@@ -88,42 +88,51 @@ pub fn build_report(
     rtcp::packet::marshal(&packets).ok()
 }
 
-/// The peer's sender report in a compound packet, if there is one.
-pub fn read_sender_report(plain: &[u8], arrived: Instant) -> Option<LastSenderReport> {
-    let mut buf = plain;
-    let packets = rtcp::packet::unmarshal(&mut buf).ok()?;
-    packets.iter().find_map(|p| {
-        p.as_any()
-            .downcast_ref::<SenderReport>()
-            .map(|sr| LastSenderReport {
-                ntp_middle: (sr.ntp_time >> 16) as u32,
-                arrived,
-            })
-    })
+/// What we take from a compound RTCP packet of the peer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerReport {
+    /// Its sender report, to answer in ours.
+    pub sender_report: Option<LastSenderReport>,
+    /// The round-trip time its report block about our stream gives, when that block answers
+    /// one of our sender reports (RFC 3550 6.4.1: arrival, less the LSR it echoes, less the
+    /// delay it says it held it).
+    pub round_trip: Option<Duration>,
 }
 
-/// The round-trip time a report block of the peer's about our stream `ours` gives, when it
-/// answers one of our sender reports (RFC 3550 6.4.1: arrival, less the LSR it echoes, less
-/// the delay it says it held it). `wallclock` is when the packet arrived.
-pub fn round_trip(plain: &[u8], ours: u32, wallclock: SystemTime) -> Option<Duration> {
+/// Reads the peer's compound packet `plain` (parsed once), which arrived at `arrived` (our
+/// clock) and `wallclock`; `ours` is the SSRC of our stream.
+pub fn read_report(plain: &[u8], ours: u32, arrived: Instant, wallclock: SystemTime) -> PeerReport {
     let mut buf = plain;
-    let packets = rtcp::packet::unmarshal(&mut buf).ok()?;
-    let block = packets.iter().find_map(|p| {
-        let any = p.as_any();
-        let blocks = any
-            .downcast_ref::<SenderReport>()
-            .map(|sr| &sr.reports)
-            .or_else(|| {
-                any.downcast_ref::<rtcp::receiver_report::ReceiverReport>()
-                    .map(|rr| &rr.reports)
-            })?;
-        blocks
+    let Ok(packets) = rtcp::packet::unmarshal(&mut buf) else {
+        return PeerReport::default();
+    };
+    let mut report = PeerReport::default();
+    for packet in &packets {
+        let any = packet.as_any();
+        let blocks = if let Some(sr) = any.downcast_ref::<SenderReport>() {
+            report.sender_report.get_or_insert(LastSenderReport {
+                ntp_middle: (sr.ntp_time >> 16) as u32,
+                arrived,
+            });
+            &sr.reports
+        } else if let Some(rr) = any.downcast_ref::<rtcp::receiver_report::ReceiverReport>() {
+            &rr.reports
+        } else {
+            continue;
+        };
+        let answer = blocks
             .iter()
-            .find(|b| b.ssrc == ours && b.last_sender_report != 0)
-            .map(|b| (b.last_sender_report, b.delay))
-    })?;
+            .find(|b| b.ssrc == ours && b.last_sender_report != 0);
+        if let (None, Some(block)) = (report.round_trip, answer) {
+            report.round_trip = round_trip(block.last_sender_report, block.delay, wallclock);
+        }
+    }
+    report
+}
+
+/// The round trip from a block's LSR and DLSR, the packet having arrived at `wallclock`.
+fn round_trip(last_sender_report: u32, delay: u32, wallclock: SystemTime) -> Option<Duration> {
     let arrival = (ntp_time(wallclock) >> 16) as u32;
-    let (last_sender_report, delay) = block;
     let units = arrival.wrapping_sub(last_sender_report).wrapping_sub(delay);
     // In 1/65536 s; more than a minute is a clock step or a forged block, not a path.
     let rtt = Duration::from_secs_f64(f64::from(units) / 65536.0);
@@ -149,7 +158,9 @@ mod tests {
             SystemTime::now(),
         )
         .unwrap();
-        let sr = read_sender_report(&bytes, now).unwrap();
+        let sr = read_report(&bytes, 0xABCD, now, SystemTime::now())
+            .sender_report
+            .unwrap();
         assert_eq!(sr.arrived, now);
         let mut buf = &bytes[..];
         let packets = rtcp::packet::unmarshal(&mut buf).unwrap();
@@ -163,9 +174,12 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_report() {
-        assert!(read_sender_report(&[0x80, 0xC8, 0x00], Instant::now()).is_none());
-        assert!(read_sender_report(&[], Instant::now()).is_none());
-        assert!(round_trip(&[0x80, 0xC8, 0x00], 1, SystemTime::now()).is_none());
+        let (now, wallclock) = (Instant::now(), SystemTime::now());
+        assert_eq!(
+            read_report(&[0x80, 0xC8, 0x00], 1, now, wallclock),
+            PeerReport::default()
+        );
+        assert_eq!(read_report(&[], 1, now, wallclock), PeerReport::default());
     }
 
     #[test]
@@ -178,16 +192,19 @@ mod tests {
         // Our report reaches the peer after 20 ms; it answers 100 ms later; its report
         // reaches us 30 ms after that: 50 ms on the path, 100 ms held.
         let our_report = build_report(&ours, None, None, t0, w0).unwrap();
-        let last_sr = read_sender_report(&our_report, t0 + ms(20));
+        let last_sr = read_report(&our_report, 0xB, t0 + ms(20), w0).sender_report;
         let mut stats = ReceiveStats::new(48000, t0);
         stats.on_packet(1, 0, t0, true);
         let answer =
             build_report(&peer, Some((0xA, &mut stats)), last_sr, t0 + ms(120), w0).unwrap();
-        let rtt = round_trip(&answer, 0xA, w0 + ms(150)).expect("a round trip");
+        let read = |packet: &[u8], ours, wallclock| read_report(packet, ours, t0, wallclock);
+        let rtt = read(&answer, 0xA, w0 + ms(150))
+            .round_trip
+            .expect("a round trip");
         assert!(rtt.abs_diff(ms(50)) < ms(1), "{rtt:?}");
         // A block about another stream, or one answering no report of ours, gives none.
-        assert!(round_trip(&answer, 0xC, w0 + ms(150)).is_none());
+        assert!(read(&answer, 0xC, w0 + ms(150)).round_trip.is_none());
         let unanswered = build_report(&peer, Some((0xA, &mut stats)), None, t0, w0).unwrap();
-        assert!(round_trip(&unanswered, 0xA, w0).is_none());
+        assert!(read(&unanswered, 0xA, w0).round_trip.is_none());
     }
 }
