@@ -21,6 +21,7 @@ mod router;
 #[cfg(feature = "sound")]
 pub mod sound;
 pub mod systemd;
+pub mod types;
 pub mod voicemail;
 pub mod xmpp;
 
@@ -123,8 +124,7 @@ pub async fn run_with_reloads(
     let callees = reload::callees_of(&config, &domain).map_err(RunError::Config)?;
 
     let prompts = Arc::new(
-        config
-            .load_prompts()
+        prompt::PromptLibrary::for_config(&config)
             .map_err(|errors| RunError::Config(errors.to_string()))?,
     );
     let metrics = Arc::new(

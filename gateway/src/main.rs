@@ -78,7 +78,9 @@ fn main() -> ExitCode {
         }
         Command::Devices => list_devices(),
         Command::CheckConfig(path) => {
-            match Config::load(&path).and_then(|c| c.load_prompts().map(|_| c)) {
+            match Config::load(&path)
+                .and_then(|c| jingle_gateway::prompt::PromptLibrary::for_config(&c).map(|_| c))
+            {
                 Ok(config) => {
                     println!(
                         "{}: valid ({} virtual JIDs on {})",

@@ -175,10 +175,11 @@ async fn prepare(
         );
     }
     let loading = new.clone();
-    let prompts = tokio::task::spawn_blocking(move || loading.load_prompts())
-        .await
-        .map_err(|e| ReloadError::Config(format!("loading prompts failed: {e}")))?
-        .map_err(|errors| ReloadError::Config(errors.to_string()))?;
+    let prompts =
+        tokio::task::spawn_blocking(move || crate::prompt::PromptLibrary::for_config(&loading))
+            .await
+            .map_err(|e| ReloadError::Config(format!("loading prompts failed: {e}")))?
+            .map_err(|errors| ReloadError::Config(errors.to_string()))?;
     let prompts = Arc::new(prompts);
     let callees = callees_of(new, domain).map_err(ReloadError::Config)?;
     // The last step that can fail: once mailboxes are swapped, the rest is swapped too.

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use jingle_gateway::jingle::negotiate::Codec;
 use jingle_gateway::media::stats::MediaStats;
+use jingle_gateway::types::Codec;
 
 use crate::support::audio::{tone_share, tones_heard};
 use crate::support::callee::jmi_child;

@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod architecture;
 mod calls;
 mod connect;
 mod demo;

@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use jingle_gateway::jingle::negotiate::{answer, read_offer, Codec, LocalTransport};
+use jingle_gateway::jingle::negotiate::{answer, read_offer, LocalTransport};
 use jingle_gateway::media::leg::{IceRole, MediaLeg};
 use jingle_gateway::media::rtp::RtpSender;
 use jingle_gateway::protocol::ice_udp::Setup;
 use jingle_gateway::protocol::jingle::{Action, Jingle, Sid};
 use jingle_gateway::protocol::jmi::{Jmi, NS_JMI};
+use jingle_gateway::types::Codec;
 use minidom::Element;
 
 use super::caller::{jingle_of, Call, TestCaller};

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use jingle_gateway::config::MediaConfig;
-use jingle_gateway::jingle::negotiate::{Codec, DtlsRole, RemoteFingerprint, FINGERPRINT_HASHES};
 use jingle_gateway::media::codec::{Decoder, Encoder, FRAME_SAMPLES};
 use jingle_gateway::media::dtmf::{Digit, DtmfReceiver, DtmfSender};
 use jingle_gateway::media::engine::MediaEngine;
@@ -21,6 +20,7 @@ use jingle_gateway::protocol::ice_udp::{
 };
 use jingle_gateway::protocol::jingle::{Action, Description, Jingle, Sid, Transport};
 use jingle_gateway::protocol::jmi::{Jmi, NS_JMI};
+use jingle_gateway::types::{Codec, DtlsRole, RemoteFingerprint, FINGERPRINT_HASHES};
 use minidom::Element;
 use webrtc_util::marshal::Unmarshal;
 

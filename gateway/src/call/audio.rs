@@ -9,8 +9,7 @@ use rtp::header::Header;
 use webrtc_util::marshal::Unmarshal;
 
 use crate::endpoint::{Endpoint, EndpointEvent, Incoming, Outgoing};
-use crate::jingle::negotiate::{Codec, Negotiated, PayloadKind};
-use crate::jingle::EndReason;
+use crate::jingle::negotiate::{Negotiated, PayloadKind};
 use crate::media::codec::{Decoder, Encoder, FRAME_SAMPLES};
 use crate::media::dtmf::{Digit, DigitMerger, DigitSource, DtmfReceiver, DtmfSender};
 use crate::media::foreign::ForeignAudio;
@@ -19,6 +18,9 @@ use crate::media::jitter::{Buffered, JitterBuffer, Playout};
 use crate::media::pacer::Pacer;
 use crate::media::rtcp::{build_report, read_report, LastSenderReport, REPORT_INTERVAL};
 use crate::media::rtp::{ReceiveStats, RtpSender};
+use crate::media::stats::AudioSummary;
+use crate::types::Codec;
+use crate::types::EndReason;
 
 /// The packet time.
 pub const PTIME: Duration = Duration::from_millis(20);
@@ -479,33 +481,6 @@ fn decode(
             false
         }
     }
-}
-
-/// Per-call media figures.
-#[derive(Debug, Clone, Copy)]
-pub struct AudioSummary {
-    /// RTP packets received (authenticated).
-    pub received: u64,
-    /// RTP packets expected from the sequence numbers.
-    pub expected: u64,
-    /// RTP packets sent.
-    pub sent: u64,
-    /// Packets concealed at playout.
-    pub concealed: u64,
-    /// Packets that came after their turn.
-    pub late: u64,
-    /// Duplicates dropped.
-    pub duplicates: u64,
-    /// Packets dropped to keep the delay down.
-    pub trimmed: u64,
-    /// Interarrival jitter.
-    pub jitter_ms: f64,
-    /// Packets of payload types not offered.
-    pub unknown_payload_types: u64,
-    /// Audio packets in another codec of the offer than the answered one (transcoded).
-    pub foreign_codec: u64,
-    /// The last round-trip time the peer's RTCP reports gave.
-    pub round_trip_ms: Option<f64>,
 }
 
 #[cfg(test)]

@@ -11,11 +11,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::endpoint::{DialPlan, Endpoint, EndpointFactory};
-use crate::jingle::negotiate::{Codec, Negotiated};
-use crate::jingle::{CallId, CallStart, EndReason, MediaEvent};
+use crate::jingle::negotiate::Negotiated;
+use crate::jingle::{CallStart, MediaEvent};
 use crate::media::engine::MediaEngine;
 use crate::metrics::Metrics;
 use crate::protocol::ice_udp::Candidate;
+use crate::types::Codec;
+use crate::types::{CallId, EndReason};
 
 /// A command from the router to a call task.
 pub enum CallCommand {

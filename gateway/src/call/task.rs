@@ -13,10 +13,11 @@ use super::audio::AudioPath;
 use super::{CallCommand, CallCommands, CallEvent, CallEvents, SharedFigures};
 use crate::endpoint::{CallInfo, CallReport, Endpoint, EndpointEvent, EndpointFactory};
 use crate::jingle::negotiate::{LocalTransport, Negotiated};
-use crate::jingle::{CallStart, EndReason, MediaEvent};
+use crate::jingle::{CallStart, MediaEvent};
 use crate::media::engine::MediaEngine;
 use crate::media::leg::{IceRole, LegError, LegEvent, MediaLeg};
 use crate::metrics::Metrics;
+use crate::types::EndReason;
 
 /// Runs one call until the router stops it or the media or endpoint ends it.
 #[allow(clippy::too_many_arguments)]

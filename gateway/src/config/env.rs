@@ -3,7 +3,8 @@
 
 use toml::{Table, Value};
 
-use super::load::{ConfigError, SECTIONS};
+use super::error::ConfigError;
+use super::load::SECTIONS;
 use super::schema::{
     CallsConfig, LogConfig, MediaConfig, PromptsConfig, StorageConfig, XmppConfig,
 };

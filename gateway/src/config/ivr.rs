@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::duration::ConfigDuration;
-use super::load::ConfigError;
+use super::error::ConfigError;
 use super::outbound::{target_keys, validate_ringing, RingStrategy, RINGBACK_PROMPT, RING_TIMEOUT};
 
 /// The settings of an IVR endpoint (`[endpoints.<name>]` with `kind = "ivr"`).

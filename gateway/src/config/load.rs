@@ -2,57 +2,14 @@
 //! validation. Every problem found on the way is collected, each naming the key it concerns.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use super::env::apply_env_overrides;
+use super::error::{ConfigError, ConfigErrors};
 use super::schema::{Config, ConfigOrigin, EndpointConfig, EndpointKind};
 use super::validate::validate;
-
-/// One problem in a configuration, tied to the key it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Dotted key path (`xmpp.port`), or the environment variable that set it.
-    pub key: String,
-    /// What is wrong, in one line.
-    pub message: String,
-}
-
-impl ConfigError {
-    /// A problem with `key`.
-    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
-/// Every problem found in a configuration; never empty.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{error}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 /// The sections the config accepts besides `[endpoints]`.
 pub(super) const SECTIONS: &[&str] = &[
@@ -131,52 +88,6 @@ impl Config {
         let mut config = Self::from_toml_str(&text, std::env::vars())?;
         config.origin = ConfigOrigin::File(path.to_path_buf());
         Ok(config)
-    }
-
-    /// Every prompt the config names, with the key that names it.
-    pub fn prompt_uses(&self) -> Vec<(String, String)> {
-        self.endpoints
-            .iter()
-            .flat_map(|(name, endpoint)| match &endpoint.kind {
-                EndpointKind::Ivr(ivr) => ivr.prompts(&format!("endpoints.{name}")),
-                EndpointKind::Voicemail(mailbox) => {
-                    let key = format!("endpoints.{name}");
-                    let mut uses = mailbox.prompts(&key);
-                    uses.extend(
-                        crate::prompt::system::specs()
-                            .into_iter()
-                            .map(|spec| (key.clone(), spec)),
-                    );
-                    uses
-                }
-                EndpointKind::Doctor => vec![(
-                    format!("endpoints.{name}"),
-                    crate::prompt::system::DOCTOR_INTRO.to_string(),
-                )],
-                _ => Vec::new(),
-            })
-            .collect()
-    }
-
-    /// Where this config's prompt files are.
-    pub fn prompt_source(&self) -> crate::prompt::PromptSource {
-        match &self.origin {
-            ConfigOrigin::Builtin => crate::prompt::PromptSource::Builtin,
-            origin => {
-                crate::prompt::PromptSource::Directory(origin.resolve(&self.prompts.directory))
-            }
-        }
-    }
-
-    /// Loads every prompt the config names (the check `check-config` and the start share).
-    pub fn load_prompts(&self) -> Result<crate::prompt::PromptLibrary, ConfigErrors> {
-        crate::prompt::PromptLibrary::load(
-            &self.prompt_source(),
-            &self.prompt_uses(),
-            self.prompts.max_length.0.as_secs(),
-            self.prompts.cache_mib as usize * (1 << 20),
-        )
-        .map_err(ConfigErrors)
     }
 }
 

@@ -5,6 +5,8 @@ mod admin;
 pub mod callers;
 mod duration;
 mod env;
+mod error;
+mod http;
 mod ivr;
 mod load;
 mod outbound;
@@ -16,8 +18,9 @@ mod voicemail;
 pub use admin::AdminConfig;
 pub use callers::{CallerList, CallerPattern};
 pub use duration::ConfigDuration;
+pub use error::{ConfigError, ConfigErrors};
+pub use http::{HttpConfig, MetricsConfig};
 pub use ivr::{ActionConfig, DtmfSourcesConfig, IvrConfig, MenuConfig};
-pub use load::{ConfigError, ConfigErrors};
 pub use outbound::{OutboundConfig, RingStrategy, RINGBACK_PROMPT};
 pub use schema::{
     CallsConfig, Config, ConfigOrigin, DtlsRoleConfig, EndpointConfig, EndpointKind, LogConfig,
@@ -26,8 +29,7 @@ pub use schema::{
 pub use sound::{DeviceChoice, SoundDeviceConfig, WhenBusy};
 pub use validate::parse_port_range;
 pub use voicemail::{
-    Delivery, FollowMeConfig, HttpConfig, MailboxConfig, MetricsConfig, RecordingFormat,
-    VoicemailConfig, BEEP_PROMPT,
+    Delivery, FollowMeConfig, MailboxConfig, RecordingFormat, VoicemailConfig, BEEP_PROMPT,
 };
 
 /// The example configuration shipped in `config/gateway.example.toml`, used when no `--config`

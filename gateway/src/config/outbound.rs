@@ -6,7 +6,7 @@ use jid::Jid;
 use serde::{Deserialize, Serialize};
 
 use super::duration::ConfigDuration;
-use super::load::ConfigError;
+use super::error::ConfigError;
 
 /// `[outbound]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::load::ConfigError;
+use super::error::ConfigError;
 
 /// The settings of a sound device endpoint (`[endpoints.<name>]` with `kind = "sound-device"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

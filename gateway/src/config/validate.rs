@@ -2,7 +2,7 @@
 
 use jid::BareJid;
 
-use super::load::ConfigError;
+use super::error::ConfigError;
 use super::schema::Config;
 
 /// Problems with the `callers` list at `key`, each naming its entry.

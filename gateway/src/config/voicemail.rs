@@ -2,14 +2,14 @@
 //! server that hands recordings to their owners. The knobs follow Asterisk's `voicemail.conf`
 //! (`maxsecs`, `minsecs`, `maxsilence`, `silencethreshold`, `maxmsg`).
 
-use std::net::SocketAddr;
+use super::http::HttpConfig;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::duration::ConfigDuration;
+use super::error::ConfigError;
 use super::ivr::DtmfSourcesConfig;
-use super::load::ConfigError;
 use super::outbound::{target_keys, validate_ringing, RingStrategy, RINGBACK_PROMPT, RING_TIMEOUT};
 
 /// The beep that marks the start of recording.
@@ -173,39 +173,6 @@ impl Default for VoicemailConfig {
         Self {
             directory: PathBuf::from("voicemail"),
             upload: "auto".into(),
-        }
-    }
-}
-
-/// `[metrics]`: where Prometheus scrapes the gateway.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetricsConfig {
-    /// Address and port serving `/metrics` (OpenMetrics text) and `/health` (200 while the
-    /// component is connected, 503 otherwise), e.g. `"127.0.0.1:9464"`; unset: none. May be
-    /// the same as `http.bind`. Keep it private: it is not authenticated.
-    pub bind: Option<SocketAddr>,
-}
-
-/// `[http]`: the gateway's own small HTTP server, which serves recordings under unguessable
-/// URLs when the XMPP server offers no upload.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Address and port to listen on, e.g. `"127.0.0.1:8080"`; unset: no server.
-    pub bind: Option<SocketAddr>,
-    /// The server's URL as owners' clients reach it (behind a reverse proxy,
-    /// `"https://gw.example.org/voicemail-files"`); default `http://<bind>`.
-    pub public_url: Option<String>,
-}
-
-impl HttpConfig {
-    /// The base URL links start with, without a trailing slash.
-    pub fn base_url(&self) -> Option<String> {
-        match (&self.public_url, self.bind) {
-            (Some(url), _) => Some(url.trim_end_matches('/').to_string()),
-            (None, Some(bind)) => Some(format!("http://{bind}")),
-            (None, None) => None,
         }
     }
 }
@@ -406,40 +373,5 @@ mod tests {
         assert!(mailbox("owners = [\"a@b\"]\ndelivery = \"gateway\"\n", served).is_ok());
         let errors = mailbox("owners = [\"a@b\"]\ndelivery = \"ftp\"\n", "").unwrap_err();
         assert!(errors[0].0.starts_with("endpoints.vm"), "{errors:?}");
-    }
-
-    #[test]
-    fn a_broken_missing_or_escaping_greeting_is_named() {
-        for (greeting, says) in [
-            ("missing.wav", "missing.wav"),
-            ("not-audio.wav", "not a WAV"),
-            ("../../Cargo.toml", "outside the prompt directory"),
-            ("builtin:nope", "not a built-in prompt"),
-        ] {
-            let settings = format!("owners = [\"a@b\"]\ngreeting = \"{greeting}\"\n");
-            let problems = match mailbox(&settings, "") {
-                Ok(config) => config
-                    .load_prompts()
-                    .unwrap_err()
-                    .0
-                    .into_iter()
-                    .map(|e| (e.key, e.message))
-                    .collect(),
-                Err(problems) => problems,
-            };
-            assert_eq!(problems.len(), 1, "{greeting}: {problems:?}");
-            assert_eq!(problems[0].0, "endpoints.vm.greeting", "{greeting}");
-            assert!(
-                problems[0].1.contains(says),
-                "{greeting}: {}",
-                problems[0].1
-            );
-        }
-        let good = mailbox(
-            "owners = [\"a@b\"]\ngreeting = \"tone440-8k-mono.wav\"\n",
-            "",
-        )
-        .unwrap();
-        assert!(good.load_prompts().is_ok());
     }
 }

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 
 use super::{Endpoint, EndpointEvent, Incoming, Outgoing};
-use crate::jingle::negotiate::Codec;
 use crate::media::codec::{AudioFrame, FRAME_SAMPLES};
 use crate::media::dtmf::Digit;
 use crate::media::stats::MediaStats;
+use crate::types::Codec;
 
 /// Payloads held per direction at most (more means one side's clock runs ahead: the oldest go).
 const MAX_QUEUED: usize = 5;

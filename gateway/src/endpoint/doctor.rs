@@ -12,10 +12,10 @@ use bytes::Bytes;
 
 use super::player::Player;
 use super::{CallInfo, CallReport, Endpoint, EndpointEvent, Incoming, Outgoing};
-use crate::jingle::negotiate::Codec;
 use crate::media::dtmf::Digit;
 use crate::prompt::system::DOCTOR_INTRO;
 use crate::prompt::PromptLibrary;
+use crate::types::Codec;
 
 /// How late the caller hears themselves.
 const DELAY: Duration = Duration::from_secs(1);
@@ -188,8 +188,8 @@ fn report(call: &CallReport<'_>, digits: &str) -> String {
         call.offer.fingerprint.hash,
         offer.setup.as_deref().unwrap_or("not given"),
         match call.offer.dtls_role {
-            crate::jingle::negotiate::DtlsRole::Client => "client",
-            crate::jingle::negotiate::DtlsRole::Server => "server",
+            crate::types::DtlsRole::Client => "client",
+            crate::types::DtlsRole::Server => "server",
         }
     );
     let candidates: Vec<String> = call
@@ -271,8 +271,8 @@ fn report(call: &CallReport<'_>, digits: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::audio::AudioSummary;
     use crate::jingle::negotiate::read_offer;
+    use crate::media::stats::AudioSummary;
     use crate::protocol::jingle::Jingle;
     use crate::testing::{first_jingle, BROWSER_CALL};
 

@@ -21,11 +21,12 @@ use bytes::Bytes;
 pub use echo::Echo;
 
 use crate::config::{DtmfSourcesConfig, EndpointKind};
-use crate::jingle::negotiate::{Codec, Negotiated};
-use crate::jingle::EndReason;
+use crate::jingle::negotiate::Negotiated;
 use crate::media::codec::AudioFrame;
 use crate::media::dtmf::Digit;
 use crate::prompt::PromptLibrary;
+use crate::types::Codec;
+use crate::types::EndReason;
 use crate::voicemail::Voicemail;
 
 /// Received audio, in order, one piece per call.
@@ -255,7 +256,7 @@ pub struct CallReport<'a> {
     /// The ICE pair the call used last, if one was selected.
     pub selected_pair: Option<&'a str>,
     /// The audio figures.
-    pub audio: crate::call::audio::AudioSummary,
+    pub audio: crate::media::stats::AudioSummary,
     /// How long the call lasted.
     pub duration: Duration,
 }

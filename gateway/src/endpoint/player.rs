@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::Outgoing;
-use crate::jingle::negotiate::Codec;
 use crate::media::codec::{AudioFrame, FRAME_SAMPLES};
 use crate::prompt::{EncodedPrompt, PromptLibrary};
+use crate::types::Codec;
 
 /// One thing to play.
 enum Item {

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use super::{Endpoint, EndpointEvent, Incoming, Outgoing};
 use crate::config::{DeviceChoice, SoundDeviceConfig};
-use crate::jingle::EndReason;
 use crate::media::codec::{AudioFrame, FRAME_SAMPLES};
 use crate::media::dtmf::Digit;
 use crate::sound::{lock, CallLink};
+use crate::types::EndReason;
 
 /// A call bridged to a sound device.
 pub struct SoundEndpoint {

@@ -16,16 +16,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::voicemail::Voicemail;
+use crate::voicemail::{Voicemail, RECORDINGS};
 use request::{byte_range, read_request, Request};
 
 /// Time allowed for a whole response (a slow client of a long message).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Connections served at once; more are closed at once.
 const MAX_CONNECTIONS: usize = 64;
-
-/// The path prefix of recordings.
-pub const RECORDINGS: &str = "/voicemail/";
 
 /// What one listener serves.
 #[derive(Clone, Default)]
@@ -86,11 +83,6 @@ impl HttpServer {
             });
         }
     }
-}
-
-/// The URL of a recording on the server at `base_url`.
-pub fn recording_url(base_url: &str, token: &str, file_name: &str) -> String {
-    format!("{base_url}{RECORDINGS}{token}/{file_name}")
 }
 
 async fn handle(mut stream: TcpStream, site: &Site) -> std::io::Result<()> {

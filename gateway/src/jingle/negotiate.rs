@@ -12,48 +12,7 @@ use crate::protocol::ice_udp::{Candidate, Fingerprint, IceUdpTransport, Setup};
 use crate::protocol::jingle::{Content, Creator, Description, Group, Jingle, Senders, Transport};
 use crate::protocol::rtp::{Parameter, PayloadType, RtpDescription, Source};
 
-use super::end_reason::EndReason;
-
-/// An audio codec the gateway speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    /// Opus at 48 kHz.
-    Opus,
-    /// G.711 µ-law at 8 kHz.
-    Pcmu,
-    /// G.711 A-law at 8 kHz.
-    Pcma,
-}
-
-impl Codec {
-    /// Codecs in order of preference.
-    pub const PREFERENCE: [Codec; 3] = [Codec::Opus, Codec::Pcmu, Codec::Pcma];
-
-    /// RTP clock rate in Hz.
-    pub fn clock_rate(&self) -> u32 {
-        match self {
-            Self::Opus => 48000,
-            Self::Pcmu | Self::Pcma => 8000,
-        }
-    }
-
-    /// Encoding name as in SDP and Jingle.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Opus => "opus",
-            Self::Pcmu => "PCMU",
-            Self::Pcma => "PCMA",
-        }
-    }
-
-    /// Channel count announced in Jingle (Opus is always announced as 2).
-    pub fn announced_channels(&self) -> u8 {
-        match self {
-            Self::Opus => 2,
-            Self::Pcmu | Self::Pcma => 1,
-        }
-    }
-}
+use crate::types::{cname, Codec, DtlsRole, EndReason, RemoteFingerprint, FINGERPRINT_HASHES};
 
 /// What a payload type carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,27 +37,6 @@ impl PayloadKind {
                     .then_some(Self::TelephoneEvent)
             })
     }
-}
-
-/// Our DTLS role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DtlsRole {
-    /// We send the ClientHello (`setup='active'`).
-    Client,
-    /// We wait for the ClientHello (`setup='passive'`).
-    Server,
-}
-
-/// Hash functions accepted for the peer's certificate fingerprint, best first.
-pub const FINGERPRINT_HASHES: [&str; 3] = ["sha-256", "sha-384", "sha-512"];
-
-/// The peer's DTLS certificate fingerprint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteFingerprint {
-    /// Hash function name (one of [`FINGERPRINT_HASHES`]).
-    pub hash: &'static str,
-    /// The digest.
-    pub digest: Vec<u8>,
 }
 
 /// What the media leg needs from the peer's offer (when answering) or answer (when calling).
@@ -177,11 +115,6 @@ pub struct LocalTransport {
     pub candidates: Vec<Candidate>,
     /// Our RTP SSRC.
     pub ssrc: u32,
-}
-
-/// The RTCP CNAME of the stream with `ssrc` (in the answer and in RTCP SDES).
-pub fn cname(ssrc: u32) -> String {
-    format!("gw-{ssrc:08x}")
 }
 
 /// Reads the audio offer of a `session-initiate`. `prefer_active` picks our DTLS role when the

@@ -8,7 +8,7 @@ use crate::protocol::jingle::{Creator, Sid};
 
 use super::negotiate::Negotiated;
 use super::timers::Timers;
-use super::CallId;
+use crate::types::CallId;
 
 /// Where the answer stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 use audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 
-use crate::jingle::negotiate::Codec;
+use crate::types::Codec;
 
 /// Sample rate of the audio endpoints see.
 pub const SAMPLE_RATE: u32 = 48_000;

@@ -16,8 +16,8 @@ use webrtc_srtp::protection_profile::ProtectionProfile;
 use webrtc_util::Conn;
 
 use super::srtp::SrtpKeys;
-use crate::jingle::negotiate::RemoteFingerprint;
 use crate::protocol::ice_udp::Fingerprint;
+use crate::types::RemoteFingerprint;
 
 /// Why the certificate could not be made or read.
 #[derive(Debug, thiserror::Error)]

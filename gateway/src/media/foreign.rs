@@ -7,8 +7,8 @@
 
 use bytes::Bytes;
 
-use crate::jingle::negotiate::Codec;
 use crate::media::codec::{CodecError, Decoder, Encoder, FRAME_SAMPLES, SAMPLE_RATE};
+use crate::types::Codec;
 
 /// Most 20 ms frames encoded into one payload (60 ms, the longest Opus frame); decoded audio
 /// beyond that waiting to be encoded is dropped, so a peer sending long packets cannot grow the

@@ -33,9 +33,9 @@ use super::port_range::NoMediaPort;
 use super::reflexive;
 use super::srtp::{Dropped, SrtpSession};
 use super::stats::MediaStats;
-use crate::jingle::negotiate::{DtlsRole, RemoteFingerprint};
-use crate::jingle::EndReason;
 use crate::protocol::ice_udp::{Candidate, CandidateType};
+use crate::types::EndReason;
+use crate::types::{DtlsRole, RemoteFingerprint};
 
 /// Time for the DTLS handshake once ICE has connected.
 const DTLS_TIMEOUT: Duration = Duration::from_secs(10);

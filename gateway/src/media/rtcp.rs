@@ -80,7 +80,7 @@ pub fn build_report(
             source: sender.ssrc(),
             items: vec![SourceDescriptionItem {
                 sdes_type: SdesType::SdesCname,
-                text: Bytes::from(crate::jingle::negotiate::cname(sender.ssrc())),
+                text: Bytes::from(crate::types::cname(sender.ssrc())),
             }],
         }],
     };

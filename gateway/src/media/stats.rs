@@ -61,3 +61,30 @@ impl MediaStats {
         self.legs_open.load(Ordering::Relaxed)
     }
 }
+
+/// Per-call media figures.
+#[derive(Debug, Clone, Copy)]
+pub struct AudioSummary {
+    /// RTP packets received (authenticated).
+    pub received: u64,
+    /// RTP packets expected from the sequence numbers.
+    pub expected: u64,
+    /// RTP packets sent.
+    pub sent: u64,
+    /// Packets concealed at playout.
+    pub concealed: u64,
+    /// Packets that came after their turn.
+    pub late: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Packets dropped to keep the delay down.
+    pub trimmed: u64,
+    /// Interarrival jitter.
+    pub jitter_ms: f64,
+    /// Packets of payload types not offered.
+    pub unknown_payload_types: u64,
+    /// Audio packets in another codec of the offer than the answered one (transcoded).
+    pub foreign_codec: u64,
+    /// The last round-trip time the peer's RTCP reports gave.
+    pub round_trip_ms: Option<f64>,
+}

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use super::decode::{decode, read_limited};
 use super::spec::PromptSpec;
 use crate::config::ConfigError;
-use crate::jingle::negotiate::Codec;
 use crate::media::codec::{AudioFrame, Encoder, FRAME_SAMPLES};
+use crate::types::Codec;
 
 /// Largest prompt file read, in bytes.
 const MAX_FILE_BYTES: u64 = 64 << 20;

@@ -4,9 +4,11 @@
 //! the encoded frames are shared by every call in a cache of bounded size.
 
 pub mod decode;
+mod from_config;
 mod library;
 mod spec;
 pub mod system;
 
+pub use from_config::{source, uses};
 pub use library::{blocking, EncodedPrompt, PromptLibrary, PromptSource};
 pub use spec::{PromptSpec, PromptSpecError};

@@ -12,8 +12,9 @@ use xmpp_parsers::iq::Iq;
 use super::inbound::Answer;
 use super::Router;
 use crate::admin::{self, AdminAction, CallRow, MailboxRow};
-use crate::jingle::{EndReason, MediaEvent};
+use crate::jingle::MediaEvent;
 use crate::protocol::adhoc::Command;
+use crate::types::EndReason;
 use crate::xmpp::iq_error::IqError;
 
 /// How long an admin's reload may take before its answer says so.

@@ -13,7 +13,7 @@ use crate::config::OutboundConfig;
 use crate::endpoint::bridge;
 use crate::endpoint::DialPlan;
 use crate::jingle::negotiate::Negotiated;
-use crate::jingle::{CallId, EndReason};
+use crate::types::{CallId, EndReason};
 
 /// The window the per-minute rate limits count in.
 const RATE_WINDOW: Duration = Duration::from_secs(60);

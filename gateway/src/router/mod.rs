@@ -19,10 +19,11 @@ use xmpp_parsers::stanza::Stanza;
 
 use crate::call::{CallEvent, CallEvents};
 use crate::call::{CallHandle, Calls};
-use crate::jingle::{CallId, Output, Signalling};
+use crate::jingle::{Output, Signalling};
 use crate::metrics::Metrics;
 use crate::rate::{KeyedBuckets, LogThrottle, Rate, Taken};
 use crate::reload::Reloaded;
+use crate::types::CallId;
 use crate::voicemail::Voicemail;
 use crate::xmpp::disco::CalleeInfo;
 use crate::xmpp::link::LinkEvent;

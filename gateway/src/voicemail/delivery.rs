@@ -20,7 +20,6 @@ use super::time::{clock_duration, Utc};
 use super::upload::{UploadSetting, Uploader};
 use super::{MessageInfo, Voicemail};
 use crate::config::Delivery;
-use crate::http::recording_url;
 use crate::metrics;
 use crate::xmpp::requests::XmppHandle;
 
@@ -222,6 +221,14 @@ fn chat(from: &Jid, to: &Jid, body: String, payloads: Vec<Element>) -> Message {
         .payloads
         .push(Element::builder("store", NS_HINTS).build());
     message.with_body(Lang(String::new()), body)
+}
+
+/// The path prefix of recordings on the gateway's HTTP server.
+pub const RECORDINGS: &str = "/voicemail/";
+
+/// The URL of a recording on the server at `base_url`.
+pub fn recording_url(base_url: &str, token: &str, file_name: &str) -> String {
+    format!("{base_url}{RECORDINGS}{token}/{file_name}")
 }
 
 #[cfg(test)]

@@ -20,12 +20,13 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::mpsc;
 
+pub use delivery::{recording_url, RECORDINGS};
 pub use recording::{Recording, StartError};
 pub use store::{Ending, MessageInfo};
 
 use crate::config::{Config, EndpointKind, MailboxConfig};
-use crate::jingle::negotiate::Codec;
 use crate::metrics::Metrics;
+use crate::types::Codec;
 use store::MailboxDir;
 
 /// One mailbox.

@@ -14,7 +14,7 @@ use super::activity::{level_dbfs, opus_voice_activity};
 use super::ogg_opus::OggOpusWriter;
 use super::wav::WavRecorder;
 use crate::config::RecordingFormat;
-use crate::jingle::negotiate::Codec;
+use crate::types::Codec;
 
 /// A jump in RTP time longer than this is a new stream, not a gap to fill.
 const MAX_GAP: Duration = Duration::from_secs(30);

@@ -11,7 +11,7 @@ use super::recorder::Recorder;
 use super::store::{finish_part, Ending, MailboxDir, MessageInfo};
 use super::Voicemail;
 use crate::config::MailboxConfig;
-use crate::jingle::negotiate::Codec;
+use crate::types::Codec;
 
 /// Why a recording could not start.
 #[derive(Debug, thiserror::Error)]

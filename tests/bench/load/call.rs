@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use jid::Jid;
-use jingle_gateway::jingle::negotiate::{self, Codec, LocalTransport, Negotiated, PayloadKind};
+use jingle_gateway::jingle::negotiate::{self, LocalTransport, Negotiated, PayloadKind};
 use jingle_gateway::media::codec::{Encoder, FRAME_SAMPLES, SAMPLE_RATE};
 use jingle_gateway::media::engine::MediaEngine;
 use jingle_gateway::media::leg::{IceRole, LegEvent, MediaLeg};
 use jingle_gateway::media::rtp::RtpSender;
 use jingle_gateway::protocol::jingle::{Action, Jingle, Reason, ReasonElement, Sid};
+use jingle_gateway::types::Codec;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use webrtc_util::marshal::Unmarshal;

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jingle_gateway::config::MediaConfig;
-use jingle_gateway::jingle::negotiate::{DtlsRole, RemoteFingerprint};
 use jingle_gateway::media::engine::MediaEngine;
 use jingle_gateway::media::leg::{IceRole, LegEvent, MediaLeg};
 use jingle_gateway::media::rtp::RtpSender;
 use jingle_gateway::media::stats::MediaStats;
 use jingle_gateway::protocol::ice_udp::{Candidate, Fingerprint};
+use jingle_gateway::types::{DtlsRole, RemoteFingerprint};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use webrtc_util::marshal::Unmarshal;

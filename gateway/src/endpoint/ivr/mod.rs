@@ -13,9 +13,9 @@ pub use pattern::{Match, Pattern};
 
 use super::{CallInfo, Endpoint, EndpointEvent, Incoming, Outgoing};
 use crate::config::{DtmfSourcesConfig, IvrConfig};
-use crate::jingle::negotiate::Codec;
 use crate::media::dtmf::Digit;
 use crate::prompt::{EncodedPrompt, PromptLibrary};
+use crate::types::Codec;
 
 /// The IVR endpoint of one call.
 pub struct Ivr {
@@ -125,7 +125,7 @@ impl Endpoint for Ivr {
         self.events.pop_front()
     }
 
-    fn on_connect_failed(&mut self, reason: crate::jingle::EndReason) {
+    fn on_connect_failed(&mut self, reason: crate::types::EndReason) {
         tracing::info!(reason = %reason, "nobody answered");
         self.ringback = None;
         self.ringback_position = 0;

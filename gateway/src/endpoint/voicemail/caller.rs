@@ -11,8 +11,8 @@ use crate::config::RingStrategy;
 use crate::config::{MailboxConfig, BEEP_PROMPT};
 use crate::endpoint::player::Player;
 use crate::endpoint::{CallInfo, DialPlan, EndpointEvent, Incoming, Outgoing};
-use crate::jingle::EndReason;
 use crate::media::dtmf::Digit;
+use crate::types::EndReason;
 use crate::voicemail::{Ending, Recording, StartError, Voicemail};
 
 /// One packet time.

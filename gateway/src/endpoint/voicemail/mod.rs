@@ -40,7 +40,7 @@ impl VoicemailEndpoint {
         peer: &str,
     ) -> Self {
         // The codec is known only at start; the player is remade then.
-        let player = Player::new(prompts, crate::jingle::negotiate::Codec::Opus);
+        let player = Player::new(prompts, crate::types::Codec::Opus);
         let is_owner = config.is_owner(peer);
         let dtmf = config.dtmf;
         let role = if is_owner {
@@ -100,7 +100,7 @@ impl Endpoint for VoicemailEndpoint {
         }
     }
 
-    fn on_connect_failed(&mut self, _reason: crate::jingle::EndReason) {
+    fn on_connect_failed(&mut self, _reason: crate::types::EndReason) {
         if let Role::Caller(caller) = &mut self.role {
             caller.on_connect_failed();
         }

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use super::VoicemailEndpoint;
 use crate::config::Config;
 use crate::endpoint::{CallInfo, Endpoint, EndpointEvent, Incoming, Outgoing};
-use crate::jingle::negotiate::Codec;
-use crate::jingle::EndReason;
 use crate::media::dtmf::Digit;
+use crate::types::Codec;
+use crate::types::EndReason;
 use crate::voicemail::{Ending, Voicemail};
 
 struct Setup {
@@ -38,7 +38,7 @@ fn setup(mailbox: &str) -> Setup {
     let config = Config::from_toml_str(&text, Vec::new()).unwrap();
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let (voicemail, _queue) = Voicemail::open(&config, metrics).unwrap();
-    let prompts = Arc::new(config.load_prompts().unwrap());
+    let prompts = Arc::new(crate::prompt::PromptLibrary::for_config(&config).unwrap());
     Setup {
         voicemail,
         prompts,

@@ -9,11 +9,11 @@ use std::time::Instant;
 use jid::{FullJid, Jid};
 
 use super::{Output, Refusal, Signalling};
-use crate::jingle::end_reason::EndReason;
 use crate::jingle::session::SessionState;
-use crate::jingle::CallId;
 use crate::protocol::jingle::{Jingle, Sid};
 use crate::protocol::jmi::Jmi;
+use crate::types::CallId;
+use crate::types::EndReason;
 
 /// Whether the peer's session (`theirs`, sent from `their_jid`) overrules ours (`ours`, sent
 /// from `our_jid`).

@@ -13,11 +13,11 @@ use crate::protocol::ice_udp::{Candidate, IceUdpTransport};
 use crate::protocol::jingle::{Action, Content, Jingle, Reason, SessionInfo, Sid, Transport};
 use crate::protocol::jmi::Jmi;
 
-use super::end_reason::EndReason;
 use super::negotiate::{answer, read_offer, LocalTransport, Negotiated};
 use super::session::{Session, SessionState};
 use super::timers::{Timer, Timers};
-use super::CallId;
+use crate::types::CallId;
+use crate::types::EndReason;
 
 mod admission;
 mod glare;

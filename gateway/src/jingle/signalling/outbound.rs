@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use jid::{BareJid, FullJid, Jid};
 
 use super::{Output, Signalling};
-use crate::jingle::end_reason::EndReason;
 use crate::jingle::negotiate::{offer, read_answer, LocalTransport, OUR_CONTENT};
 use crate::jingle::session::{Session, SessionState};
 use crate::jingle::timers::{Timer, Timers};
-use crate::jingle::{CallId, CallStart};
+use crate::jingle::CallStart;
 use crate::protocol::jingle::{Action, Creator, Group, Jingle, Reason, ReasonElement, Sid};
 use crate::protocol::jmi::Jmi;
+use crate::types::CallId;
+use crate::types::EndReason;
 
 /// A `<propose/>` of ours, waiting for one of the user's devices to proceed or reject.
 #[derive(Debug, Clone)]

@@ -8,11 +8,12 @@ use jid::{FullJid, Jid};
 use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::*;
-use crate::jingle::negotiate::{Codec, DtlsRole, LocalTransport};
+use crate::jingle::negotiate::LocalTransport;
 use crate::protocol::ice_udp::{Candidate, CandidateType, IceUdpTransport, Setup};
 use crate::protocol::jingle::{Description, Jingle, Reason, SessionInfo, Transport};
 use crate::protocol::jmi::Jmi;
 use crate::testing::{jingle_payloads_from, BROWSER_CALL};
+use crate::types::{Codec, DtlsRole};
 
 const ALICE: &str = "alice@localhost/browser";
 const ECHO: &str = "echo@gw.localhost";
