@@ -301,7 +301,7 @@ pub fn config(data: &[u8]) {
     match Config::from_toml_str(toml, env) {
         Ok(config) => {
             let domain = config.xmpp.domain.as_deref().unwrap_or("example.org");
-            if let Err(e) = crate::reload::callees_of(&config, domain) {
+            if let Err(e) = crate::routes::RouteTable::from_config(&config, domain) {
                 panic!("a valid config cannot start: {e}");
             }
         }

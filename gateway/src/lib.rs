@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod rate;
 pub mod reload;
 mod router;
+pub mod routes;
 #[cfg(feature = "sound")]
 pub mod sound;
 pub mod systemd;
@@ -39,7 +40,7 @@ use endpoint::EndpointFactory;
 use jingle::{CallLimits, Signalling, SignallingConfig};
 use media::engine::{MediaEngine, MediaStartError};
 use media::stats::MediaStats;
-use router::{Router, RouterExit, RouterParts};
+use router::{Ids, RouterCore, RouterCoreParts, RouterExit, RouterParts};
 use std::sync::Arc;
 use xmpp::link::{run_link, LinkConfig};
 use xmpp::subscribers::Subscribers;
@@ -121,7 +122,7 @@ pub async fn run_with_reloads(
     let subscribers = Subscribers::load(&data_dir.join("subscribers"), config.local_domains())
         .map_err(data_dir_error)?;
 
-    let callees = reload::callees_of(&config, &domain).map_err(RunError::Config)?;
+    let routes = routes::RouteTable::from_config(&config, &domain).map_err(RunError::Config)?;
 
     let prompts = Arc::new(
         prompt::PromptLibrary::for_config(&config)
@@ -149,7 +150,7 @@ pub async fn run_with_reloads(
     let endpoints = Arc::new(EndpointFactory::new(&config, prompts, mailboxes.clone()));
     let core = Signalling::new(SignallingConfig {
         domain: domain.clone(),
-        callees: reload::admission_of(&config),
+        callees: routes.admission.clone(),
         limits: CallLimits {
             max_calls: config.calls.max_calls as usize,
             max_calls_per_jid: config.calls.max_calls_per_jid as usize,
@@ -236,25 +237,28 @@ pub async fn run_with_reloads(
         link_stop.clone(),
     ));
 
-    let parts = RouterParts {
+    let core = RouterCore::new(RouterCoreParts {
         domain: domain_jid,
         name: config.xmpp.name.clone(),
-        callees,
-        core,
+        routes,
+        jingle: core,
         subscribers,
-        calls: call::Calls::new(engine.clone(), endpoints, metrics.clone()),
         voicemail: mailboxes.clone(),
+        metrics: metrics.clone(),
+        ids: Ids::new(format!("{:x}-", rand::random::<u32>())),
+    });
+    let parts = RouterParts {
+        core,
+        calls: call::Calls::new(engine.clone(), endpoints, metrics.clone()),
         metrics,
         requests,
         online,
         reloads: reloaded_rx,
-        outbound: config.outbound.clone(),
-        admin: config.admin.clone(),
         rereads,
         xmpp: xmpp_handle.clone(),
     };
     let supervisor = tokio::spawn(systemd::report(xmpp_handle, shutdown.clone()));
-    let exit = Router::run(parts, event_rx, outbox, shutdown).await;
+    let exit = router::run(parts, event_rx, outbox, shutdown).await;
     supervisor.abort();
     services.cancel();
     for task in background {

@@ -4,31 +4,23 @@
 //! the running one kept. Sections that need a restart (the XMPP link, media, servers, storage,
 //! logging) are named in a warning and keep their running values.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigOrigin, EndpointKind};
+use crate::config::{Config, ConfigOrigin};
 use crate::endpoint::EndpointFactory;
-use crate::jingle::Callee;
 use crate::metrics::Metrics;
+use crate::routes::RouteTable;
 use crate::voicemail::Voicemail;
-use crate::xmpp::disco::CalleeInfo;
 
 /// What the router swaps in for new calls.
 pub struct Reloaded {
-    /// The virtual JIDs.
-    pub callees: BTreeMap<String, CalleeInfo>,
-    /// The virtual JIDs as the signalling core admits calls to them.
-    pub admission: HashMap<String, Callee>,
+    /// The new config's routes.
+    pub routes: RouteTable,
     /// Their endpoints.
     pub endpoints: Arc<EndpointFactory>,
-    /// Whom the gateway may ring.
-    pub outbound: crate::config::OutboundConfig,
-    /// Who may run the admin commands.
-    pub admin: crate::config::AdminConfig,
 }
 
 /// A request to read the config file again (an admin's command) and where the outcome goes:
@@ -44,46 +36,6 @@ pub enum ReloadError {
     /// A mailbox directory cannot be used.
     #[error(transparent)]
     Voicemail(#[from] crate::voicemail::OpenError),
-}
-
-/// The virtual JIDs of `config` on `domain`, as disco and presence show them.
-pub fn callees_of(config: &Config, domain: &str) -> Result<BTreeMap<String, CalleeInfo>, String> {
-    let mut callees = BTreeMap::new();
-    for (name, endpoint) in &config.endpoints {
-        let jid = jid::Jid::new(&format!("{name}@{domain}"))
-            .map_err(|e| format!("endpoints.{name}: {e}"))?;
-        let available = endpoint.kind.is_available();
-        if !available {
-            tracing::warn!(
-                jid = %jid,
-                kind = endpoint.kind.name(),
-                "endpoint kind not available in this version yet: calls to this JID are refused"
-            );
-        }
-        let display = endpoint.name.clone().unwrap_or_else(|| name.clone());
-        let mut info = CalleeInfo::new(jid, display, available);
-        if matches!(endpoint.kind, EndpointKind::Voicemail(_)) {
-            info = info.with_feature(crate::protocol::adhoc::NS_COMMANDS);
-        }
-        callees.insert(name.clone(), info);
-    }
-    Ok(callees)
-}
-
-/// Each virtual JID as the signalling core admits calls to it: whether its endpoint is
-/// available, and who may call it.
-pub fn admission_of(config: &Config) -> HashMap<String, Callee> {
-    config
-        .endpoints
-        .iter()
-        .map(|(name, endpoint)| {
-            let callee = Callee {
-                available: endpoint.kind.is_available(),
-                callers: config.callers_of(name),
-            };
-            (name.clone(), callee)
-        })
-        .collect()
 }
 
 /// Applies configs from `configs` (SIGHUP's) and the config file read again for each of
@@ -118,7 +70,7 @@ pub async fn run(
         let outcome = match new {
             Ok(new) => match prepare(&running, &new, &domain, &voicemail, &metrics).await {
                 Ok(reloaded) => {
-                    let jids = reloaded.callees.len();
+                    let jids = reloaded.routes.callees.len();
                     tracing::info!(
                         virtual_jids = jids,
                         "config reloaded: new calls use it, calls in progress keep theirs"
@@ -181,18 +133,12 @@ async fn prepare(
             .map_err(|e| ReloadError::Config(format!("loading prompts failed: {e}")))?
             .map_err(|errors| ReloadError::Config(errors.to_string()))?;
     let prompts = Arc::new(prompts);
-    let callees = callees_of(new, domain).map_err(ReloadError::Config)?;
+    let routes = RouteTable::from_config(new, domain).map_err(ReloadError::Config)?;
     // The last step that can fail: once mailboxes are swapped, the rest is swapped too.
     voicemail.reload(new)?;
     metrics.set_prompts(prompts.clone());
     let endpoints = Arc::new(EndpointFactory::new(new, prompts, voicemail.clone()));
-    Ok(Reloaded {
-        callees,
-        admission: admission_of(new),
-        endpoints,
-        outbound: new.outbound.clone(),
-        admin: new.admin.clone(),
-    })
+    Ok(Reloaded { routes, endpoints })
 }
 
 /// The sections whose changes a reload does not apply.
@@ -235,7 +181,5 @@ mod tests {
         .unwrap();
         assert_eq!(needs_restart(&running, &new), ["media"]);
         assert!(needs_restart(&running, &running).is_empty());
-        let callees = callees_of(&new, "gw.test").unwrap();
-        assert_eq!(callees.keys().collect::<Vec<_>>(), ["echo", "other"]);
     }
 }

@@ -26,7 +26,10 @@ fn top_level_modules_import_each_other_without_a_cycle() {
                 format!("{} -> {} (in {:?})", pair[0], pair[1], files)
             })
             .collect();
-        panic!("import cycle between top-level modules:\n{}", steps.join("\n"));
+        panic!(
+            "import cycle between top-level modules:\n{}",
+            steps.join("\n")
+        );
     }
 }
 

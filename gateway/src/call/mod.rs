@@ -6,7 +6,7 @@ mod task;
 
 use std::sync::Arc;
 
-use jid::{BareJid, FullJid};
+use jid::BareJid;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -16,7 +16,6 @@ use crate::jingle::{CallStart, MediaEvent};
 use crate::media::engine::MediaEngine;
 use crate::metrics::Metrics;
 use crate::protocol::ice_udp::Candidate;
-use crate::types::Codec;
 use crate::types::{CallId, EndReason};
 
 /// A command from the router to a call task.
@@ -40,8 +39,30 @@ pub enum CallCommand {
     Bridge(Box<dyn Endpoint>),
     /// Nobody the endpoint's [`CallEvent::Connect`] rang answered.
     ConnectFailed(EndReason),
-    /// The session is over: release everything.
-    Stop,
+    /// The session is over, for this reason: release everything.
+    Stop(EndReason),
+}
+
+impl std::fmt::Debug for CallCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::RemoteCandidates(candidates) => {
+                f.debug_tuple("RemoteCandidates").field(candidates).finish()
+            }
+            Self::RestartIce {
+                ufrag, candidates, ..
+            } => f
+                .debug_struct("RestartIce")
+                .field("ufrag", ufrag)
+                .field("candidates", candidates)
+                .finish_non_exhaustive(),
+            Self::ChatDigits(text) => f.debug_tuple("ChatDigits").field(text).finish(),
+            Self::Answered(media) => f.debug_tuple("Answered").field(&media.codec).finish(),
+            Self::Bridge(_) => f.write_str("Bridge"),
+            Self::ConnectFailed(reason) => f.debug_tuple("ConnectFailed").field(reason).finish(),
+            Self::Stop(reason) => f.debug_tuple("Stop").field(reason).finish(),
+        }
+    }
 }
 
 /// Commands from the caller's side (candidates, ICE restarts, chat keys) that may wait for a
@@ -113,110 +134,53 @@ pub struct CallFigures {
 }
 
 /// A call's figures, shared by its task (which writes) and its handle (which reads).
-pub(crate) type SharedFigures = Arc<std::sync::Mutex<CallFigures>>;
+pub type SharedFigures = Arc<std::sync::Mutex<CallFigures>>;
 
 /// The channel call tasks report on.
 pub type CallEvents = mpsc::UnboundedSender<(CallId, CallEvent)>;
 
-/// The router's side of a running call.
+/// The shell's side of a running call task.
 #[derive(Debug)]
 pub struct CallHandle {
     call_id: CallId,
-    peer: FullJid,
-    callee: String,
-    codec: Option<Codec>,
     commands: mpsc::UnboundedSender<CallCommand>,
     peer_commands: mpsc::Sender<CallCommand>,
     task: JoinHandle<()>,
-    started: std::time::Instant,
-    figures: SharedFigures,
 }
 
 impl CallHandle {
-    /// When the call started.
-    pub fn started(&self) -> std::time::Instant {
-        self.started
-    }
-
-    /// Its figures so far.
-    pub fn figures(&self) -> CallFigures {
-        self.figures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
     /// The call.
     pub fn call_id(&self) -> CallId {
         self.call_id
     }
 
-    /// The other party's full JID.
-    pub fn peer(&self) -> &FullJid {
-        &self.peer
+    /// Passes `command` to the task. What the peer's stanzas cause (candidates, ICE restarts,
+    /// chat keys) waits in a bounded queue and is dropped when the call has too many waiting;
+    /// the router's own commands always go through.
+    pub fn send(&self, command: CallCommand) {
+        match command {
+            CallCommand::RemoteCandidates(_)
+            | CallCommand::RestartIce { .. }
+            | CallCommand::ChatDigits(_) => self.queue_peer_command(command),
+            CallCommand::Answered(_)
+            | CallCommand::Bridge(_)
+            | CallCommand::ConnectFailed(_)
+            | CallCommand::Stop(_) => {
+                let _ = self.commands.send(command);
+            }
+        }
     }
 
-    /// The local part of the virtual JID called (or calling, for a call we placed).
-    pub fn callee(&self) -> &str {
-        &self.callee
-    }
-
-    /// The call's codec, once negotiated.
-    pub fn codec(&self) -> Option<Codec> {
-        self.codec
-    }
-
-    /// The callee answered the call we placed, with `media`.
-    pub fn answered(&mut self, media: Negotiated) {
-        self.codec = Some(media.codec);
-        let _ = self.commands.send(CallCommand::Answered(media));
-    }
-
-    /// Hands the call to `endpoint` (one side of a bridge).
-    pub fn bridge(&self, endpoint: Box<dyn Endpoint>) {
-        let _ = self.commands.send(CallCommand::Bridge(endpoint));
-    }
-
-    /// Tells the call's endpoint that nobody it asked for answered.
-    pub fn connect_failed(&self, reason: EndReason) {
-        let _ = self.commands.send(CallCommand::ConnectFailed(reason));
-    }
-
-    /// Whether this is a call from `peer` (any device of the user) to the virtual JID `callee`.
-    pub fn is_between(&self, peer: &BareJid, callee: &str) -> bool {
-        self.peer.to_bare() == *peer && self.callee == callee
-    }
-
-    /// Passes trickled candidates to the media leg.
-    pub fn add_remote_candidates(&self, candidates: Vec<Candidate>) {
-        self.queue_peer_command(CallCommand::RemoteCandidates(candidates));
-    }
-
-    /// Restarts ICE with the caller's new credentials.
-    pub fn restart_ice(&self, ufrag: String, pwd: String, candidates: Vec<Candidate>) {
-        self.queue_peer_command(CallCommand::RestartIce {
-            ufrag,
-            pwd,
-            candidates,
-        });
-    }
-
-    /// Passes keys typed in a chat message.
-    pub fn chat_digits(&self, text: String) {
-        self.queue_peer_command(CallCommand::ChatDigits(text));
-    }
-
-    /// Queues a command the peer's stanzas caused; dropped when the call has too many waiting.
     fn queue_peer_command(&self, command: CallCommand) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.peer_commands.try_send(command) {
             tracing::debug!(call_id = %self.call_id, "the call is not keeping up with its peer; dropping a request");
         }
     }
 
-    /// Ends the call's media and endpoint; the task keeps running until it has released
-    /// everything (see [`CallHandle::finished`]).
-    pub fn stop(&self) {
-        let _ = self.commands.send(CallCommand::Stop);
+    /// Ends the call's media and endpoint, telling the endpoint `reason`; the task keeps
+    /// running until it has released everything (see [`CallHandle::finished`]).
+    pub fn stop(&self, reason: EndReason) {
+        self.send(CallCommand::Stop(reason));
     }
 
     /// Whether the call task has ended.
@@ -261,16 +225,17 @@ impl Calls {
         self.endpoints = endpoints;
     }
 
-    /// Starts the media leg and endpoint of a call.
-    pub fn start(&self, start: CallStart, events: CallEvents) -> CallHandle {
+    /// Starts the media leg and endpoint of a call, which keeps its figures in `figures`.
+    pub fn start(
+        &self,
+        start: CallStart,
+        figures: SharedFigures,
+        events: CallEvents,
+    ) -> CallHandle {
         let (commands, control) = mpsc::unbounded_channel();
         let (peer_commands, peer) = mpsc::channel(MAX_QUEUED_PEER_COMMANDS);
         let command_rx = CallCommands { control, peer };
         let call_id = start.call_id;
-        let peer = start.peer.clone();
-        let callee = start.callee.clone();
-        let codec = start.offer.as_ref().map(|offer| offer.codec);
-        let figures = SharedFigures::default();
         let endpoint = match start.offer {
             Some(_) => self
                 .endpoints
@@ -299,14 +264,9 @@ impl Calls {
         };
         CallHandle {
             call_id,
-            peer,
-            callee,
-            codec,
             commands,
             peer_commands,
             task,
-            started: std::time::Instant::now(),
-            figures,
         }
     }
 }
@@ -322,21 +282,19 @@ mod tests {
         let mut queue = CallCommands { control, peer };
         let handle = CallHandle {
             call_id: CallId(1),
-            peer: FullJid::new("mallory@evil.example/x").unwrap(),
-            callee: "echo".into(),
-            codec: None,
             commands,
             peer_commands,
             task: tokio::spawn(async {}),
-            started: std::time::Instant::now(),
-            figures: SharedFigures::default(),
         };
         for _ in 0..10 * MAX_QUEUED_PEER_COMMANDS {
-            handle.chat_digits("1".into());
+            handle.send(CallCommand::ChatDigits("1".into()));
         }
-        handle.stop();
+        handle.stop(EndReason::PeerGone);
         // The router's stop comes first, then what the peer's queue held.
-        assert!(matches!(queue.recv().await, Some(CallCommand::Stop)));
+        assert!(matches!(
+            queue.recv().await,
+            Some(CallCommand::Stop(EndReason::PeerGone))
+        ));
         let mut queued = 0;
         while let Ok(Some(command)) =
             tokio::time::timeout(std::time::Duration::from_millis(10), queue.recv()).await

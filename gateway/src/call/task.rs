@@ -123,6 +123,7 @@ pub(super) async fn run_call(
             audio: summary,
             duration: began.elapsed(),
         };
+        endpoint.on_end(ended.reason());
         if let Some(body) = endpoint.report(&report) {
             let report = CallEvent::Report {
                 callee: start.callee.clone(),
@@ -131,7 +132,7 @@ pub(super) async fn run_call(
             };
             let _ = events.send((call_id, report));
         }
-        if let Some(reason) = ended {
+        if let Ended::Here(reason) = ended {
             let _ = events.send((call_id, CallEvent::Media(MediaEvent::Ended(reason))));
         }
     };
@@ -198,7 +199,7 @@ async fn offer_local_transport(
     loop {
         tokio::select! {
             command = commands.recv() => match command {
-                None | Some(CallCommand::Stop) => return Err(None),
+                None | Some(CallCommand::Stop(_)) => return Err(None),
                 Some(CallCommand::RemoteCandidates(mut candidates)) => early.append(&mut candidates),
                 Some(CallCommand::Answered(mut media)) => {
                     media.candidates.append(&mut early);
@@ -217,7 +218,23 @@ async fn offer_local_transport(
     }
 }
 
-/// Drives the call; returns why the call side ended it, or `None` when the router stopped it.
+/// How a call's task came to its end.
+enum Ended {
+    /// The media leg or the endpoint ended it, for this reason (the router is told).
+    Here(EndReason),
+    /// The router stopped it (its session is over), for this reason.
+    ByRouter(EndReason),
+}
+
+impl Ended {
+    fn reason(&self) -> EndReason {
+        match self {
+            Self::Here(reason) | Self::ByRouter(reason) => *reason,
+        }
+    }
+}
+
+/// Drives the call until it ends, and says how.
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     leg: &mut MediaLeg,
@@ -230,7 +247,7 @@ async fn drive(
     events: &CallEvents,
     metrics: &Metrics,
     figures: &SharedFigures,
-) -> Option<EndReason> {
+) -> Ended {
     let call_id = start.call_id;
     let report = |event| events.send((call_id, CallEvent::Media(event))).is_ok();
     let info = CallInfo {
@@ -269,12 +286,14 @@ async fn drive(
             // (a sound device that would not open) is asked here.
             _ = sleep_until(Some(check)), if !secured => {
                 if let Some(reason) = endpoint.unavailable() {
-                    return Some(reason);
+                    return Ended::Here(reason);
                 }
                 check = Instant::now() + UNAVAILABLE_CHECK;
             },
             command = commands.recv() => match command {
-                None | Some(CallCommand::Stop) => return None,
+                // A router that is gone is a gateway that stops.
+                None => return Ended::ByRouter(EndReason::Shutdown),
+                Some(CallCommand::Stop(reason)) => return Ended::ByRouter(reason),
                 Some(CallCommand::RemoteCandidates(candidates)) => leg.add_remote_candidates(&candidates),
                 Some(CallCommand::ChatDigits(text)) => {
                     audio.receive_chat_digits(&text, Instant::now(), endpoint.as_mut());
@@ -296,7 +315,7 @@ async fn drive(
                         Err(e) => {
                             // The caller now waits for credentials we cannot give.
                             tracing::info!(error = %e, "ICE restart failed");
-                            return Some(EndReason::IceFailed);
+                            return Ended::Here(EndReason::IceFailed);
                         }
                     }
                 }
@@ -322,7 +341,7 @@ async fn drive(
                     audio.receive_rtcp(&packet, Instant::now());
                     show(figures, audio, leg);
                 }
-                LegEvent::Failed(reason) => return Some(reason),
+                LegEvent::Failed(reason) => return Ended::Here(reason),
             },
             _ = &mut tick_timer, if tick_at.is_some() => {
                 // Set again on the next turn, even should the deadline not have moved.
@@ -332,7 +351,7 @@ async fn drive(
                     leg.send_rtp(&packet.header, &packet.payload).await;
                 }
                 if let Some(reason) = result.ended {
-                    return Some(reason);
+                    return Ended::Here(reason);
                 }
                 for request in result.requests {
                     match request {
@@ -345,7 +364,7 @@ async fn drive(
                             Err(reason) => {
                                 tracing::warn!(to = %to, reason = reason.as_str(),
                                     "cannot hand the call over");
-                                return Some(reason);
+                                return Ended::Here(reason);
                             }
                         },
                         EndpointEvent::SendMessage { to, body } => {

@@ -230,6 +230,10 @@ pub trait Endpoint: Send {
     /// Nobody a [`EndpointEvent::Connect`] rang answered (or nobody could be rung), and why.
     fn on_connect_failed(&mut self, _reason: EndReason) {}
 
+    /// The call is over, for `reason`: called once, last (before [`Endpoint::report`]), so
+    /// that what the endpoint keeps (a recording) says how the call really ended.
+    fn on_end(&mut self, _reason: EndReason) {}
+
     /// Whether [`Endpoint::report`] wants the caller's disco#info features (asked when the call
     /// starts).
     fn wants_client_features(&self) -> bool {

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use jid::{BareJid, FullJid, Jid};
 
-use super::{now, Router};
+use super::core::{RouterCore, RouterOutput};
+use crate::call::CallCommand;
 use crate::config::OutboundConfig;
-use crate::endpoint::bridge;
 use crate::endpoint::DialPlan;
 use crate::jingle::negotiate::Negotiated;
 use crate::types::{CallId, EndReason};
@@ -36,7 +36,7 @@ struct Dialing {
 
 /// Everything about the calls the gateway places for its callers.
 #[derive(Debug, Default)]
-pub(super) struct Dialer {
+pub struct Dialer {
     config: OutboundConfig,
     /// By the caller's call.
     dialings: HashMap<CallId, Dialing>,
@@ -110,10 +110,10 @@ impl Dialer {
     }
 }
 
-impl Router {
+impl RouterCore {
     /// A call's endpoint asks to ring people for its caller.
-    pub(super) fn start_connect(&mut self, caller: CallId, plan: DialPlan) {
-        let Some(callee) = self.active.get(&caller).map(|c| c.callee().to_string()) else {
+    pub(super) fn start_connect(&mut self, now: Instant, caller: CallId, plan: DialPlan) {
+        let Some(callee) = self.calls.get(&caller).map(|c| c.callee.clone()) else {
             return;
         };
         if self.dialer.dialings.contains_key(&caller) {
@@ -129,12 +129,12 @@ impl Router {
                 last_failure: EndReason::NotAllowed,
             },
         );
-        self.ring_next(caller);
+        self.ring_next(now, caller);
     }
 
     /// Rings the caller's next targets (all that are left, or the next one when hunting), and
     /// tells the caller's endpoint when nobody is left to ring.
-    fn ring_next(&mut self, caller: CallId) {
+    fn ring_next(&mut self, now: Instant, caller: CallId) {
         loop {
             let Some(dialing) = self.dialer.dialings.get_mut(&caller) else {
                 return;
@@ -144,9 +144,7 @@ impl Router {
                 if dialing.ringing.is_empty() {
                     let reason = dialing.last_failure;
                     self.dialer.dialings.remove(&caller);
-                    if let Some(call) = self.active.get(&caller) {
-                        call.connect_failed(reason);
-                    }
+                    self.command_call(caller, CallCommand::ConnectFailed(reason));
                 }
                 return;
             }
@@ -156,7 +154,7 @@ impl Router {
             let target = dialing.plan.targets[dialing.next].clone();
             dialing.next += 1;
             let (callee, timeout) = (dialing.callee.clone(), dialing.plan.ring_timeout);
-            match self.place(&callee, &target, timeout) {
+            match self.place(now, &callee, &target, timeout) {
                 Ok(attempt) => {
                     tracing::info!(caller = %caller, call_id = %attempt, %target, "ringing");
                     self.dialer.attempts.insert(attempt, caller);
@@ -177,6 +175,7 @@ impl Router {
     /// Places one call, if the allow-list, the limits and the target's presence let it go.
     fn place(
         &mut self,
+        now: Instant,
         callee: &str,
         target: &str,
         timeout: Duration,
@@ -187,7 +186,6 @@ impl Router {
             return Err(EndReason::NotAllowed);
         }
         let bare = jid.to_bare();
-        let now = now();
         if !self.dialer.within_limits(&bare, now) {
             tracing::warn!(%target, "outbound call limits reached: not ringing");
             return Err(EndReason::NotAllowed);
@@ -198,7 +196,7 @@ impl Router {
         if jid.resource().is_none() && sees_presence && !online {
             return Err(EndReason::PeerGone);
         }
-        let attempt = self.core.place_call(now, callee, jid, timeout)?;
+        let attempt = self.jingle.place_call(now, callee, jid, timeout)?;
         self.dialer.count_placed(bare, now);
         self.metrics.call_placed();
         Ok(attempt)
@@ -208,38 +206,35 @@ impl Router {
     /// the two are bridged and the caller's other attempts cancelled.
     pub(super) fn attempt_answered(&mut self, attempt: CallId, media: Negotiated) {
         let callee_codec = media.codec;
-        if let Some(call) = self.active.get_mut(&attempt) {
-            call.answered(media);
+        if let Some(call) = self.calls.get_mut(&attempt) {
+            call.codec = Some(callee_codec);
         }
+        self.command_call(attempt, CallCommand::Answered(media));
         let caller = self.dialer.attempts.remove(&attempt);
         let dialing = caller.and_then(|caller| self.dialer.dialings.remove(&caller));
         let caller_codec = caller
-            .and_then(|caller| self.active.get(&caller))
-            .and_then(|call| call.codec());
+            .and_then(|caller| self.calls.get(&caller))
+            .and_then(|call| call.codec);
         let (Some(caller), Some(dialing), Some(caller_codec)) = (caller, dialing, caller_codec)
         else {
             // Nobody to bridge with any more.
-            self.core.cancel_call(attempt, EndReason::Cancelled);
+            self.jingle.cancel_call(attempt, EndReason::Cancelled);
             return;
         };
         for other in dialing.ringing.into_iter().filter(|c| *c != attempt) {
             self.dialer.attempts.remove(&other);
-            self.core.cancel_call(other, EndReason::Cancelled);
+            self.jingle.cancel_call(other, EndReason::Cancelled);
         }
         tracing::info!(caller = %caller, call_id = %attempt, caller_codec = caller_codec.name(),
             callee_codec = callee_codec.name(), "answered: bridging");
-        let stats = self.calls.media_stats();
-        let (caller_end, callee_end) = bridge::pair(caller_codec, callee_codec, stats);
-        if let Some(call) = self.active.get(&attempt) {
-            call.bridge(Box::new(callee_end));
-        }
-        if let Some(call) = self.active.get(&caller) {
-            call.bridge(Box::new(caller_end));
-        }
+        self.push(RouterOutput::Bridge {
+            caller: (caller, caller_codec),
+            callee: (attempt, callee_codec),
+        });
     }
 
     /// A call we placed ended before it was answered: the caller's next target rings.
-    pub(super) fn attempt_ended(&mut self, attempt: CallId, reason: EndReason) {
+    pub(super) fn attempt_ended(&mut self, now: Instant, attempt: CallId, reason: EndReason) {
         let Some(caller) = self.dialer.attempts.remove(&attempt) else {
             return;
         };
@@ -247,7 +242,7 @@ impl Router {
             dialing.ringing.retain(|c| *c != attempt);
             dialing.last_failure = reason;
         }
-        self.ring_next(caller);
+        self.ring_next(now, caller);
     }
 
     /// A caller's call ended: whatever still rings for it is cancelled.
@@ -257,7 +252,7 @@ impl Router {
         };
         for attempt in dialing.ringing {
             self.dialer.attempts.remove(&attempt);
-            self.core.cancel_call(attempt, EndReason::Cancelled);
+            self.jingle.cancel_call(attempt, EndReason::Cancelled);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Inbound IQs and messages. Every IQ request gets exactly one reply, sent from one place
-//! ([`Router::handle_iq`]) after its handler returns; a handler's error becomes a stanza error
+//! ([`RouterCore::handle_iq`]) after its handler returns; a handler's error becomes a stanza error
 //! there. The one exception is an admin's `reload`, answered when the config has been read
 //! (see `router/admin.rs`).
 
@@ -13,10 +13,14 @@ use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use xmpp_parsers::version::VersionResult;
 
-use super::{now, Router};
+use std::time::Instant;
+
+use super::core::RouterCore;
+use crate::call::CallCommand;
 use crate::protocol::adhoc::{command_info, Command, NS_COMMANDS};
 use crate::protocol::jingle::{Jingle, NS_JINGLE};
 use crate::protocol::jmi::Jmi;
+use crate::types::CallId;
 use crate::voicemail;
 use crate::xmpp::disco;
 use crate::xmpp::iq_error::IqError;
@@ -30,8 +34,8 @@ pub(super) enum Answer {
     Later,
 }
 
-impl Router {
-    pub(super) fn handle_iq(&mut self, iq: Iq) {
+impl RouterCore {
+    pub(super) fn handle_iq(&mut self, now: Instant, iq: Iq) {
         let (from, to, id, payload, is_set) = match iq {
             Iq::Get {
                 from,
@@ -50,9 +54,9 @@ impl Router {
             } => {
                 let answered = from
                     .as_ref()
-                    .is_some_and(|from| self.core.handle_iq_response(now(), from, &id, None));
+                    .is_some_and(|from| self.jingle.handle_iq_response(now, from, &id, None));
                 if answered {
-                    self.process_outputs();
+                    self.process_signalling(now);
                 } else {
                     self.pending.answer(from.as_ref(), &id, Ok(payload));
                 }
@@ -64,9 +68,9 @@ impl Router {
                 let condition = Some(error.defined_condition.clone());
                 let answered = from
                     .as_ref()
-                    .is_some_and(|from| self.core.handle_iq_response(now(), from, &id, condition));
+                    .is_some_and(|from| self.jingle.handle_iq_response(now, from, &id, condition));
                 if answered {
-                    self.process_outputs();
+                    self.process_signalling(now);
                 } else {
                     self.pending.answer(from.as_ref(), &id, Err(error));
                 }
@@ -77,7 +81,7 @@ impl Router {
             tracing::debug!(id, "dropping an IQ without from or to");
             return;
         };
-        let result = self.handle_request(&from, &to, &id, payload, is_set);
+        let result = self.handle_iq_request(now, &from, &to, &id, payload, is_set);
         let reply = match result {
             Ok(Answer::Later) => return,
             Ok(Answer::Now(payload)) => Iq::Result {
@@ -99,11 +103,12 @@ impl Router {
         };
         self.send(Stanza::Iq(reply));
         // The reply goes out before anything the request caused (ringing, session-terminate).
-        self.process_outputs();
+        self.process_signalling(now);
     }
 
-    fn handle_request(
+    fn handle_iq_request(
         &mut self,
+        now: Instant,
         from: &Jid,
         to: &Jid,
         id: &str,
@@ -181,7 +186,7 @@ impl Router {
                 Ok(Answer::Now(Some(items.into())))
             }
             ("command", NS_COMMANDS, true) if callee.is_none() => {
-                self.admin_command(from, to, id, &payload)
+                self.admin_command(now, from, to, id, &payload)
             }
             ("command", NS_COMMANDS, true) => {
                 let mailbox = to.node().map(|n| n.as_str()).unwrap_or_default();
@@ -206,8 +211,8 @@ impl Router {
                 })?;
                 let jingle =
                     Jingle::parse(&payload).map_err(|e| IqError::BadRequest(e.to_string()))?;
-                self.core
-                    .handle_jingle(now(), from, to.clone(), jingle)
+                self.jingle
+                    .handle_jingle(now, from, to.clone(), jingle)
                     .map_err(IqError::Jingle)?;
                 Ok(Answer::Now(None))
             }
@@ -218,13 +223,13 @@ impl Router {
     /// A stanza that could not be used: counted, logged (at most every few seconds), and an IQ
     /// request still gets its one reply, `policy-violation` for a stanza beyond the read
     /// limits and `bad-request` for one that is not valid.
-    pub(super) fn handle_invalid(&mut self, invalid: InvalidStanza) {
+    pub fn handle_invalid(&mut self, now: Instant, invalid: InvalidStanza) {
         let reason = match &invalid.cause {
             InvalidCause::Limit(limit) => limit.as_str(),
             InvalidCause::Invalid(_) => crate::metrics::STANZA_INVALID,
         };
         self.metrics.stanza_dropped(reason);
-        if let Some(held_back) = self.dropped_log.allow(now()) {
+        if let Some(held_back) = self.dropped_log.allow(now) {
             tracing::warn!(kind = %invalid.kind, from = ?invalid.from, cause = %invalid.cause,
                 held_back, "dropping a stanza that cannot be used");
         }
@@ -254,12 +259,12 @@ impl Router {
         }));
     }
 
-    pub(super) fn handle_message(&mut self, message: Message) {
+    pub(super) fn handle_message(&mut self, now: Instant, message: Message) {
         if message.type_ == MessageType::Error {
             // A proposal of ours that could not be delivered.
             if let (Some(from), Some(id)) = (&message.from, &message.id) {
-                self.core.handle_jmi_bounce(from, &id.0);
-                self.process_outputs();
+                self.jingle.handle_jmi_bounce(from, &id.0);
+                self.process_signalling(now);
             }
             return;
         }
@@ -284,9 +289,9 @@ impl Router {
                     .iter()
                     .any(|p| p.is("request", ns::RECEIPTS));
                 let id = message.id.as_ref().map(|id| id.0.clone());
-                self.core
-                    .handle_jmi(now(), from, to, id, wants_receipt, jmi);
-                self.process_outputs();
+                self.jingle
+                    .handle_jmi(now, from, to, id, wants_receipt, jmi);
+                self.process_signalling(now);
             }
             Some(Err(e)) => {
                 self.bounce(&message, DefinedCondition::BadRequest, &e.to_string());
@@ -304,10 +309,14 @@ impl Router {
         let (Some(callee), peer) = (to.node(), from.to_bare()) else {
             return;
         };
-        for call in self.active.values() {
-            if call.is_between(&peer, callee.as_str()) {
-                call.chat_digits(body.clone());
-            }
+        let calls: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, call)| call.peer.to_bare() == peer && call.callee == callee.as_str())
+            .map(|(call_id, _)| *call_id)
+            .collect();
+        for call_id in calls {
+            self.command_call(call_id, CallCommand::ChatDigits(body.clone()));
         }
     }
 

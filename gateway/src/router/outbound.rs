@@ -34,15 +34,16 @@ pub(super) fn lane_of(stanza: &Stanza) -> Lane {
 }
 
 /// A chat message with `body`.
-pub(super) fn chat(from: Jid, to: Jid, body: String) -> Stanza {
+pub(super) fn chat(from: Jid, to: Jid, body: String, id: String) -> Stanza {
     let mut message = Message::new_with_type(MessageType::Chat, Some(to));
     message.from = Some(from);
-    message.id = Some(Id(format!("gw-{}", rand::random::<u64>())));
+    message.id = Some(Id(id));
     Stanza::Message(message.with_body(Lang(String::new()), body))
 }
 
-/// The stanza an output sends, if it sends one.
-pub(super) fn stanza_for(output: Output) -> Option<Stanza> {
+/// The stanza an output sends, if it sends one; a JMI message other than a proposal gets the
+/// message id `id`.
+pub(super) fn stanza_for(output: Output, id: Option<String>) -> Option<Stanza> {
     match output {
         Output::JingleIq {
             id,
@@ -61,7 +62,7 @@ pub(super) fn stanza_for(output: Output) -> Option<Stanza> {
             // A proposal's message id is its sid, so that a bounce names the proposal.
             message.id = Some(Id(match &jmi {
                 crate::protocol::jmi::Jmi::Propose { sid, .. } => sid.0.clone(),
-                _ => format!("jmi-{}", rand::random::<u64>()),
+                _ => id.unwrap_or_default(),
             }));
             message.payloads = vec![
                 jmi.to_element(),
@@ -94,18 +95,21 @@ mod tests {
     #[test]
     fn signalling_and_bulk_are_told_apart() {
         let jid = Jid::new("a@b/c").unwrap();
-        let jmi = stanza_for(Output::Jmi {
-            from: jid.clone(),
-            to: jid.clone(),
-            jmi: Jmi::Ringing {
-                sid: Sid("s".into()),
+        let jmi = stanza_for(
+            Output::Jmi {
+                from: jid.clone(),
+                to: jid.clone(),
+                jmi: Jmi::Ringing {
+                    sid: Sid("s".into()),
+                },
             },
-        })
+            Some("j".into()),
+        )
         .unwrap();
         assert_eq!(lane_of(&jmi), Lane::Signalling);
         let iq = Stanza::Iq(Iq::from_get("x", xmpp_parsers::ping::Ping));
         assert_eq!(lane_of(&iq), Lane::Signalling);
-        let chat = chat(jid.clone(), jid.clone(), "1".into());
+        let chat = chat(jid.clone(), jid.clone(), "1".into(), "c".into());
         assert_eq!(lane_of(&chat), Lane::Bulk);
         assert_eq!(
             lane_of(&Stanza::Presence(Presence::available())),

@@ -5,19 +5,21 @@
 //! Unavailable presence from a caller's device ends its calls; it only reaches the gateway from
 //! subscribers (or devices that sent directed presence), so other callers' calls end by consent.
 
+use std::time::{Duration, Instant};
+
 use jid::{BareJid, Jid};
 use xmpp_parsers::presence::{Presence, Type};
 use xmpp_parsers::stanza::Stanza;
 
-use super::Router;
+use super::core::RouterCore;
 
 /// Subscribers announced to per tick after a reconnect (two stanzas each).
 pub(super) const ANNOUNCE_PER_TICK: usize = 50;
 /// How often announcements go out: 1,000 subscribers a second.
-pub(super) const ANNOUNCE_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+pub(super) const ANNOUNCE_TICK: Duration = Duration::from_millis(50);
 
-impl Router {
-    pub(super) fn handle_presence(&mut self, presence: Presence) {
+impl RouterCore {
+    pub(super) fn handle_presence(&mut self, now: Instant, presence: Presence) {
         let (Some(from), Some(to)) = (presence.from.clone(), presence.to.clone()) else {
             return;
         };
@@ -80,8 +82,8 @@ impl Router {
             Type::Unavailable => {
                 if let Ok(device) = from.try_into_full() {
                     self.dialer.device_offline(&device);
-                    self.core.handle_peer_unavailable(&device);
-                    self.process_outputs();
+                    self.jingle.handle_peer_unavailable(&device);
+                    self.process_signalling(now);
                 }
             }
             Type::None | Type::Error => {}
@@ -91,23 +93,27 @@ impl Router {
     /// Queues available presence of every virtual JID to every subscriber (after connecting,
     /// or a reload), to go out at [`ANNOUNCE_PER_TICK`] per [`ANNOUNCE_TICK`]: all at once,
     /// thousands of subscribers would overflow the link's queue.
-    pub(super) fn announce_presence(&mut self) {
+    pub(super) fn announce_presence(&mut self, now: Instant) {
         let pairs = self.subscriber_pairs();
         tracing::debug!(subscribers = pairs.len(), "announcing presence");
         self.announcements = pairs.into();
+        self.announce_some(now);
     }
 
-    /// Sends the next announcements due; returns whether some are left.
-    pub(super) fn announce_some(&mut self) -> bool {
+    /// Sends the next announcements, and says when the ones after are due.
+    pub(super) fn announce_some(&mut self, now: Instant) {
         for _ in 0..ANNOUNCE_PER_TICK {
             let Some((callee, subscriber)) = self.announcements.pop_front() else {
-                return false;
+                break;
             };
             self.send_available(&callee, subscriber.clone().into());
             // Their devices answer with their presence: who can be rung.
             self.send_presence(Presence::new(Type::Probe), &callee, subscriber.into());
         }
-        !self.announcements.is_empty()
+        self.next_announcement = match self.announcements.is_empty() {
+            true => None,
+            false => Some(now + ANNOUNCE_TICK),
+        };
     }
 
     /// Unavailable presence to every subscriber, when the gateway stops (after its calls ended).

@@ -176,6 +176,8 @@ impl Recording {
 }
 
 impl Drop for Recording {
+    /// A recording its endpoint did not finish (the call task panicked) is kept as if the
+    /// caller hung up.
     fn drop(&mut self) {
         self.finish_now(Ending::HungUp);
     }

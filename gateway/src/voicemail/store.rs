@@ -14,6 +14,7 @@ use super::ogg_opus::complete_pages;
 use super::time::{unix_now_millis, Utc};
 use super::wav;
 use crate::config::RecordingFormat;
+use crate::types::EndReason;
 
 /// Why a recording stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +24,14 @@ pub enum Ending {
     Recording,
     /// The caller hung up.
     HungUp,
+    /// The caller's connection was lost (its client went away, or stopped answering).
+    ConnectionLost,
+    /// An administrator hung the call up.
+    HungUpByAdmin,
+    /// The call reached `calls.max_duration`.
+    MaxDuration,
+    /// The call failed otherwise (the log says why).
+    CallFailed,
     /// The caller pressed `#`.
     Key,
     /// The mailbox's `max_length` was reached.
@@ -31,8 +40,29 @@ pub enum Ending {
     Silence,
     /// Writing failed (a full disk); the message is kept up to that point.
     StorageFailed,
-    /// The gateway stopped during the recording; finished at the next start.
+    /// The gateway stopped during the recording: finished as it stopped, or at the next
+    /// start after a crash.
     Interrupted,
+}
+
+impl Ending {
+    /// How a recording ends when its call ends for `reason` while it records.
+    pub fn of_call_end(reason: EndReason) -> Self {
+        match reason {
+            EndReason::PeerHungUp(_) | EndReason::PeerRetracted | EndReason::EndpointHungUp => {
+                Self::HungUp
+            }
+            EndReason::PeerGone
+            | EndReason::IceFailed
+            | EndReason::ConsentLost
+            | EndReason::PeerError => Self::ConnectionLost,
+            EndReason::HungUpByAdmin => Self::HungUpByAdmin,
+            EndReason::MaxDuration => Self::MaxDuration,
+            EndReason::Shutdown => Self::Interrupted,
+            EndReason::StorageFailed => Self::StorageFailed,
+            _ => Self::CallFailed,
+        }
+    }
 }
 
 /// A message's metadata, stored beside its recording as JSON.

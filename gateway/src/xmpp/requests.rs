@@ -135,12 +135,12 @@ impl XmppHandle {
 #[derive(Debug, Default)]
 pub struct PendingRequests {
     waiting: HashMap<String, (Jid, AnswerSender)>,
-    next: u64,
 }
 
 impl PendingRequests {
-    /// Turns a request into the stanza to send, remembering where its answer goes.
-    pub fn stanza(&mut self, request: Request) -> Stanza {
+    /// Turns a request into the stanza to send, remembering where its answer goes; an IQ
+    /// gets the id `id`.
+    pub fn stanza(&mut self, request: Request, id: String) -> Stanza {
         match request {
             Request::Message(message) => Stanza::Message(*message),
             Request::Reply(iq) => Stanza::Iq(*iq),
@@ -153,8 +153,6 @@ impl PendingRequests {
             } => {
                 // Requesters that gave up (timed out) are forgotten here.
                 self.waiting.retain(|_, (_, answer)| !answer.is_closed());
-                self.next += 1;
-                let id = format!("gw-req-{}-{:x}", self.next, rand::random::<u32>());
                 self.waiting.insert(id.clone(), (to.clone(), answer));
                 let (from, to) = (Some(from), Some(to));
                 Stanza::Iq(if get {
@@ -218,7 +216,8 @@ mod tests {
                     .await
             })
         };
-        let Stanza::Iq(Iq::Get { id, to, .. }) = pending.stanza(requests.recv().await.unwrap())
+        let Stanza::Iq(Iq::Get { id, to, .. }) =
+            pending.stanza(requests.recv().await.unwrap(), "req-1".into())
         else {
             panic!("not an IQ get");
         };

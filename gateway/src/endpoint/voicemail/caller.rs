@@ -185,6 +185,14 @@ impl LeaveMessage {
         self.events.pop_front()
     }
 
+    /// The call ended for `reason`: a recording in progress is kept, saying how.
+    pub fn on_end(&mut self, reason: EndReason) {
+        if let State::Recording { recording, .. } = std::mem::replace(&mut self.state, State::Done)
+        {
+            recording.finish(Ending::of_call_end(reason));
+        }
+    }
+
     fn beep(&mut self) {
         if self.config.beep {
             self.player.play(BEEP_PROMPT);

@@ -105,4 +105,10 @@ impl Endpoint for VoicemailEndpoint {
             caller.on_connect_failed();
         }
     }
+
+    fn on_end(&mut self, reason: crate::types::EndReason) {
+        if let Role::Caller(caller) = &mut self.role {
+            caller.on_end(reason);
+        }
+    }
 }

@@ -117,6 +117,41 @@ fn hash_skips_the_greeting_and_ends_the_message() {
 }
 
 #[test]
+fn a_recording_keeps_how_its_call_really_ended() {
+    use crate::types::EndReason;
+    let setup = setup("greeting = \"silence:20ms\"\nbeep = false\n");
+    let cases = [
+        (
+            EndReason::PeerHungUp(crate::protocol::jingle::Reason::Success),
+            Ending::HungUp,
+        ),
+        (EndReason::ConsentLost, Ending::ConnectionLost),
+        (EndReason::HungUpByAdmin, Ending::HungUpByAdmin),
+        (EndReason::MaxDuration, Ending::MaxDuration),
+        (EndReason::Shutdown, Ending::Interrupted),
+        (EndReason::MediaError, Ending::CallFailed),
+    ];
+    for (reason, _) in &cases {
+        let mut call = setup.call("caller@test/phone");
+        let mut ts = 0;
+        run(&mut call, 100, &mut ts, true);
+        call.on_end(*reason);
+        drop(call);
+    }
+    let mut endings: Vec<_> = setup
+        .voicemail
+        .messages("vm")
+        .into_iter()
+        .map(|m| m.ending)
+        .collect();
+    let mut expected: Vec<_> = cases.iter().map(|(_, ending)| *ending).collect();
+    let order = |e: &Ending| format!("{e:?}");
+    endings.sort_by_key(order);
+    expected.sort_by_key(order);
+    assert_eq!(endings, expected);
+}
+
+#[test]
 fn silence_and_max_length_end_the_message() {
     let setup = setup(
         "greeting = \"silence:20ms\"\nbeep = false\nsilence_timeout = \"1s\"\nmax_length = \"3s\"\n",

@@ -1,0 +1,99 @@
+//! The route table: the virtual JIDs of a config as the router serves them (disco, caps,
+//! presence), as the signalling core admits calls to them (available, who may call), and
+//! whom the gateway may ring and who may run its admin commands. Built the same way at start
+//! and on every reload.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::config::{AdminConfig, Config, EndpointKind, OutboundConfig};
+use crate::jingle::Callee;
+use crate::xmpp::disco::CalleeInfo;
+
+/// Everything the router routes by, from one config.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    /// The virtual JIDs by local part, as disco and presence show them.
+    pub callees: BTreeMap<String, CalleeInfo>,
+    /// The same virtual JIDs as the signalling core admits calls to them.
+    pub admission: HashMap<String, Callee>,
+    /// Whom the gateway may ring for callers.
+    pub outbound: OutboundConfig,
+    /// Who may run the admin commands.
+    pub admin: AdminConfig,
+}
+
+impl RouteTable {
+    /// The routes of `config`, whose virtual JIDs live on `domain`; an error names the
+    /// endpoint whose name makes no JID.
+    pub fn from_config(config: &Config, domain: &str) -> Result<Self, String> {
+        Ok(Self {
+            callees: callees_of(config, domain)?,
+            admission: admission_of(config),
+            outbound: config.outbound.clone(),
+            admin: config.admin.clone(),
+        })
+    }
+}
+
+/// The virtual JIDs of `config` on `domain`, as disco and presence show them.
+fn callees_of(config: &Config, domain: &str) -> Result<BTreeMap<String, CalleeInfo>, String> {
+    let mut callees = BTreeMap::new();
+    for (name, endpoint) in &config.endpoints {
+        let jid = jid::Jid::new(&format!("{name}@{domain}"))
+            .map_err(|e| format!("endpoints.{name}: {e}"))?;
+        let available = endpoint.kind.is_available();
+        if !available {
+            tracing::warn!(
+                jid = %jid,
+                kind = endpoint.kind.name(),
+                "endpoint kind not available in this version yet: calls to this JID are refused"
+            );
+        }
+        let display = endpoint.name.clone().unwrap_or_else(|| name.clone());
+        let mut info = CalleeInfo::new(jid, display, available);
+        if matches!(endpoint.kind, EndpointKind::Voicemail(_)) {
+            info = info.with_feature(crate::protocol::adhoc::NS_COMMANDS);
+        }
+        callees.insert(name.clone(), info);
+    }
+    Ok(callees)
+}
+
+/// Each virtual JID as the signalling core admits calls to it: whether its endpoint is
+/// available, and who may call it.
+fn admission_of(config: &Config) -> HashMap<String, Callee> {
+    config
+        .endpoints
+        .iter()
+        .map(|(name, endpoint)| {
+            let callee = Callee {
+                available: endpoint.kind.is_available(),
+                callers: config.callers_of(name),
+            };
+            (name.clone(), callee)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_endpoint_is_a_route_in_both_shapes() {
+        let config = Config::from_toml_str(
+            "[xmpp]\ndomain = \"gw.test\"\nsecret = \"s\"\n[endpoints.echo]\nkind = \"echo\"\n\
+             [endpoints.other]\nkind = \"echo\"\nname = \"Other\"\n",
+            Vec::new(),
+        )
+        .unwrap();
+        let routes = RouteTable::from_config(&config, "gw.test").unwrap();
+        assert_eq!(routes.callees.keys().collect::<Vec<_>>(), ["echo", "other"]);
+        assert_eq!(routes.callees["other"].jid.to_string(), "other@gw.test");
+        assert_eq!(routes.callees["other"].name, "Other");
+        let mut admitted: Vec<_> = routes.admission.keys().collect();
+        admitted.sort();
+        assert_eq!(admitted, ["echo", "other"]);
+        assert!(routes.admission["echo"].available);
+    }
+}
