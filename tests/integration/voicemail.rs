@@ -477,7 +477,10 @@ async fn every_way_a_message_ends() {
             1,
             "only the call that got past the beep left a message"
         );
-        assert_eq!(greeted[0].1["ending"], "hung-up", "the call ended by the caller");
+        assert_eq!(
+            greeted[0].1["ending"], "hung-up",
+            "the call ended by the caller"
+        );
         let length = greeted[0].1["duration_ms"].as_f64().unwrap() / 1000.0;
         assert!(
             (length - 2.75).abs() < 0.3,

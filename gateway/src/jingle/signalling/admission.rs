@@ -8,8 +8,10 @@ use std::time::Instant;
 
 use jid::{BareJid, FullJid};
 
+use super::Refusal;
 use crate::config::CallerList;
 use crate::rate::{KeyedBuckets, Rate, Taken};
+use crate::types::EndReason;
 
 /// Callers whose rate of new calls is tracked at once; beyond it, calls from new callers are
 /// refused until older buckets have refilled.
@@ -71,6 +73,51 @@ pub enum Refused {
     DomainFull,
     /// The caller or its domain starts new calls too fast.
     TooFast,
+}
+
+/// How a new call asks to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// A `session-initiate` with no proposal before it.
+    Initiate,
+    /// An XEP-0353 proposal.
+    Proposal,
+    /// A `session-initiate` after our `<proceed/>`: admitted as a proposal already.
+    Proceeded,
+}
+
+/// What becomes of a new call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It starts.
+    Start,
+    /// The `session-initiate` is answered with this IQ error.
+    RefuseIq(Refusal),
+    /// It is acknowledged, then ended with this reason (a `session-terminate`, or a JMI
+    /// `<reject/>` for a proposal).
+    End(EndReason),
+}
+
+/// The admission table: what becomes of a call asked for in `asked` way, given what
+/// [`Admission::admit`] said (`Ok` for a proceeded call, which is not asked again) and whether
+/// the virtual JID's endpoint is available. An IQ error is the answer where the asker reads
+/// one (a bare `session-initiate`); a proposal gets a reason in its reject; a JID that is busy
+/// or unavailable answers a session it acknowledged with a reason, so the caller's client shows
+/// why.
+pub fn verdict(asked: Asked, admitted: Result<(), Refused>, available: bool) -> Verdict {
+    use Refused::*;
+    match (asked, admitted) {
+        (Asked::Initiate, Err(NotAllowed)) => Verdict::RefuseIq(Refusal::Forbidden),
+        (Asked::Initiate, Err(GatewayFull | CallerFull)) => Verdict::RefuseIq(Refusal::Overloaded),
+        (Asked::Initiate, Err(DomainFull | TooFast)) => Verdict::RefuseIq(Refusal::TooManyCalls),
+        (Asked::Proposal, Err(NotAllowed)) => Verdict::End(EndReason::CallerNotAllowed),
+        (Asked::Proposal, Err(DomainFull | TooFast)) => Verdict::End(EndReason::TooManyCalls),
+        (Asked::Proposal, Err(GatewayFull | CallerFull)) => Verdict::End(EndReason::Busy),
+        (_, Ok(()) | Err(CalleeFull)) if !available => Verdict::End(EndReason::EndpointUnavailable),
+        (_, Err(CalleeFull)) => Verdict::End(EndReason::Busy),
+        // A proceeded call was admitted as a proposal: it is never refused a second time.
+        (Asked::Proceeded, Err(_)) | (_, Ok(())) => Verdict::Start,
+    }
 }
 
 /// The admission decisions and the state they keep (rates per caller and per domain).
@@ -311,5 +358,119 @@ mod tests {
             let _ = admission.admit(now, &caller, &open(), IDLE);
         }
         assert_eq!(admission.tracked(), (MAX_TRACKED_CALLERS, 1));
+    }
+
+    #[test]
+    fn the_admission_table_row_by_row() {
+        use Asked::*;
+        use Refused::*;
+        let rows = [
+            (
+                Initiate,
+                Err(NotAllowed),
+                true,
+                Verdict::RefuseIq(Refusal::Forbidden),
+            ),
+            (
+                Initiate,
+                Err(GatewayFull),
+                true,
+                Verdict::RefuseIq(Refusal::Overloaded),
+            ),
+            (
+                Initiate,
+                Err(CallerFull),
+                true,
+                Verdict::RefuseIq(Refusal::Overloaded),
+            ),
+            (
+                Initiate,
+                Err(DomainFull),
+                true,
+                Verdict::RefuseIq(Refusal::TooManyCalls),
+            ),
+            (
+                Initiate,
+                Err(TooFast),
+                true,
+                Verdict::RefuseIq(Refusal::TooManyCalls),
+            ),
+            (
+                Initiate,
+                Err(CalleeFull),
+                true,
+                Verdict::End(EndReason::Busy),
+            ),
+            (
+                Initiate,
+                Err(CalleeFull),
+                false,
+                Verdict::End(EndReason::EndpointUnavailable),
+            ),
+            (
+                Initiate,
+                Ok(()),
+                false,
+                Verdict::End(EndReason::EndpointUnavailable),
+            ),
+            (Initiate, Ok(()), true, Verdict::Start),
+            (
+                Proposal,
+                Err(NotAllowed),
+                true,
+                Verdict::End(EndReason::CallerNotAllowed),
+            ),
+            (
+                Proposal,
+                Err(GatewayFull),
+                true,
+                Verdict::End(EndReason::Busy),
+            ),
+            (
+                Proposal,
+                Err(CallerFull),
+                true,
+                Verdict::End(EndReason::Busy),
+            ),
+            (
+                Proposal,
+                Err(DomainFull),
+                true,
+                Verdict::End(EndReason::TooManyCalls),
+            ),
+            (
+                Proposal,
+                Err(TooFast),
+                true,
+                Verdict::End(EndReason::TooManyCalls),
+            ),
+            (
+                Proposal,
+                Err(CalleeFull),
+                true,
+                Verdict::End(EndReason::Busy),
+            ),
+            (
+                Proposal,
+                Ok(()),
+                false,
+                Verdict::End(EndReason::EndpointUnavailable),
+            ),
+            (Proposal, Ok(()), true, Verdict::Start),
+            (
+                Proceeded,
+                Ok(()),
+                false,
+                Verdict::End(EndReason::EndpointUnavailable),
+            ),
+            (Proceeded, Ok(()), true, Verdict::Start),
+        ];
+        for (asked, admitted, available, expected) in rows {
+            assert_eq!(
+                verdict(asked, admitted, available),
+                expected,
+                "{asked:?} {admitted:?} available={available}"
+            );
+        }
     }
 }

@@ -10,6 +10,7 @@ use xmpp_parsers::stanza_error::DefinedCondition;
 use super::*;
 use crate::jingle::negotiate::LocalTransport;
 use crate::protocol::ice_udp::{Candidate, CandidateType, IceUdpTransport, Setup};
+use crate::protocol::jingle::Content;
 use crate::protocol::jingle::{Description, Jingle, Reason, SessionInfo, Transport};
 use crate::protocol::jmi::Jmi;
 use crate::testing::{jingle_payloads_from, BROWSER_CALL};
