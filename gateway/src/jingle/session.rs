@@ -26,13 +26,25 @@ pub enum SessionState {
     Active,
 }
 
+/// Which side of the session the gateway is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A caller initiated it; the gateway answers.
+    Answering {
+        /// A digest of the caller's `session-initiate`, to recognise an exact duplicate.
+        initiate: u64,
+    },
+    /// The gateway placed the call: it initiated the session.
+    Calling,
+}
+
 /// A session the gateway answers or places.
 #[derive(Debug, Clone)]
 pub struct Session {
     /// The call this session belongs to.
     pub call_id: CallId,
-    /// Whether the gateway placed the call (then it is the initiator).
-    pub outbound: bool,
+    /// Which side the gateway is.
+    pub role: Role,
     /// The other party's full JID: every IQ of the session comes from and goes to it.
     pub peer: FullJid,
     /// Our JID in the session: the JID that was called, exactly as addressed, or the virtual
@@ -44,8 +56,6 @@ pub struct Session {
     pub sid: Sid,
     /// Whether the call was rung with XEP-0353 first (then `<finish/>` ends it too).
     pub via_jmi: bool,
-    /// A digest of the `session-initiate`, to recognise an exact duplicate.
-    pub initiate: u64,
     /// Name of the audio content.
     pub content_name: String,
     /// Creator of the audio content.
@@ -67,6 +77,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// Whether the gateway placed the call.
+    pub fn is_calling(&self) -> bool {
+        self.role == Role::Calling
+    }
+
     /// Whether our `session-accept` or `session-initiate` has been sent, so local candidates go
     /// out as transport-info.
     pub fn answer_sent(&self) -> bool {

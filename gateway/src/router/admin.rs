@@ -67,8 +67,11 @@ impl RouterCore {
             AdminAction::HangUp(call, response) => {
                 if let Some(call_id) = self.calls.keys().find(|c| c.to_string() == call).copied() {
                     tracing::info!(call_id = %call_id, admin = %from, "an administrator hangs up a call");
-                    self.jingle
-                        .handle_media(call_id, MediaEvent::Ended(EndReason::HungUpByAdmin));
+                    self.jingle.handle_media(
+                        now,
+                        call_id,
+                        MediaEvent::Ended(EndReason::HungUpByAdmin),
+                    );
                 }
                 Ok(Answer::Now(Some(response.to_element())))
             }

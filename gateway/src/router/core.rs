@@ -216,7 +216,7 @@ impl RouterCore {
     }
 
     /// When [`RouterCore::handle_timeout`] is next due.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
         match (self.jingle.poll_timeout(), self.next_announcement) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -258,7 +258,7 @@ impl RouterCore {
     pub fn handle_call_event(&mut self, now: Instant, call_id: CallId, event: CallEvent) {
         match event {
             CallEvent::Media(event) => {
-                self.jingle.handle_media(call_id, event);
+                self.jingle.handle_media(now, call_id, event);
                 self.process_signalling(now);
             }
             CallEvent::Message { to, body } => {
@@ -358,7 +358,7 @@ impl RouterCore {
     /// unavailable presence.
     pub fn handle_shutdown(&mut self, now: Instant) {
         tracing::info!(calls = self.calls.len(), "shutting down: ending calls");
-        self.jingle.shutdown();
+        self.jingle.handle_shutdown(now);
         self.process_signalling(now);
         self.say_goodbye();
     }

@@ -263,7 +263,7 @@ impl RouterCore {
         if message.type_ == MessageType::Error {
             // A proposal of ours that could not be delivered.
             if let (Some(from), Some(id)) = (&message.from, &message.id) {
-                self.jingle.handle_jmi_bounce(from, &id.0);
+                self.jingle.handle_jmi_bounce(now, from, &id.0);
                 self.process_signalling(now);
             }
             return;

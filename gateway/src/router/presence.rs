@@ -82,7 +82,7 @@ impl RouterCore {
             Type::Unavailable => {
                 if let Ok(device) = from.try_into_full() {
                     self.dialer.device_offline(&device);
-                    self.jingle.handle_peer_unavailable(&device);
+                    self.jingle.handle_peer_unavailable(now, &device);
                     self.process_signalling(now);
                 }
             }

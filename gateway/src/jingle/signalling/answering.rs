@@ -12,8 +12,8 @@ use super::{
     MIN_RESTART_INTERVAL,
 };
 use crate::jingle::negotiate::{answer, read_offer, LocalTransport};
-use crate::jingle::session::{Session, SessionState};
-use crate::jingle::timers::{Timer, Timers};
+use crate::jingle::session::{Role, Session, SessionState};
+use crate::jingle::timers::{Owner, Timer, Timers};
 use crate::protocol::ice_udp::IceUdpTransport;
 use crate::protocol::jingle::{Action, Content, Jingle, Reason, SessionInfo, Transport};
 use crate::types::{CallId, EndReason};
@@ -106,14 +106,15 @@ impl Signalling {
             call_id,
             Session {
                 call_id,
-                outbound: false,
+                role: Role::Answering {
+                    initiate: fingerprint_of(&jingle),
+                },
                 remote_ufrag: offer.ice_ufrag.clone(),
                 peer,
                 local: to,
                 callee,
                 sid,
                 via_jmi,
-                initiate: fingerprint_of(&jingle),
                 content_name: offer.content_name.clone(),
                 creator: offer.creator,
                 negotiated: Some(offer),
@@ -124,6 +125,7 @@ impl Signalling {
                 last_restart: None,
             },
         );
+        self.index_timers(Owner::Session(call_id));
         Ok(())
     }
 
@@ -137,7 +139,14 @@ impl Signalling {
             return Err(Refusal::UnknownSession);
         };
         match jingle.action {
-            Action::SessionInitiate if session.initiate == fingerprint_of(&jingle) => Ok(()),
+            Action::SessionInitiate
+                if session.role
+                    == (Role::Answering {
+                        initiate: fingerprint_of(&jingle),
+                    }) =>
+            {
+                Ok(())
+            }
             Action::SessionInitiate => Err(Refusal::OutOfOrder),
             Action::TransportInfo => self.handle_transport_info(now, call_id, &jingle.contents),
             Action::SessionInfo => match jingle.info {
@@ -243,7 +252,7 @@ impl Signalling {
     }
 
     /// An event from the media leg of `call_id`.
-    pub fn handle_media(&mut self, call_id: CallId, event: MediaEvent) {
+    pub fn handle_media(&mut self, _now: Instant, call_id: CallId, event: MediaEvent) {
         match event {
             MediaEvent::LocalTransport(local) => self.send_local_transport(call_id, local),
             MediaEvent::LocalCandidate(candidate) => {
@@ -268,7 +277,7 @@ impl Signalling {
         let Some(session) = self.sessions.get_mut(&call_id) else {
             return;
         };
-        if session.outbound && !session.answer_sent() {
+        if session.is_calling() && !session.answer_sent() {
             self.send_offer(call_id, local);
             return;
         }

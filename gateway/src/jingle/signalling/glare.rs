@@ -37,7 +37,7 @@ impl Signalling {
     ) -> bool {
         self.sessions
             .values()
-            .filter(|s| s.outbound && s.peer == *peer && s.callee == callee)
+            .filter(|s| s.is_calling() && s.peer == *peer && s.callee == callee)
             .filter(|s| {
                 matches!(
                     s.state,

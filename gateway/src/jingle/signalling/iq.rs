@@ -9,7 +9,7 @@ use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::{Output, Signalling, MAX_PENDING_IQS_PER_CALL};
 use crate::jingle::session::SessionState;
-use crate::jingle::timers::Timer;
+use crate::jingle::timers::{Owner, Timer};
 use crate::protocol::jingle::{Action, Jingle, Sid};
 use crate::protocol::jmi::Jmi;
 use crate::types::{CallId, EndReason};
@@ -50,6 +50,7 @@ impl Signalling {
                         session
                             .timers
                             .set(Timer::MaxDuration, now + self.config.max_duration);
+                        self.index_timers(Owner::Session(call_id));
                     }
                 }
             }

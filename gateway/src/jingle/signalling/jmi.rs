@@ -7,7 +7,7 @@ use jid::{FullJid, Jid};
 
 use super::admission::{verdict, Asked, Verdict};
 use super::{Callee, Output, Proposal, SessionKey, Signalling};
-use crate::jingle::timers::{Timer, Timers};
+use crate::jingle::timers::{Owner, Timer, Timers};
 use crate::protocol::jingle::Reason;
 use crate::protocol::jmi::Jmi;
 use crate::types::EndReason;
@@ -132,7 +132,8 @@ impl Signalling {
         let mut timers = Timers::default();
         timers.set(Timer::Ring, now + self.config.ring_timeout);
         self.proposals
-            .insert((peer, sid), Proposal { callee, timers });
+            .insert((peer.clone(), sid.clone()), Proposal { callee, timers });
+        self.index_timers(Owner::Proposal(peer, sid));
     }
 
     /// A proposal we proceeded with will not become a session: tell the caller that holds our

@@ -14,7 +14,7 @@ use crate::protocol::jmi::Jmi;
 
 use super::negotiate::{LocalTransport, Negotiated};
 use super::session::Session;
-use super::timers::{Timer, Timers};
+use super::timers::{Deadlines, Owner, Timer, Timers};
 use crate::types::CallId;
 use crate::types::EndReason;
 
@@ -232,6 +232,8 @@ pub struct Signalling {
     /// IQs we sent, so that the caller's answers (and only the caller's) reach the session.
     pending_iqs: HashMap<String, PendingIq>,
     outputs: VecDeque<Output>,
+    /// Every armed timer's deadline, so the next one is found without a scan.
+    deadlines: Deadlines,
     admission: Admission,
     next_call: u64,
     next_iq: u64,
@@ -250,6 +252,7 @@ impl Signalling {
             outgoing: HashMap::new(),
             pending_iqs: HashMap::new(),
             outputs: VecDeque::new(),
+            deadlines: Deadlines::default(),
             next_call: 1,
             next_iq: 1,
             closing: false,
@@ -273,11 +276,53 @@ impl Signalling {
     }
 
     /// The earliest deadline of any session or proposal.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let Self {
+            deadlines,
+            sessions,
+            proposals,
+            outgoing,
+            ..
+        } = self;
+        let next = deadlines.next(|owner, at| {
+            timers_of(sessions, proposals, outgoing, owner).is_some_and(|t| t.is_armed_at(at))
+        });
+        debug_assert_eq!(
+            next,
+            self.scan_next_deadline(),
+            "a timer armed without its deadline"
+        );
+        next
+    }
+
+    /// The earliest deadline, found by looking at every timer (what the index must agree with).
+    fn scan_next_deadline(&self) -> Option<Instant> {
         let sessions = self.sessions.values().filter_map(|s| s.timers.next());
         let proposals = self.proposals.values().filter_map(|p| p.timers.next());
         let outgoing = self.outgoing.values().filter_map(|p| p.timers.next());
         sessions.chain(proposals).chain(outgoing).min()
+    }
+
+    /// Puts `owner`'s armed timers in the deadline index; called whenever one is armed.
+    fn index_timers(&mut self, owner: Owner) {
+        let armed: Vec<Instant> =
+            timers_of(&self.sessions, &self.proposals, &self.outgoing, &owner)
+                .map(|t| t.armed().collect())
+                .unwrap_or_default();
+        for at in armed {
+            self.deadlines.push(at, owner.clone());
+        }
+        let live = self.sessions.len() + self.proposals.len() + self.outgoing.len();
+        let Self {
+            deadlines,
+            sessions,
+            proposals,
+            outgoing,
+            ..
+        } = self;
+        deadlines.compact(3 * live, |owner, at| {
+            timers_of(sessions, proposals, outgoing, owner).is_some_and(|t| t.is_armed_at(at))
+        });
     }
 
     /// An inbound Jingle IQ set from `from` to `to`. `Ok` means acknowledge it with a result
@@ -291,7 +336,7 @@ impl Signalling {
     ) -> Result<(), Refusal> {
         let key = (from, jingle.sid.clone());
         if let Some(&call_id) = self.by_key.get(&key) {
-            let ours = self.sessions.get(&call_id).is_some_and(|s| s.outbound);
+            let ours = self.sessions.get(&call_id).is_some_and(|s| s.is_calling());
             if ours && jingle.action == Action::SessionInitiate {
                 return self.initiate_on_our_session(now, call_id, to, jingle);
             }
@@ -304,7 +349,7 @@ impl Signalling {
     }
 
     /// The caller `peer` went offline: its calls and proposals end.
-    pub fn handle_peer_unavailable(&mut self, peer: &FullJid) {
+    pub fn handle_peer_unavailable(&mut self, _now: Instant, peer: &FullJid) {
         let calls: Vec<CallId> = self
             .sessions
             .values()
@@ -333,43 +378,48 @@ impl Signalling {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<(CallId, Timer)> = self
-            .sessions
-            .values()
-            .filter_map(|s| s.timers.expired(now).map(|t| (s.call_id, t)))
-            .collect();
-        for (call_id, timer) in due {
-            let reason = match timer {
-                Timer::Answer => EndReason::AnswerTimeout,
-                Timer::MaxDuration => EndReason::MaxDuration,
-                Timer::Ring => EndReason::RingTimeout,
-            };
-            self.end_session(call_id, reason);
-        }
-        let expired: Vec<SessionKey> = self
-            .proposals
-            .iter()
-            .filter(|(_, p)| p.timers.expired(now).is_some())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in expired {
-            if let Some(proposal) = self.proposals.remove(&key) {
-                self.give_up_proposal(key, proposal, EndReason::RingTimeout);
+        let Self {
+            deadlines,
+            sessions,
+            proposals,
+            outgoing,
+            ..
+        } = self;
+        let due = deadlines.due(now, |owner, at| {
+            timers_of(sessions, proposals, outgoing, owner).is_some_and(|t| t.is_armed_at(at))
+        });
+        for owner in due {
+            match owner {
+                Owner::Session(call_id) => {
+                    let timer = self
+                        .sessions
+                        .get(&call_id)
+                        .and_then(|s| s.timers.expired(now));
+                    let reason = match timer {
+                        Some(Timer::Answer) => EndReason::AnswerTimeout,
+                        Some(Timer::MaxDuration) => EndReason::MaxDuration,
+                        Some(Timer::Ring) => EndReason::RingTimeout,
+                        None => continue,
+                    };
+                    self.end_session(call_id, reason);
+                }
+                Owner::Proposal(peer, sid) => {
+                    let key = (peer, sid);
+                    if let Some(proposal) = self.proposals.remove(&key) {
+                        self.give_up_proposal(key, proposal, EndReason::RingTimeout);
+                    }
+                }
+                Owner::Outgoing(sid) => {
+                    if let Some(call_id) = self.outgoing.get(&sid).map(|p| p.call_id) {
+                        self.cancel_call(call_id, EndReason::RingTimeout);
+                    }
+                }
             }
-        }
-        let unanswered: Vec<CallId> = self
-            .outgoing
-            .values()
-            .filter(|p| p.timers.expired(now).is_some())
-            .map(|p| p.call_id)
-            .collect();
-        for call_id in unanswered {
-            self.cancel_call(call_id, EndReason::RingTimeout);
         }
     }
 
     /// Stops taking calls and ends every call in progress with `<gone/>`.
-    pub fn shutdown(&mut self) {
+    pub fn handle_shutdown(&mut self, _now: Instant) {
         self.closing = true;
         let calls: Vec<CallId> = self.sessions.keys().copied().collect();
         for call_id in calls {
@@ -406,7 +456,7 @@ impl Signalling {
             self.send_terminate(&session.local, &session.peer, &session.sid, reason);
             if session.via_jmi {
                 // A call we placed rang all of the callee's devices: all of them are told.
-                let to = match session.outbound {
+                let to = match session.is_calling() {
                     true => session.peer.to_bare().into(),
                     false => session.peer.clone().into(),
                 };
@@ -445,5 +495,21 @@ impl Signalling {
             counts.from_domain += usize::from(peer.domain() == domain);
         }
         counts
+    }
+}
+
+/// The timers of `owner`, if it is still there.
+fn timers_of<'a>(
+    sessions: &'a HashMap<CallId, Session>,
+    proposals: &'a HashMap<SessionKey, Proposal>,
+    outgoing: &'a HashMap<Sid, OutgoingProposal>,
+    owner: &Owner,
+) -> Option<&'a Timers> {
+    match owner {
+        Owner::Session(call_id) => sessions.get(call_id).map(|s| &s.timers),
+        Owner::Proposal(peer, sid) => proposals
+            .get(&(peer.clone(), sid.clone()))
+            .map(|p| &p.timers),
+        Owner::Outgoing(sid) => outgoing.get(sid).map(|p| &p.timers),
     }
 }

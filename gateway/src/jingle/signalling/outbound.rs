@@ -9,8 +9,8 @@ use jid::{BareJid, FullJid, Jid};
 
 use super::{Output, Signalling};
 use crate::jingle::negotiate::{offer, read_answer, LocalTransport, OUR_CONTENT};
-use crate::jingle::session::{Session, SessionState};
-use crate::jingle::timers::{Timer, Timers};
+use crate::jingle::session::{Role, Session, SessionState};
+use crate::jingle::timers::{Owner, Timer, Timers};
 use crate::jingle::CallStart;
 use crate::protocol::jingle::{Action, Creator, Group, Jingle, Reason, ReasonElement, Sid};
 use crate::protocol::jmi::Jmi;
@@ -91,7 +91,7 @@ impl Signalling {
                     },
                 });
                 self.outgoing.insert(
-                    sid,
+                    sid.clone(),
                     OutgoingProposal {
                         call_id,
                         callee: callee.to_string(),
@@ -99,6 +99,7 @@ impl Signalling {
                         timers,
                     },
                 );
+                self.index_timers(Owner::Outgoing(sid));
             }
         }
         Ok(call_id)
@@ -137,7 +138,7 @@ impl Signalling {
 
     /// A message bounced with an error: a proposal of ours whose id it carries cannot ring
     /// anyone (no such user, or a server that refuses it).
-    pub fn handle_jmi_bounce(&mut self, from: &Jid, id: &str) {
+    pub fn handle_jmi_bounce(&mut self, _now: Instant, from: &Jid, id: &str) {
         let sid = Sid(id.to_string());
         let bounced = self
             .outgoing
@@ -219,13 +220,12 @@ impl Signalling {
             call_id,
             Session {
                 call_id,
-                outbound: true,
+                role: Role::Calling,
                 peer,
                 local,
                 callee: callee.to_string(),
                 sid,
                 via_jmi,
-                initiate: 0,
                 content_name: OUR_CONTENT.into(),
                 creator: Creator::Initiator,
                 negotiated: None,
@@ -237,6 +237,7 @@ impl Signalling {
                 last_restart: None,
             },
         );
+        self.index_timers(Owner::Session(call_id));
     }
 
     /// The media leg has gathered: the `session-initiate` with our offer goes out.
@@ -281,6 +282,7 @@ impl Signalling {
         session
             .timers
             .set(Timer::MaxDuration, now + self.config.max_duration);
+        self.index_timers(Owner::Session(call_id));
         self.outputs.push_back(Output::Answered { call_id, media });
     }
 }

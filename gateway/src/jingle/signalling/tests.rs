@@ -125,8 +125,15 @@ impl Harness {
         }
     }
 
+    /// Moves the clock on, firing what is due as the router would: at each deadline
+    /// `poll_timeout` gives (which debug builds check against a scan of every timer).
     fn advance(&mut self, secs: u64) {
-        self.now += Duration::from_secs(secs);
+        let until = self.now + Duration::from_secs(secs);
+        while let Some(due) = self.core.poll_timeout().filter(|due| *due <= until) {
+            self.now = due.max(self.now);
+            self.core.handle_timeout(self.now);
+        }
+        self.now = until;
         self.core.handle_timeout(self.now);
     }
 
@@ -136,6 +143,7 @@ impl Harness {
     }
 
     fn drain(&mut self) -> Vec<Output> {
+        self.core.poll_timeout();
         std::iter::from_fn(|| self.core.poll_output()).collect()
     }
 
@@ -175,8 +183,11 @@ impl Harness {
         let Output::StartCall(start) = self.expect() else {
             panic!("no StartCall")
         };
-        self.core
-            .handle_media(start.call_id, MediaEvent::LocalTransport(local_transport()));
+        self.core.handle_media(
+            self.now,
+            start.call_id,
+            MediaEvent::LocalTransport(local_transport()),
+        );
         let (id, ..) = self.expect_jingle(Action::SessionAccept);
         assert!(self
             .core
@@ -237,8 +248,11 @@ fn captured_browser_call_runs_to_the_end() {
     h.expect_nothing();
 
     // The media leg is ready: session-accept from exactly the JID that was called.
-    h.core
-        .handle_media(start.call_id, MediaEvent::LocalTransport(local_transport()));
+    h.core.handle_media(
+        h.now,
+        start.call_id,
+        MediaEvent::LocalTransport(local_transport()),
+    );
     let (accept_id, from, to, accept) = h.expect_jingle(Action::SessionAccept);
     assert_eq!((from, to), (jid(ECHO), full(ALICE)));
     assert_eq!(accept.responder, Some(jid(ECHO)));
@@ -472,14 +486,20 @@ fn jmi_propose_rings_proceeds_and_finishes() {
     let Output::StartCall(start) = h.expect() else {
         panic!()
     };
-    h.core
-        .handle_media(start.call_id, MediaEvent::LocalTransport(local_transport()));
+    h.core.handle_media(
+        h.now,
+        start.call_id,
+        MediaEvent::LocalTransport(local_transport()),
+    );
     let (id, ..) = h.expect_jingle(Action::SessionAccept);
     h.core.handle_iq_response(h.now, &jid(ALICE), &id, None);
 
     // The endpoint hangs up: session-terminate, then <finish/>.
-    h.core
-        .handle_media(start.call_id, MediaEvent::Ended(EndReason::EndpointHungUp));
+    h.core.handle_media(
+        h.now,
+        start.call_id,
+        MediaEvent::Ended(EndReason::EndpointHungUp),
+    );
     let (_, _, _, terminate) = h.expect_jingle(Action::SessionTerminate);
     assert_eq!(terminate.reason.unwrap().reason, Reason::Success);
     let (_, _, finish) = h.expect_jmi();
@@ -656,14 +676,14 @@ fn trickle_both_ways_and_ice_restart() {
     let call = CallId(1);
     // A candidate gathered before the answer goes into it; later ones trickle.
     h.core
-        .handle_media(call, MediaEvent::LocalCandidate(candidate(40001)));
+        .handle_media(h.now, call, MediaEvent::LocalCandidate(candidate(40001)));
     h.expect_nothing();
     h.core
-        .handle_media(call, MediaEvent::LocalTransport(local_transport()));
+        .handle_media(h.now, call, MediaEvent::LocalTransport(local_transport()));
     let (_, _, _, accept) = h.expect_jingle(Action::SessionAccept);
     assert_eq!(accept.contents[0].ice_udp().unwrap().candidates.len(), 2);
     h.core
-        .handle_media(call, MediaEvent::LocalCandidate(candidate(40002)));
+        .handle_media(h.now, call, MediaEvent::LocalCandidate(candidate(40002)));
     let (_, _, _, info) = h.expect_jingle(Action::TransportInfo);
     assert_eq!(info.contents[0].name, "0");
     assert_eq!(
@@ -697,7 +717,7 @@ fn trickle_both_ways_and_ice_restart() {
     let mut renewed = local_transport();
     renewed.ufrag = "lnew".into();
     h.core
-        .handle_media(call, MediaEvent::LocalTransport(renewed));
+        .handle_media(h.now, call, MediaEvent::LocalTransport(renewed));
     let (_, _, _, info) = h.expect_jingle(Action::TransportInfo);
     assert_eq!(
         info.contents[0].ice_udp().unwrap().ufrag.as_deref(),
@@ -710,7 +730,7 @@ fn trickle_both_ways_and_ice_restart() {
 fn shutdown_ends_calls_with_gone_and_refuses_new_ones() {
     let mut h = Harness::new();
     let call = h.established_call("x");
-    h.core.shutdown();
+    h.core.handle_shutdown(h.now);
     let (_, _, _, terminate) = h.expect_jingle(Action::SessionTerminate);
     assert_eq!(terminate.reason.unwrap().reason, Reason::Gone);
     assert_eq!(
@@ -733,8 +753,11 @@ fn peer_errors_and_disappearance_end_calls_without_a_terminate() {
     let mut h = Harness::new();
     h.jingle(ALICE, ECHO, with_sid(offer(), "e")).unwrap();
     h.drain();
-    h.core
-        .handle_media(CallId(1), MediaEvent::LocalTransport(local_transport()));
+    h.core.handle_media(
+        h.now,
+        CallId(1),
+        MediaEvent::LocalTransport(local_transport()),
+    );
     let (id, ..) = h.expect_jingle(Action::SessionAccept);
     // An answer from anyone but the caller is not taken.
     assert!(!h
@@ -759,7 +782,7 @@ fn peer_errors_and_disappearance_end_calls_without_a_terminate() {
         .handle_iq_response(h.now, &jid(ALICE), "not-ours", None));
 
     let call = h.established_call("f");
-    h.core.handle_peer_unavailable(&full(ALICE));
+    h.core.handle_peer_unavailable(h.now, &full(ALICE));
     assert_eq!(
         h.expect(),
         Output::StopCall {
@@ -820,7 +843,7 @@ fn shutdown_finishes_proceeded_proposals() {
         },
     );
     h.drain();
-    h.core.shutdown();
+    h.core.handle_shutdown(h.now);
     let (_, to, finish) = h.expect_jmi();
     assert_eq!(to, full(ALICE));
     assert!(matches!(finish, Jmi::Finish { reason: Some(r), .. } if r.reason == Reason::Gone));
@@ -925,7 +948,7 @@ fn placing_a_call_to_a_bare_jid_rings_all_devices_and_the_first_proceed_gets_the
     h.expect_nothing();
 
     h.core
-        .handle_media(call, MediaEvent::LocalTransport(local_transport()));
+        .handle_media(h.now, call, MediaEvent::LocalTransport(local_transport()));
     let (id, from, to, initiate) = h.expect_jingle(Action::SessionInitiate);
     assert_eq!((from, to), (jid(IVR_DEVICE), full(BOB_LAPTOP)));
     assert_eq!(initiate.initiator, Some(jid(IVR_DEVICE)));
@@ -951,7 +974,7 @@ fn placing_a_call_to_a_bare_jid_rings_all_devices_and_the_first_proceed_gets_the
 
     // Our side hangs up: terminate, and finish to all of Bob's devices.
     h.core
-        .handle_media(call, MediaEvent::Ended(EndReason::EndpointHungUp));
+        .handle_media(h.now, call, MediaEvent::Ended(EndReason::EndpointHungUp));
     h.expect_jingle(Action::SessionTerminate);
     let (_, to, finish) = h.expect_jmi();
     assert_eq!(to, jid(BOB));
@@ -1012,9 +1035,9 @@ fn a_placed_call_rejected_unanswered_bounced_or_cancelled_fails() {
     let call = h.core.place_call(h.now, "echo", jid(BOB), ring).unwrap();
     let (_, _, propose) = h.expect_jmi();
     h.core
-        .handle_jmi_bounce(&jid("mallory@localhost"), &propose.sid().0);
+        .handle_jmi_bounce(h.now, &jid("mallory@localhost"), &propose.sid().0);
     h.expect_nothing();
-    h.core.handle_jmi_bounce(&jid(BOB), &propose.sid().0);
+    h.core.handle_jmi_bounce(h.now, &jid(BOB), &propose.sid().0);
     assert_eq!(
         h.core.poll_output(),
         Some(Output::DialFailed {
@@ -1053,7 +1076,7 @@ fn a_full_jid_gets_a_session_initiate_and_may_decline_it() {
     let start = h.expect_start();
     assert_eq!(start.peer, full(BOB_PHONE));
     h.core
-        .handle_media(call, MediaEvent::LocalTransport(local_transport()));
+        .handle_media(h.now, call, MediaEvent::LocalTransport(local_transport()));
     let (id, _, _, initiate) = h.expect_jingle(Action::SessionInitiate);
     h.core.handle_iq_response(h.now, &jid(BOB_PHONE), &id, None);
     // Candidates before the answer are only candidates (no ICE restart is seen).
@@ -1094,7 +1117,7 @@ fn a_full_jid_gets_a_session_initiate_and_may_decline_it() {
         .unwrap();
     h.expect_start();
     h.core
-        .handle_media(call, MediaEvent::LocalTransport(local_transport()));
+        .handle_media(h.now, call, MediaEvent::LocalTransport(local_transport()));
     let (id, ..) = h.expect_jingle(Action::SessionInitiate);
     h.core.handle_iq_response(
         h.now,

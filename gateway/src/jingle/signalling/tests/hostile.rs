@@ -204,7 +204,7 @@ fn glare_with_a_session_initiate_of_ours() {
         .unwrap();
     h.expect_start();
     h.core
-        .handle_media(ours, MediaEvent::LocalTransport(local_transport()));
+        .handle_media(h.now, ours, MediaEvent::LocalTransport(local_transport()));
     let (our_iq, _, _, initiate) = h.expect_jingle(Action::SessionInitiate);
     assert_eq!(initiate.sid.0, "gw-call1");
     h.expect_nothing();
@@ -249,7 +249,7 @@ fn glare_with_the_same_session_id_goes_to_the_lower_jid() {
         .unwrap();
     h.expect_start();
     h.core
-        .handle_media(ours, MediaEvent::LocalTransport(local_transport()));
+        .handle_media(h.now, ours, MediaEvent::LocalTransport(local_transport()));
     h.expect_jingle(Action::SessionInitiate);
     h.jingle(BOB_PHONE, IVR_DEVICE, with_sid(offer(), "gw-call1"))
         .unwrap();
@@ -274,7 +274,7 @@ fn glare_with_the_same_session_id_goes_to_the_lower_jid() {
         .unwrap();
     h.expect_start();
     h.core
-        .handle_media(ours, MediaEvent::LocalTransport(local_transport()));
+        .handle_media(h.now, ours, MediaEvent::LocalTransport(local_transport()));
     let (_, _, _, initiate) = h.expect_jingle(Action::SessionInitiate);
     assert_eq!(
         h.jingle(
@@ -360,8 +360,11 @@ fn a_peer_that_never_answers_leaves_a_bounded_table() {
     let call = h.established_call("q1");
     // Many local candidates trickled out, none of them acknowledged.
     for port in 0..200 {
-        h.core
-            .handle_media(call, MediaEvent::LocalCandidate(candidate(41000 + port)));
+        h.core.handle_media(
+            h.now,
+            call,
+            MediaEvent::LocalCandidate(candidate(41000 + port)),
+        );
     }
     let sent = h
         .drain()
