@@ -257,9 +257,17 @@ pub async fn run_with_reloads(
         rereads,
         xmpp: xmpp_handle.clone(),
     };
-    let supervisor = tokio::spawn(systemd::report(xmpp_handle, shutdown.clone()));
-    let exit = router::run(parts, event_rx, outbox, shutdown).await;
-    supervisor.abort();
+    let mut supervisor = tokio::spawn(systemd::report(xmpp_handle, shutdown.clone()));
+    let exit = router::run(parts, event_rx, outbox, shutdown.clone()).await;
+    // systemd hears STOPPING=1 before the process goes (the reporter may not have run since
+    // the shutdown began; after a lost link, this is when the gateway starts stopping).
+    shutdown.cancel();
+    if tokio::time::timeout(Duration::from_secs(1), &mut supervisor)
+        .await
+        .is_err()
+    {
+        supervisor.abort();
+    }
     services.cancel();
     for task in background {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;

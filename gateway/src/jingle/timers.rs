@@ -140,6 +140,7 @@ impl Deadlines {
     }
 
     /// Entries kept, stale ones included.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.heap.len()
     }
