@@ -141,7 +141,7 @@ impl Deadlines {
 
     /// Entries kept, stale ones included.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn entries(&self) -> usize {
         self.heap.len()
     }
 }
@@ -191,8 +191,8 @@ mod tests {
             "the odd 3 was dropped on the way"
         );
         deadlines.compact(20, armed);
-        assert_eq!(deadlines.len(), 96, "below the bound nothing is swept");
+        assert_eq!(deadlines.entries(), 96, "below the bound nothing is swept");
         deadlines.compact(5, armed);
-        assert_eq!(deadlines.len(), 48, "the stale entries are swept");
+        assert_eq!(deadlines.entries(), 48, "the stale entries are swept");
     }
 }
