@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
+use crate::mailbox::commands::CommandError;
+use crate::mailbox::time::clock_duration;
 use crate::protocol::adhoc::{
     field, form, table, Command, CommandAction, CommandResponse, CommandStatus,
 };
-use crate::voicemail::commands::CommandError;
-use crate::voicemail::time::clock_duration;
 
 /// The command listing calls in progress.
 pub const CALLS: &str = "calls";

@@ -18,6 +18,7 @@ use crate::config::{Config, DtmfSourcesConfig, RecordingFormat};
 use crate::endpoint::{Echo, Endpoint, EndpointEvent, Incoming, Outgoing};
 use crate::http::request::{byte_range, parse_request};
 use crate::jingle::negotiate::{read_answer, read_offer, Negotiated, PayloadKind};
+use crate::mailbox::store::finish_part;
 use crate::media::codec::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::media::dtmf::Digit;
 use crate::media::rtcp::read_report;
@@ -29,7 +30,6 @@ use crate::protocol::jingle::{Action, Creator, Description, Jingle, Transport};
 use crate::protocol::jmi::Jmi;
 use crate::protocol::rtp::{PayloadType, RtpDescription, NS_RTP};
 use crate::types::{Codec, DtlsRole, RemoteFingerprint};
-use crate::voicemail::store::finish_part;
 use crate::xmpp::stream::{ReadLimits, StanzaReader, StreamItem};
 
 /// Largest XML input the protocol targets parse.

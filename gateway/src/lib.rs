@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod fuzzing;
 pub mod http;
 pub mod jingle;
+pub mod mailbox;
 pub mod media;
 pub mod metrics;
 pub mod prompt;
@@ -23,7 +24,6 @@ pub mod routes;
 pub mod sound;
 pub mod systemd;
 pub mod types;
-pub mod voicemail;
 pub mod xmpp;
 
 #[cfg(test)]
@@ -66,7 +66,7 @@ pub enum RunError {
     },
     /// A mailbox directory cannot be used.
     #[error(transparent)]
-    Voicemail(#[from] voicemail::OpenError),
+    Voicemail(#[from] mailbox::OpenError),
     /// The data directory cannot be used.
     #[error("storage.data_dir {path}: {source}")]
     DataDir {
@@ -134,7 +134,7 @@ pub async fn run_with_reloads(
             .with_storage(data_dir.clone()),
     );
     metrics.set_prompts(prompts.clone());
-    let (mailboxes, undelivered) = voicemail::Voicemail::open(&config, metrics.clone())?;
+    let (mailboxes, undelivered) = mailbox::Mailboxes::open(&config, metrics.clone())?;
     let recordings_server = bind_http(
         "http.bind",
         config.http.bind,
@@ -172,9 +172,9 @@ pub async fn run_with_reloads(
     let services = CancellationToken::new();
     let (xmpp, requests, online) = xmpp::requests::XmppHandle::new();
     let xmpp_handle = xmpp.clone();
-    let delivery = voicemail::delivery::DeliveryConfig {
+    let delivery = mailbox::delivery::DeliveryConfig {
         domain: domain.clone(),
-        upload: voicemail::upload::UploadSetting::from_config(&config.voicemail.upload, &domain),
+        upload: mailbox::upload::UploadSetting::from_config(&config.voicemail.upload, &domain),
         base_url: recordings_server
             .as_ref()
             .map(|server| server.base_url().to_string()),
@@ -182,7 +182,7 @@ pub async fn run_with_reloads(
     let (reloaded, reloaded_rx) = mpsc::unbounded_channel();
     let (rereads, rereads_rx) = mpsc::unbounded_channel();
     let mut background = vec![
-        tokio::spawn(voicemail::delivery::run(
+        tokio::spawn(mailbox::delivery::run(
             mailboxes.clone(),
             undelivered,
             xmpp,

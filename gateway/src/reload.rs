@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigOrigin};
 use crate::endpoint::EndpointFactory;
+use crate::mailbox::Mailboxes;
 use crate::metrics::Metrics;
 use crate::routes::RouteTable;
-use crate::voicemail::Voicemail;
 
 /// What the router swaps in for new calls.
 pub struct Reloaded {
@@ -35,7 +35,7 @@ pub enum ReloadError {
     Config(String),
     /// A mailbox directory cannot be used.
     #[error(transparent)]
-    Voicemail(#[from] crate::voicemail::OpenError),
+    Voicemail(#[from] crate::mailbox::OpenError),
 }
 
 /// Applies configs from `configs` (SIGHUP's) and the config file read again for each of
@@ -44,7 +44,7 @@ pub enum ReloadError {
 pub async fn run(
     mut running: Config,
     domain: String,
-    voicemail: Arc<Voicemail>,
+    voicemail: Arc<Mailboxes>,
     metrics: Arc<Metrics>,
     mut configs: mpsc::UnboundedReceiver<Config>,
     mut rereads: mpsc::UnboundedReceiver<RereadRequest>,
@@ -116,7 +116,7 @@ async fn prepare(
     running: &Config,
     new: &Config,
     domain: &str,
-    voicemail: &Arc<Voicemail>,
+    voicemail: &Arc<Mailboxes>,
     metrics: &Metrics,
 ) -> Result<Reloaded, ReloadError> {
     let restart = needs_restart(running, new);

@@ -22,12 +22,12 @@ pub use echo::Echo;
 
 use crate::config::{DtmfSourcesConfig, EndpointKind};
 use crate::jingle::negotiate::Negotiated;
+use crate::mailbox::Mailboxes;
 use crate::media::codec::AudioFrame;
 use crate::media::dtmf::Digit;
 use crate::prompt::PromptLibrary;
 use crate::types::Codec;
 use crate::types::EndReason;
-use crate::voicemail::Voicemail;
 
 /// Received audio, in order, one piece per call.
 #[derive(Debug)]
@@ -110,7 +110,7 @@ pub struct CallInfo {
 pub struct EndpointFactory {
     kinds: HashMap<String, EndpointKind>,
     prompts: Arc<PromptLibrary>,
-    voicemail: Arc<Voicemail>,
+    voicemail: Arc<Mailboxes>,
     /// Who may reach each virtual JID, also by a transfer from another one.
     callers: HashMap<String, crate::config::CallerList>,
     local_domains: Vec<String>,
@@ -122,7 +122,7 @@ impl EndpointFactory {
     pub fn new(
         config: &crate::config::Config,
         prompts: Arc<PromptLibrary>,
-        voicemail: Arc<Voicemail>,
+        voicemail: Arc<Mailboxes>,
     ) -> Self {
         let names = config.endpoints.keys();
         Self {

@@ -15,8 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::mailbox::{Mailboxes, RECORDINGS};
 use crate::metrics::Metrics;
-use crate::voicemail::{Voicemail, RECORDINGS};
 use request::{byte_range, read_request, Request};
 
 /// Time allowed for a whole response (a slow client of a long message).
@@ -28,7 +28,7 @@ const MAX_CONNECTIONS: usize = 64;
 #[derive(Clone, Default)]
 pub struct Site {
     /// Recordings, by token.
-    pub recordings: Option<Arc<Voicemail>>,
+    pub recordings: Option<Arc<Mailboxes>>,
     /// `/metrics` and `/health`.
     pub metrics: Option<Arc<Metrics>>,
 }

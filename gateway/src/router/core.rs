@@ -15,12 +15,12 @@ use super::outbound;
 use crate::call::{CallCommand, CallEvent, SharedFigures};
 use crate::config::AdminConfig;
 use crate::jingle::{CallStart, Output, Signalling};
+use crate::mailbox::Mailboxes;
 use crate::metrics::Metrics;
 use crate::protocol::adhoc::Command;
 use crate::rate::{KeyedBuckets, LogThrottle, Rate, Taken};
 use crate::routes::RouteTable;
 use crate::types::{CallId, Codec, EndReason};
-use crate::voicemail::Voicemail;
 use crate::xmpp::disco::CalleeInfo;
 use crate::xmpp::outbox::Lane;
 use crate::xmpp::requests::{PendingRequests, Request};
@@ -47,7 +47,7 @@ pub struct RouterCoreParts {
     /// Presence subscribers.
     pub subscribers: Subscribers,
     /// The mailboxes (for their ad-hoc commands).
-    pub voicemail: Arc<Voicemail>,
+    pub voicemail: Arc<Mailboxes>,
     /// Where calls and stanzas are counted.
     pub metrics: Arc<Metrics>,
     /// Where the ids of the stanzas the router makes come from.
@@ -159,7 +159,7 @@ pub struct RouterCore {
     pub(super) subscribers: Subscribers,
     pub(super) calls: HashMap<CallId, CallRecord>,
     pub(super) pending: PendingRequests,
-    pub(super) voicemail: Arc<Voicemail>,
+    pub(super) voicemail: Arc<Mailboxes>,
     pub(super) metrics: Arc<Metrics>,
     /// Calls whose session-accept has not gone out yet, by sid: the call, and when it started.
     accepting: HashMap<String, (CallId, Instant)>,

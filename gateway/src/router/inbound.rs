@@ -17,11 +17,11 @@ use std::time::Instant;
 
 use super::core::RouterCore;
 use crate::call::CallCommand;
+use crate::mailbox;
 use crate::protocol::adhoc::{command_info, Command, NS_COMMANDS};
 use crate::protocol::jingle::{Jingle, NS_JINGLE};
 use crate::protocol::jmi::Jmi;
 use crate::types::CallId;
-use crate::voicemail;
 use crate::xmpp::disco;
 use crate::xmpp::iq_error::IqError;
 use crate::xmpp::stream::{InvalidCause, InvalidStanza};
@@ -129,7 +129,7 @@ impl RouterCore {
                 let command = node
                     .as_deref()
                     .filter(|_| is_mailbox)
-                    .and_then(voicemail::commands::info);
+                    .and_then(mailbox::commands::info);
                 let admin_command = node.as_deref().and_then(|node| {
                     let commands = self.admin_commands(from);
                     commands.iter().find(|(n, _)| *n == node)
@@ -149,7 +149,7 @@ impl RouterCore {
                 let items = match callee {
                     Some(callee) if payload.attr("node") == Some(NS_COMMANDS) => {
                         let mailbox = to.node().map(|n| n.as_str()).unwrap_or_default();
-                        let commands = voicemail::commands::items(
+                        let commands = mailbox::commands::items(
                             &self.voicemail,
                             mailbox,
                             &from.to_bare().to_string(),
@@ -192,7 +192,7 @@ impl RouterCore {
                 let mailbox = to.node().map(|n| n.as_str()).unwrap_or_default();
                 let command = Command::parse(&payload).map_err(IqError::BadRequest)?;
                 let requester = from.to_bare().to_string();
-                voicemail::commands::execute(&self.voicemail, mailbox, &requester, &command)
+                mailbox::commands::execute(&self.voicemail, mailbox, &requester, &command)
                     .map(|response| Answer::Now(Some(response.to_element())))
                     .map_err(IqError::from)
             }

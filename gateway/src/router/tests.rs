@@ -17,12 +17,12 @@ use crate::config::Config;
 use crate::endpoint::DialPlan;
 use crate::jingle::negotiate::LocalTransport;
 use crate::jingle::{CallLimits, CallStart, MediaEvent, Signalling, SignallingConfig};
+use crate::mailbox::Mailboxes;
 use crate::metrics::Metrics;
 use crate::protocol::ice_udp::Candidate;
 use crate::routes::RouteTable;
 use crate::testing::{stanzas, BROWSER_CALL, BROWSER_CALLEE};
 use crate::types::{CallId, Codec, EndReason};
-use crate::voicemail::Voicemail;
 use crate::xmpp::outbox::Lane;
 use crate::xmpp::subscribers::Subscribers;
 
@@ -52,7 +52,7 @@ impl Harness {
     fn with_config(text: &str) -> Self {
         let config = Config::from_toml_str(text, Vec::new()).unwrap();
         let metrics = Arc::new(Metrics::new());
-        let (voicemail, _) = Voicemail::open(&config, metrics.clone()).unwrap();
+        let (voicemail, _) = Mailboxes::open(&config, metrics.clone()).unwrap();
         let jingle = Signalling::new(SignallingConfig {
             domain: "gw.localhost".into(),
             callees: HashMap::new(),

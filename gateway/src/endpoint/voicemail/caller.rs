@@ -11,9 +11,9 @@ use crate::config::RingStrategy;
 use crate::config::{MailboxConfig, BEEP_PROMPT};
 use crate::endpoint::player::Player;
 use crate::endpoint::{CallInfo, DialPlan, EndpointEvent, Incoming, Outgoing};
+use crate::mailbox::{Ending, Mailboxes, Recording, StartError};
 use crate::media::dtmf::Digit;
 use crate::types::EndReason;
-use crate::voicemail::{Ending, Recording, StartError, Voicemail};
 
 /// One packet time.
 const TICK: Duration = Duration::from_millis(20);
@@ -39,7 +39,7 @@ enum State {
 
 /// A caller's side of a mailbox.
 pub struct LeaveMessage {
-    voicemail: Arc<Voicemail>,
+    voicemail: Arc<Mailboxes>,
     mailbox: String,
     config: Arc<MailboxConfig>,
     player: Player,
@@ -52,7 +52,7 @@ pub struct LeaveMessage {
 impl LeaveMessage {
     /// A caller of `mailbox`, with prompts played by `player`.
     pub fn new(
-        voicemail: Arc<Voicemail>,
+        voicemail: Arc<Mailboxes>,
         mailbox: String,
         config: Arc<MailboxConfig>,
         player: Player,

@@ -1,5 +1,5 @@
 //! `voicemail`: callers leave a message ([`LeaveMessage`]); the mailbox's owners calling it get
-//! their messages ([`OwnerMenu`]). Storage and delivery are in `crate::voicemail`.
+//! their messages ([`OwnerMenu`]). Storage and delivery are in `crate::mailbox`.
 
 mod caller;
 mod owner;
@@ -14,9 +14,9 @@ pub use owner::OwnerMenu;
 use super::player::Player;
 use super::{CallInfo, Endpoint, EndpointEvent, Incoming, Outgoing};
 use crate::config::{DtmfSourcesConfig, MailboxConfig};
+use crate::mailbox::Mailboxes;
 use crate::media::dtmf::Digit;
 use crate::prompt::PromptLibrary;
-use crate::voicemail::Voicemail;
 
 /// A call to a mailbox.
 pub struct VoicemailEndpoint {
@@ -33,7 +33,7 @@ impl VoicemailEndpoint {
     /// A call from `peer` (a full or bare JID) to `mailbox`: its owners get their messages,
     /// everyone else leaves one.
     pub fn new(
-        voicemail: Arc<Voicemail>,
+        voicemail: Arc<Mailboxes>,
         mailbox: &str,
         config: Arc<MailboxConfig>,
         prompts: Arc<PromptLibrary>,

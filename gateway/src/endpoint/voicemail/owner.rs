@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use crate::endpoint::player::Player;
 use crate::endpoint::{CallInfo, EndpointEvent, Outgoing};
+use crate::mailbox::{Mailboxes, MessageInfo};
 use crate::media::dtmf::Digit;
 use crate::prompt::system::number;
-use crate::voicemail::{MessageInfo, Voicemail};
 
 /// One packet time.
 const TICK: Duration = Duration::from_millis(20);
@@ -36,7 +36,7 @@ enum Menu {
 
 /// The owner's side of a mailbox.
 pub struct OwnerMenu {
-    voicemail: Arc<Voicemail>,
+    voicemail: Arc<Mailboxes>,
     mailbox: String,
     player: Player,
     messages: Vec<MessageInfo>,
@@ -49,7 +49,7 @@ pub struct OwnerMenu {
 
 impl OwnerMenu {
     /// An owner of `mailbox`, with prompts played by `player`.
-    pub fn new(voicemail: Arc<Voicemail>, mailbox: String, player: Player) -> Self {
+    pub fn new(voicemail: Arc<Mailboxes>, mailbox: String, player: Player) -> Self {
         Self {
             voicemail,
             mailbox,
@@ -220,7 +220,7 @@ impl OwnerMenu {
 }
 
 /// A message's audio, decoded to 48 kHz mono.
-fn load_audio(voicemail: &Voicemail, message: &MessageInfo) -> Option<Arc<[i16]>> {
+fn load_audio(voicemail: &Mailboxes, message: &MessageInfo) -> Option<Arc<[i16]>> {
     let path = voicemail.recording_path(message)?;
     let bytes = std::fs::read(path).ok()?;
     let seconds = message.duration().as_secs() + 60;

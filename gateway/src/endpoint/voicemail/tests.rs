@@ -7,13 +7,13 @@ use bytes::Bytes;
 use super::VoicemailEndpoint;
 use crate::config::Config;
 use crate::endpoint::{CallInfo, Endpoint, EndpointEvent, Incoming, Outgoing};
+use crate::mailbox::{Ending, Mailboxes};
 use crate::media::dtmf::Digit;
 use crate::types::Codec;
 use crate::types::EndReason;
-use crate::voicemail::{Ending, Voicemail};
 
 struct Setup {
-    voicemail: Arc<Voicemail>,
+    voicemail: Arc<Mailboxes>,
     prompts: Arc<crate::prompt::PromptLibrary>,
     dir: std::path::PathBuf,
 }
@@ -37,7 +37,7 @@ fn setup(mailbox: &str) -> Setup {
     );
     let config = Config::from_toml_str(&text, Vec::new()).unwrap();
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let (voicemail, _queue) = Voicemail::open(&config, metrics).unwrap();
+    let (voicemail, _queue) = Mailboxes::open(&config, metrics).unwrap();
     let prompts = Arc::new(crate::prompt::PromptLibrary::for_config(&config).unwrap());
     Setup {
         voicemail,

@@ -406,7 +406,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        let packet = crate::voicemail::ogg_opus::SILENCE_20MS;
+        let packet = crate::mailbox::ogg_opus::SILENCE_20MS;
         recorder.packet(u32::MAX - 959, &packet).unwrap();
         // Across the wrap, 1 s later.
         recorder.packet(48_000 - 960, &packet).unwrap();

@@ -18,7 +18,7 @@ use xmpp_parsers::oob::Oob;
 use super::store::Ending;
 use super::time::{clock_duration, Utc};
 use super::upload::{UploadSetting, Uploader};
-use super::{MessageInfo, Voicemail};
+use super::{Mailboxes, MessageInfo};
 use crate::config::Delivery;
 use crate::metrics;
 use crate::xmpp::requests::XmppHandle;
@@ -43,7 +43,7 @@ pub struct DeliveryConfig {
 
 /// Delivers messages from `queue` until `shutdown`.
 pub async fn run(
-    voicemail: Arc<Voicemail>,
+    voicemail: Arc<Mailboxes>,
     mut queue: mpsc::UnboundedReceiver<MessageInfo>,
     mut xmpp: XmppHandle,
     config: DeliveryConfig,
@@ -98,7 +98,7 @@ enum DeliveryError {
 }
 
 async fn deliver(
-    voicemail: &Voicemail,
+    voicemail: &Mailboxes,
     uploader: &mut Uploader,
     xmpp: &XmppHandle,
     config: &DeliveryConfig,
@@ -164,7 +164,7 @@ async fn deliver(
 
 /// The URL owners get: an upload where the server offers one, else the gateway's own.
 async fn url_for(
-    voicemail: &Voicemail,
+    voicemail: &Mailboxes,
     uploader: &mut Uploader,
     config: &DeliveryConfig,
     delivery: Delivery,

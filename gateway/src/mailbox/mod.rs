@@ -1,4 +1,4 @@
-//! Voicemail storage: the mailboxes' directories, recordings that survive crashes and full
+//! The mailboxes (voicemail storage and delivery): their directories, recordings that survive crashes and full
 //! disks, and the queue of messages to hand to their owners. The endpoint that talks to callers
 //! is `endpoint::voicemail`; delivery over XMPP is [`delivery`].
 
@@ -57,7 +57,7 @@ pub struct OpenError {
 /// Every mailbox of the config, shared by the calls, the delivery task and the HTTP server.
 /// A reload replaces the mailboxes for new calls; calls in progress keep theirs.
 #[derive(Debug)]
-pub struct Voicemail {
+pub struct Mailboxes {
     mailboxes: RwLock<BTreeMap<String, Mailbox>>,
     /// Messages by the token of their URL on the gateway's own HTTP server.
     tokens: Mutex<HashMap<String, (String, String)>>,
@@ -65,7 +65,7 @@ pub struct Voicemail {
     metrics: Arc<Metrics>,
 }
 
-impl Voicemail {
+impl Mailboxes {
     /// Opens every mailbox of `config` (directories are created), finishes recordings a crash
     /// cut short, and queues every message not yet delivered on the returned receiver, where
     /// new messages follow as they are recorded.

@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn celt_and_garbage_are_unknown() {
         assert_eq!(
-            opus_voice_activity(&crate::voicemail::ogg_opus::SILENCE_20MS),
+            opus_voice_activity(&crate::mailbox::ogg_opus::SILENCE_20MS),
             None
         );
         assert_eq!(opus_voice_activity(&[]), None);

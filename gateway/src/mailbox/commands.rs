@@ -6,7 +6,7 @@ use xmpp_parsers::disco::DiscoInfoResult;
 
 use super::delivery::summary;
 use super::time::{clock_duration, Utc};
-use super::Voicemail;
+use super::Mailboxes;
 use crate::protocol::adhoc::{
     command_info, field, form, table, Command, CommandAction, CommandResponse, CommandStatus,
 };
@@ -43,7 +43,7 @@ impl From<CommandError> for IqError {
 
 /// The commands `requester` (a bare JID) may run on `mailbox`: (node, name).
 pub fn items(
-    voicemail: &Voicemail,
+    voicemail: &Mailboxes,
     mailbox: &str,
     requester: &str,
 ) -> Vec<(&'static str, &'static str)> {
@@ -67,7 +67,7 @@ pub fn info(node: &str) -> Option<DiscoInfoResult> {
 
 /// Runs `command` on `mailbox` for `requester` (a bare JID).
 pub fn execute(
-    voicemail: &Voicemail,
+    voicemail: &Mailboxes,
     mailbox: &str,
     requester: &str,
     command: &Command,

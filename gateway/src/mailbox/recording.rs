@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::recorder::Recorder;
 use super::store::{finish_part, Ending, MailboxDir, MessageInfo};
-use super::Voicemail;
+use super::Mailboxes;
 use crate::config::MailboxConfig;
 use crate::types::Codec;
 
@@ -26,7 +26,7 @@ pub enum StartError {
 
 /// A message being recorded.
 pub struct Recording {
-    voicemail: Arc<Voicemail>,
+    voicemail: Arc<Mailboxes>,
     directory: MailboxDir,
     min_length: Duration,
     info: MessageInfo,
@@ -39,7 +39,7 @@ impl Recording {
     /// Starts a message from `caller` in `mailbox`: writes its metadata, then opens the
     /// recording as `ID.ext.part`.
     pub(super) fn start(
-        voicemail: Arc<Voicemail>,
+        voicemail: Arc<Mailboxes>,
         directory: MailboxDir,
         mailbox: &str,
         config: &MailboxConfig,
