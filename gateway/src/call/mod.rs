@@ -95,8 +95,8 @@ pub enum CallEvent {
     Media(MediaEvent),
     /// Send `body` as a chat message from the called virtual JID to `to`.
     Message {
-        /// Recipient JID.
-        to: String,
+        /// Recipient.
+        to: jid::Jid,
         /// Text.
         body: String,
     },
@@ -236,10 +236,10 @@ impl Calls {
         let (peer_commands, peer) = mpsc::channel(MAX_QUEUED_PEER_COMMANDS);
         let command_rx = CallCommands { control, peer };
         let call_id = start.call_id;
-        let endpoint = match start.offer {
-            Some(_) => self
+        let endpoint = match &start.offer {
+            Some(offer) => self
                 .endpoints
-                .create(&start.callee, &start.peer.to_string()),
+                .create(&start.callee, &start.peer, offer.codec),
             // A call we placed is bridged once answered.
             None => Ok(Box::new(crate::endpoint::bridge::Unbridged) as Box<dyn Endpoint>),
         };

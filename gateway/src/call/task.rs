@@ -251,7 +251,7 @@ async fn drive(
     let call_id = start.call_id;
     let report = |event| events.send((call_id, CallEvent::Media(event))).is_ok();
     let info = CallInfo {
-        peer: start.peer.to_string(),
+        peer: start.peer.clone(),
         codec: media.codec,
     };
     let ssrc = audio.ssrc();
@@ -355,7 +355,7 @@ async fn drive(
                 }
                 for request in result.requests {
                     match request {
-                        EndpointEvent::Transfer(to) => match endpoints.create(&to, &info.peer) {
+                        EndpointEvent::Transfer(to) => match endpoints.create(&to, &info.peer, info.codec) {
                             Ok(mut next) => {
                                 tracing::info!(to = %to, "call handed over");
                                 next.start(&info);

@@ -42,11 +42,10 @@ pub struct Doctor {
 }
 
 impl Doctor {
-    /// A call test playing its introduction from `prompts`.
-    pub fn new(prompts: Arc<PromptLibrary>) -> Self {
+    /// A call test in `codec`, playing its introduction from `prompts`.
+    pub fn new(prompts: Arc<PromptLibrary>, codec: Codec) -> Self {
         Self {
-            // The codec is set when the call connects.
-            player: Player::new(prompts, Codec::Opus),
+            player: Player::new(prompts, codec),
             held: VecDeque::new(),
             held_samples: 0,
             digits: String::new(),
@@ -67,8 +66,7 @@ impl Doctor {
 }
 
 impl Endpoint for Doctor {
-    fn start(&mut self, call: &CallInfo) {
-        self.player.set_codec(call.codec);
+    fn start(&mut self, _call: &CallInfo) {
         self.player.play(DOCTOR_INTRO);
     }
 
@@ -358,7 +356,7 @@ mod tests {
     #[test]
     fn the_echo_comes_a_second_late_after_the_introduction() {
         let library = PromptLibrary::load(&crate::prompt::PromptSource::Builtin, &[], 60, 1 << 20);
-        let mut doctor = Doctor::new(Arc::new(library.unwrap()));
+        let mut doctor = Doctor::new(Arc::new(library.unwrap()), Codec::Opus);
         // No introduction playing (the library has none here): echo at once, one second late.
         let payload = Bytes::from_static(b"x");
         for n in 0..60 {

@@ -76,8 +76,8 @@ pub enum EndpointEvent {
     Transfer(String),
     /// Send `body` as a chat message from the virtual JID to `to`.
     SendMessage {
-        /// Recipient JID.
-        to: String,
+        /// Recipient.
+        to: jid::Jid,
         /// Text.
         body: String,
     },
@@ -90,18 +90,26 @@ pub enum EndpointEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DialPlan {
     /// JIDs to ring: a bare JID rings every device of the user, a full JID one device.
-    pub targets: Vec<String>,
+    pub targets: Vec<jid::Jid>,
     /// Ring every target at once (`true`), or one after the other (hunt).
     pub ring_all: bool,
     /// How long each target rings.
     pub ring_timeout: Duration,
 }
 
+/// The JIDs among `entries` (config values, validated at load: none is dropped in practice).
+pub fn jids(entries: &[String]) -> Vec<jid::Jid> {
+    entries
+        .iter()
+        .filter_map(|entry| jid::Jid::new(entry).ok())
+        .collect()
+}
+
 /// Facts about the call an endpoint may use.
 #[derive(Debug, Clone)]
 pub struct CallInfo {
     /// The caller's JID.
-    pub peer: String,
+    pub peer: jid::FullJid,
     /// The codec of both directions.
     pub codec: Codec,
 }
@@ -140,25 +148,32 @@ impl EndpointFactory {
         }
     }
 
-    /// A new endpoint for a call from `peer` to `callee`, or why there is none: `callee` does
+    /// A new endpoint for a call from `peer` to `callee` in `codec`, or why there is none: `callee` does
     /// not exist or is not available in this build, its `callers` list does not name `peer`
     /// (a transfer from a JID open to more callers than this one), or its sound device is in
     /// use.
-    pub fn create(&self, callee: &str, peer: &str) -> Result<Box<dyn Endpoint>, EndReason> {
-        let allowed = jid::FullJid::new(peer).is_ok_and(|peer| {
-            self.callers
-                .get(callee)
-                .is_some_and(|callers| callers.allows(&peer, &self.local_domains))
-        });
+    pub fn create(
+        &self,
+        callee: &str,
+        peer: &jid::FullJid,
+        codec: Codec,
+    ) -> Result<Box<dyn Endpoint>, EndReason> {
+        let allowed = self
+            .callers
+            .get(callee)
+            .is_some_and(|callers| callers.allows(peer, &self.local_domains));
         if !allowed {
             return Err(EndReason::CallerNotAllowed);
         }
         match self.kinds.get(callee) {
             Some(EndpointKind::Echo) => Ok(Box::new(Echo::default())),
-            Some(EndpointKind::Doctor) => Ok(Box::new(doctor::Doctor::new(self.prompts.clone()))),
+            Some(EndpointKind::Doctor) => {
+                Ok(Box::new(doctor::Doctor::new(self.prompts.clone(), codec)))
+            }
             Some(EndpointKind::Ivr(config)) => Ok(Box::new(ivr::Ivr::new(
                 &Arc::new((**config).clone()),
                 self.prompts.clone(),
+                codec,
             ))),
             Some(EndpointKind::Voicemail(_)) => {
                 let mailbox = self
@@ -171,6 +186,7 @@ impl EndpointFactory {
                     mailbox.config.clone(),
                     self.prompts.clone(),
                     peer,
+                    codec,
                 )))
             }
             #[cfg(feature = "sound")]

@@ -43,11 +43,6 @@ impl Player {
         }
     }
 
-    /// Sets the call's codec (known once the call is connected).
-    pub fn set_codec(&mut self, codec: Codec) {
-        self.codec = codec;
-    }
-
     /// Plays `spec` after what is queued.
     pub fn queue(&mut self, spec: &str) {
         self.queue.push_back(Item::Prompt(spec.to_string()));

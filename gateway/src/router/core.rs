@@ -274,11 +274,7 @@ impl RouterCore {
                 let Some(callee) = self.callees.get(&call.callee) else {
                     return;
                 };
-                let (Ok(to), from) = (Jid::new(&to), callee.jid.clone()) else {
-                    tracing::warn!(%to, "not a JID; message not sent");
-                    return;
-                };
-                let id = self.ids.next("msg");
+                let (from, id) = (callee.jid.clone(), self.ids.next("msg"));
                 self.send(outbound::chat(from, to, body, id));
             }
             CallEvent::Connect(plan) => {

@@ -177,11 +177,11 @@ impl RouterCore {
         &mut self,
         now: Instant,
         callee: &str,
-        target: &str,
+        target: &Jid,
         timeout: Duration,
     ) -> Result<CallId, EndReason> {
-        let jid = Jid::new(target).map_err(|_| EndReason::NotAllowed)?;
-        if !self.dialer.config.allows(target) {
+        let jid = target.clone();
+        if !self.dialer.config.allows(target.as_str()) {
             tracing::warn!(%target, "not in outbound.allow: not ringing");
             return Err(EndReason::NotAllowed);
         }

@@ -190,6 +190,10 @@ fn with_namespace(xml: &str) -> String {
     format!("{} xmlns='{NS}'{}", &xml[..end], &xml[end..])
 }
 
+fn jid(text: &str) -> jid::Jid {
+    jid::Jid::new(text).unwrap()
+}
+
 fn media(event: MediaEvent) -> CallEvent {
     CallEvent::Media(event)
 }
@@ -556,7 +560,7 @@ fn messages_a_callers_calls_send_are_rate_limited() {
         h.event(
             call_id,
             CallEvent::Message {
-                to: "bob@localhost".into(),
+                to: jid("bob@localhost"),
                 body,
             },
         );
@@ -656,7 +660,7 @@ fn a_connect_rings_the_target_and_bridges_whoever_answers() {
     let mut h = Harness::new();
     let caller = h.answered_call("ivr");
     let plan = DialPlan {
-        targets: vec!["bob@localhost".into()],
+        targets: vec![jid("bob@localhost")],
         ring_all: true,
         ring_timeout: Duration::from_secs(20),
     };
@@ -729,9 +733,9 @@ fn hunting_rings_one_target_after_another_and_tells_the_caller_when_nobody_answe
     let caller = h.answered_call("ivr");
     let plan = DialPlan {
         targets: vec![
-            "bob@localhost".into(),
-            "mallory@evil.example".into(),
-            "carol@localhost".into(),
+            jid("bob@localhost"),
+            jid("mallory@evil.example"),
+            jid("carol@localhost"),
         ],
         ring_all: false,
         ring_timeout: Duration::from_secs(10),
@@ -770,7 +774,7 @@ fn a_subscriber_with_no_device_online_is_not_rung() {
     h.outputs();
     let caller = h.answered_call("ivr");
     let plan = |ring_all| DialPlan {
-        targets: vec!["bob@localhost".into()],
+        targets: vec![jid("bob@localhost")],
         ring_all,
         ring_timeout: Duration::from_secs(10),
     };
@@ -932,7 +936,7 @@ fn a_call_ending_on_its_own_is_stopped_and_counted_with_its_reason() {
     h.event(
         call_id,
         CallEvent::Message {
-            to: "bob@localhost".into(),
+            to: jid("bob@localhost"),
             body: "x".into(),
         },
     );

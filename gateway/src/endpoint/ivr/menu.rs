@@ -340,7 +340,7 @@ impl MenuEngine {
                 no_answer,
             } => {
                 let plan = DialPlan {
-                    targets,
+                    targets: crate::endpoint::jids(&targets),
                     ring_all: ring == RingStrategy::All,
                     ring_timeout: ring_timeout.0,
                 };

@@ -31,13 +31,13 @@ pub struct Ivr {
 }
 
 impl Ivr {
-    /// An IVR for `config`, playing prompts from `prompts`.
-    pub fn new(config: &Arc<IvrConfig>, prompts: Arc<PromptLibrary>) -> Self {
+    /// An IVR for `config`, playing prompts from `prompts` in `codec`.
+    pub fn new(config: &Arc<IvrConfig>, prompts: Arc<PromptLibrary>, codec: Codec) -> Self {
         Self {
             engine: MenuEngine::new(config),
             prompts,
             sources: config.dtmf,
-            codec: Codec::Opus,
+            codec,
             playing: None,
             ringback: None,
             ringback_position: 0,
@@ -61,9 +61,12 @@ impl Ivr {
                 Command::Stop => self.playing = None,
                 Command::HangUp => self.events.push_back(EndpointEvent::HangUp),
                 Command::Transfer(to) => self.events.push_back(EndpointEvent::Transfer(to)),
-                Command::SendMessage { to, body } => self
-                    .events
-                    .push_back(EndpointEvent::SendMessage { to, body }),
+                Command::SendMessage { to, body } => match jid::Jid::new(&to) {
+                    Ok(to) => self
+                        .events
+                        .push_back(EndpointEvent::SendMessage { to, body }),
+                    Err(_) => tracing::warn!(%to, "not a JID; message not sent"),
+                },
                 Command::Connect { plan, ringback } => {
                     tracing::info!(targets = ?plan.targets, menu = self.engine.current(), "connecting the caller");
                     self.ringback = self.prompts.encoded(&ringback, self.codec);
@@ -80,8 +83,7 @@ impl Endpoint for Ivr {
         self.sources
     }
 
-    fn start(&mut self, call: &CallInfo) {
-        self.codec = call.codec;
+    fn start(&mut self, _call: &CallInfo) {
         self.engine.start();
         self.run_commands();
     }

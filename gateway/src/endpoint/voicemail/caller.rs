@@ -71,9 +71,8 @@ impl LeaveMessage {
 
     /// The call is connected: the greeting plays.
     pub fn start(&mut self, call: &CallInfo) {
-        self.caller = call.peer.clone();
+        self.caller = call.peer.to_string();
         self.info = Some(call.clone());
-        self.player.set_codec(call.codec);
         let full = self
             .voicemail
             .mailbox(&self.mailbox)
@@ -89,7 +88,7 @@ impl LeaveMessage {
         if let Some(follow_me) = &self.config.follow_me {
             tracing::info!(mailbox = %self.mailbox, "follow-me: ringing before the greeting");
             self.events.push_back(EndpointEvent::Connect(DialPlan {
-                targets: self.config.follow_me_targets(),
+                targets: crate::endpoint::jids(&self.config.follow_me_targets()),
                 ring_all: follow_me.ring == RingStrategy::All,
                 ring_timeout: follow_me.ring_timeout.0,
             }));

@@ -37,11 +37,11 @@ impl VoicemailEndpoint {
         mailbox: &str,
         config: Arc<MailboxConfig>,
         prompts: Arc<PromptLibrary>,
-        peer: &str,
+        peer: &jid::FullJid,
+        codec: crate::types::Codec,
     ) -> Self {
-        // The codec is known only at start; the player is remade then.
-        let player = Player::new(prompts, crate::types::Codec::Opus);
-        let is_owner = config.is_owner(peer);
+        let player = Player::new(prompts, codec);
+        let is_owner = config.is_owner(&peer.to_string());
         let dtmf = config.dtmf;
         let role = if is_owner {
             Role::Owner(Box::new(OwnerMenu::new(
@@ -69,7 +69,7 @@ impl Endpoint for VoicemailEndpoint {
     fn start(&mut self, call: &CallInfo) {
         match &mut self.role {
             Role::Caller(caller) => caller.start(call),
-            Role::Owner(owner) => owner.start(call),
+            Role::Owner(owner) => owner.start(),
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::endpoint::player::Player;
-use crate::endpoint::{CallInfo, EndpointEvent, Outgoing};
+use crate::endpoint::{EndpointEvent, Outgoing};
 use crate::mailbox::{Mailboxes, MessageInfo};
 use crate::media::dtmf::Digit;
 use crate::prompt::system::number;
@@ -63,8 +63,7 @@ impl OwnerMenu {
     }
 
     /// The call is connected: says how many messages there are.
-    pub fn start(&mut self, call: &CallInfo) {
-        self.player.set_codec(call.codec);
+    pub fn start(&mut self) {
         let (mut new, heard): (Vec<_>, Vec<_>) = self
             .voicemail
             .messages(&self.mailbox)

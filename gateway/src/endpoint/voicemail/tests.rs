@@ -48,16 +48,18 @@ fn setup(mailbox: &str) -> Setup {
 
 impl Setup {
     fn call(&self, peer: &str) -> VoicemailEndpoint {
+        let peer = jid::FullJid::new(peer).unwrap();
         let mailbox = self.voicemail.mailbox("vm").unwrap();
         let mut endpoint = VoicemailEndpoint::new(
             self.voicemail.clone(),
             "vm",
             mailbox.config.clone(),
             self.prompts.clone(),
-            peer,
+            &peer,
+            Codec::Pcmu,
         );
         endpoint.start(&CallInfo {
-            peer: peer.to_string(),
+            peer,
             codec: Codec::Pcmu,
         });
         endpoint
