@@ -15,7 +15,8 @@ use crate::endpoint::{CallInfo, CallReport, Endpoint, EndpointEvent, EndpointFac
 use crate::jingle::negotiate::{LocalTransport, Negotiated};
 use crate::jingle::{CallStart, MediaEvent};
 use crate::media::engine::MediaEngine;
-use crate::media::leg::{IceRole, LegError, LegEvent, MediaLeg};
+use crate::media::leg::{IceRole, LegEvent, MediaLeg};
+use crate::media::MediaFailure;
 use crate::metrics::Metrics;
 use crate::types::EndReason;
 
@@ -42,12 +43,9 @@ pub(super) async fn run_call(
         };
         let mut leg = match MediaLeg::new(engine, role).await {
             Ok(leg) => leg,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start the media leg");
-                let reason = match e {
-                    LegError::NoMediaPort(_) => EndReason::NoMediaPort,
-                    LegError::Agent(_) => EndReason::MediaError,
-                };
+            Err(failure) => {
+                tracing::warn!(error = %failure, "cannot start the media leg");
+                let reason = failure.end_reason();
                 let _ = events.send((call_id, CallEvent::Media(MediaEvent::Ended(reason))));
                 return;
             }
@@ -211,7 +209,10 @@ async fn offer_local_transport(
                 LegEvent::LocalCandidate(candidate) => {
                     report(MediaEvent::LocalCandidate(candidate));
                 }
-                LegEvent::Failed(reason) => return Err(Some(reason)),
+                LegEvent::Failed(failure) => {
+                    tracing::info!(error = %failure, "media failed");
+                    return Err(Some(failure.end_reason()));
+                }
                 LegEvent::Secured | LegEvent::Rtp(_) | LegEvent::Rtcp(_) => {}
             },
         }
@@ -312,10 +313,10 @@ async fn drive(
                         Ok(local) => {
                             report(MediaEvent::LocalTransport(local));
                         }
-                        Err(e) => {
+                        Err(failure) => {
                             // The caller now waits for credentials we cannot give.
-                            tracing::info!(error = %e, "ICE restart failed");
-                            return Ended::Here(EndReason::IceFailed);
+                            tracing::info!(error = %failure, "ICE restart failed");
+                            return Ended::Here(failure.end_reason());
                         }
                     }
                 }
@@ -341,7 +342,10 @@ async fn drive(
                     audio.receive_rtcp(&packet, Instant::now());
                     show(figures, audio, leg);
                 }
-                LegEvent::Failed(reason) => return Ended::Here(reason),
+                LegEvent::Failed(failure) => {
+                    tracing::info!(error = %failure, "media failed");
+                    return Ended::Here(failure.end_reason());
+                }
             },
             _ = &mut tick_timer, if tick_at.is_some() => {
                 // Set again on the next turn, even should the deadline not have moved.
@@ -413,7 +417,7 @@ async fn restart_ice(
     pwd: &str,
     candidates: &[crate::protocol::ice_udp::Candidate],
     ssrc: u32,
-) -> Result<LocalTransport, String> {
+) -> Result<LocalTransport, MediaFailure> {
     let (local_ufrag, local_pwd) = leg.restart().await?;
     leg.set_remote_credentials(ufrag, pwd).await?;
     leg.add_remote_candidates(candidates);

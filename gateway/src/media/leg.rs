@@ -29,12 +29,11 @@ use super::dtls::{handshake_config, is_dtls, srtp_keys, DtlsTransport};
 use super::engine::MediaEngine;
 use super::guard::{GuardedSocket, CREDIT_PER_CANDIDATE};
 use super::ice::{new_agent, to_agent, AgentEvent, Sockets};
-use super::port_range::NoMediaPort;
 use super::reflexive;
 use super::srtp::{Dropped, SrtpSession};
 use super::stats::MediaStats;
+use crate::media::MediaFailure;
 use crate::protocol::ice_udp::{Candidate, CandidateType};
-use crate::types::EndReason;
 use crate::types::{DtlsRole, RemoteFingerprint};
 
 /// Time for the DTLS handshake once ICE has connected.
@@ -65,18 +64,7 @@ pub enum LegEvent {
     /// An authenticated RTCP compound packet, decrypted.
     Rtcp(Bytes),
     /// The leg cannot go on.
-    Failed(EndReason),
-}
-
-/// Why a leg could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum LegError {
-    /// No port of `media.port_range` (or no file descriptor) for the call's socket.
-    #[error(transparent)]
-    NoMediaPort(#[from] NoMediaPort),
-    /// The ICE agent could not be made or could not gather.
-    #[error("ICE agent: {0}")]
-    Agent(String),
+    Failed(MediaFailure),
 }
 
 /// Which ICE role the leg takes.
@@ -147,7 +135,7 @@ pub struct MediaLeg {
 impl MediaLeg {
     /// Creates the ICE agent in `role` and starts gathering. [`MediaLeg::connect`] starts
     /// connecting once the peer's credentials are known.
-    pub async fn new(engine: Arc<MediaEngine>, role: IceRole) -> Result<Self, LegError> {
+    pub async fn new(engine: Arc<MediaEngine>, role: IceRole) -> Result<Self, MediaFailure> {
         let (events, agent_events) = mpsc::unbounded_channel();
         let (mux, socket, own_mux) = match &engine.ice.sockets {
             Sockets::Shared { mux, socket } => (mux.clone(), socket.clone(), None),
@@ -165,7 +153,7 @@ impl MediaLeg {
                 if let Some(mux) = own_mux {
                     let _ = mux.close().await;
                 }
-                return Err(LegError::Agent(e.to_string()));
+                return Err(MediaFailure::Agent(e.to_string()));
             }
         };
         engine.stats.legs_open.fetch_add(1, Ordering::Relaxed);
@@ -200,7 +188,7 @@ impl MediaLeg {
         if let Err(e) = leg.agent.gather_candidates() {
             leg.gathering_done = true;
             leg.close().await;
-            return Err(LegError::Agent(e.to_string()));
+            return Err(MediaFailure::Agent(e.to_string()));
         }
         Ok(leg)
     }
@@ -315,19 +303,21 @@ impl MediaLeg {
     /// ICE restart: new local credentials (returned) and gathering again. The peer's new
     /// credentials follow with [`MediaLeg::set_remote_credentials`]. DTLS and SRTP carry on over
     /// the new pair.
-    pub async fn restart(&mut self) -> Result<(String, String), String> {
+    pub async fn restart(&mut self) -> Result<(String, String), MediaFailure> {
         // webrtc-ice refuses a restart while gathering: let it finish (its candidates are of the
         // old generation and are dropped).
         self.wait_for_gathering().await;
         if !self.gathering_done {
-            return Err("gathering did not finish".into());
+            return Err(MediaFailure::Restart("gathering did not finish".into()));
         }
         self.agent
             .restart(String::new(), String::new())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| MediaFailure::Restart(e.to_string()))?;
         self.gathering_done = false;
-        self.agent.gather_candidates().map_err(|e| e.to_string())?;
+        self.agent
+            .gather_candidates()
+            .map_err(|e| MediaFailure::Restart(e.to_string()))?;
         // The remote-candidate budget is the call's, not the generation's: restarts do not
         // renew it, nor what the guard lets it send to addresses that did not answer.
         let credentials = self.agent.get_local_user_credentials().await;
@@ -340,11 +330,15 @@ impl MediaLeg {
     }
 
     /// The peer's ICE credentials after a restart.
-    pub async fn set_remote_credentials(&mut self, ufrag: &str, pwd: &str) -> Result<(), String> {
+    pub async fn set_remote_credentials(
+        &mut self,
+        ufrag: &str,
+        pwd: &str,
+    ) -> Result<(), MediaFailure> {
         self.agent
             .set_remote_credentials(ufrag.to_string(), pwd.to_string())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| MediaFailure::Restart(e.to_string()))
     }
 
     /// Whether SRTP is up.
@@ -370,7 +364,7 @@ impl MediaLeg {
                 Phase::Connecting { accept } => tokio::select! {
                     event = agent_events.recv() => Step::Agent(event),
                     result = accept => Step::Connected(result),
-                    _ = tokio::time::sleep_until(*deadline) => Step::Failed(EndReason::IceFailed),
+                    _ = tokio::time::sleep_until(*deadline) => Step::Failed(MediaFailure::NoPair(Some("timeout".into()))),
                 },
                 Phase::Securing {
                     conn,
@@ -386,9 +380,9 @@ impl MediaLeg {
                             }
                             Step::Nothing
                         }
-                        Err(_) => Step::Failed(EndReason::MediaError),
+                        Err(_) => Step::Failed(MediaFailure::Socket),
                     },
-                    _ = tokio::time::sleep_until(*deadline) => Step::Failed(EndReason::SecurityFailure),
+                    _ = tokio::time::sleep_until(*deadline) => Step::Failed(MediaFailure::HandshakeTimeout),
                 },
                 Phase::Secured {
                     conn,
@@ -399,7 +393,7 @@ impl MediaLeg {
                     event = agent_events.recv() => Step::Agent(event),
                     received = conn.recv(&mut buf[..]) => match received {
                         Ok(n) => Step::Datagram(classify(&buf[..n], records, srtp, &self.engine.stats)),
-                        Err(_) => Step::Failed(EndReason::ConsentLost),
+                        Err(_) => Step::Failed(MediaFailure::ConnectionLost),
                     },
                     _ = tokio::time::sleep_until(*consent_check) => Step::CheckConsent,
                 },
@@ -415,7 +409,7 @@ impl MediaLeg {
                 Step::Datagram(Some(event)) => return event,
                 Step::Datagram(None) => {}
                 Step::Failed(reason) => return self.fail(reason),
-                Step::Agent(None) => return self.fail(EndReason::MediaError),
+                Step::Agent(None) => return self.fail(MediaFailure::AgentGone),
                 Step::Agent(Some(AgentEvent::Candidate(Some(candidate)))) => {
                     return LegEvent::LocalCandidate(self.local_candidate(candidate))
                 }
@@ -427,9 +421,9 @@ impl MediaLeg {
                         ConnectionState::Connected => self.was_connected = true,
                         ConnectionState::Failed => {
                             return self.fail(if self.was_connected {
-                                EndReason::ConsentLost
+                                MediaFailure::ConnectionLost
                             } else {
-                                EndReason::IceFailed
+                                MediaFailure::NoPair(None)
                             })
                         }
                         _ => {}
@@ -442,18 +436,18 @@ impl MediaLeg {
                 }
                 Step::Connected(Err(e)) => {
                     tracing::info!(error = %e, "ICE did not connect");
-                    return self.fail(EndReason::IceFailed);
+                    return self.fail(MediaFailure::NoPair(Some(e)));
                 }
                 Step::Handshaken(Ok(dtls)) => match self.start_srtp(dtls).await {
                     Ok(()) => return LegEvent::Secured,
                     Err(e) => {
                         tracing::info!(error = %e, "SRTP could not start");
-                        return self.fail(EndReason::SecurityFailure);
+                        return self.fail(MediaFailure::Srtp(e));
                     }
                 },
                 Step::Handshaken(Err(e)) => {
                     tracing::info!(error = %e, "DTLS handshake failed");
-                    return self.fail(EndReason::SecurityFailure);
+                    return self.fail(MediaFailure::Handshake(e));
                 }
             }
         }
@@ -461,9 +455,9 @@ impl MediaLeg {
 
     /// The leg cannot go on: its futures are dropped (a finished one must not be polled again)
     /// and it waits for [`MediaLeg::close`].
-    fn fail(&mut self, reason: EndReason) -> LegEvent {
+    fn fail(&mut self, failure: MediaFailure) -> LegEvent {
         self.phase = Phase::Closed;
-        LegEvent::Failed(reason)
+        LegEvent::Failed(failure)
     }
 
     /// The agent uses `pair` (the peer may send from any of its addresses that proved it is
@@ -494,7 +488,7 @@ impl MediaLeg {
         self.was_connected = true;
         let (transport, records) = DtlsTransport::new(conn.clone());
         let Some(fingerprint) = &self.fingerprint else {
-            return Some(self.fail(EndReason::SecurityFailure));
+            return Some(self.fail(MediaFailure::NoFingerprint));
         };
         let config = handshake_config(&self.engine.certificate, fingerprint);
         let is_client = self.dtls_client;
@@ -532,7 +526,7 @@ impl MediaLeg {
             return None;
         }
         tracing::info!(%remote, ?age, "the peer stopped answering checks: consent lost");
-        Some(self.fail(EndReason::ConsentLost))
+        Some(self.fail(MediaFailure::ConsentLost))
     }
 
     async fn start_srtp(&mut self, dtls: Box<DTLSConn>) -> Result<(), String> {
@@ -723,7 +717,7 @@ enum Step {
     Connected(Result<Arc<dyn Conn + Send + Sync>, String>),
     Handshaken(Result<Box<DTLSConn>, String>),
     Datagram(Option<LegEvent>),
-    Failed(EndReason),
+    Failed(MediaFailure),
 }
 
 /// Sorts a received datagram (RFC 7983): DTLS records go to DTLS, SRTP and SRTCP are

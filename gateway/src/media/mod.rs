@@ -6,6 +6,7 @@ pub mod codec;
 pub mod dtls;
 pub mod dtmf;
 pub mod engine;
+mod failure;
 pub mod foreign;
 pub mod guard;
 pub mod ice;
@@ -19,3 +20,5 @@ pub mod rtcp;
 pub mod rtp;
 pub mod srtp;
 pub mod stats;
+
+pub use failure::MediaFailure;
