@@ -251,8 +251,9 @@ pub fn rtp_receive(data: &[u8]) {
                 received += 1;
             }
             1 => {
-                path.receive_rtcp(bytes, now);
-                let report = read_report(bytes, path.ssrc(), now, std::time::SystemTime::now());
+                let wallclock = std::time::SystemTime::now();
+                path.receive_rtcp(bytes, now, wallclock);
+                let report = read_report(bytes, path.ssrc(), now, wallclock);
                 if let Some(sr) = report.sender_report {
                     assert_eq!(sr.arrived, now);
                 }
@@ -272,7 +273,7 @@ pub fn rtp_receive(data: &[u8]) {
                 "sent payload type {pt}"
             );
         }
-        let _ = path.report(now);
+        let _ = path.report(now, std::time::SystemTime::now());
     }
     let summary = path.summary();
     assert!(summary.received <= received, "{summary:?}");

@@ -249,9 +249,9 @@ impl AudioPath {
         }
     }
 
-    /// A received, authenticated RTCP packet.
-    pub fn receive_rtcp(&mut self, plain: &[u8], now: Instant) {
-        let report = read_report(plain, self.sender.ssrc(), now, SystemTime::now());
+    /// A received, authenticated RTCP packet, at `now` (and `wallclock`, for the round trip).
+    pub fn receive_rtcp(&mut self, plain: &[u8], now: Instant, wallclock: SystemTime) {
+        let report = read_report(plain, self.sender.ssrc(), now, wallclock);
         if let Some(sr) = report.sender_report {
             self.last_sr = Some(sr);
         }
@@ -434,15 +434,15 @@ impl AudioPath {
         }
     }
 
-    /// The RTCP report due at `now`, if one is due.
-    pub fn report(&mut self, now: Instant) -> Option<Bytes> {
+    /// The RTCP report due at `now` (`wallclock` for its NTP timestamp), if one is due.
+    pub fn report(&mut self, now: Instant, wallclock: SystemTime) -> Option<Bytes> {
         let due = self.next_report?;
         if now < due {
             return None;
         }
         self.next_report = Some(now + REPORT_INTERVAL);
         let received = self.remote_ssrc.map(|ssrc| (ssrc, &mut self.received));
-        build_report(&self.sender, received, self.last_sr, now, SystemTime::now())
+        build_report(&self.sender, received, self.last_sr, now, wallclock)
     }
 
     /// Figures for the call's end-of-call log line.
@@ -658,9 +658,13 @@ mod tests {
     fn reports_start_with_media() {
         let start = Instant::now();
         let mut path = AudioPath::new(&offer(), 1, start);
-        assert!(path.report(start + Duration::from_secs(60)).is_none());
+        assert!(path
+            .report(start + Duration::from_secs(60), SystemTime::now())
+            .is_none());
         path.start(start);
-        assert!(path.report(start).is_none());
-        assert!(path.report(start + REPORT_INTERVAL).is_some());
+        assert!(path.report(start, SystemTime::now()).is_none());
+        assert!(path
+            .report(start + REPORT_INTERVAL, SystemTime::now())
+            .is_some());
     }
 }

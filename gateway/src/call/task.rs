@@ -4,7 +4,7 @@
 //! contained, the leg closes from its `Drop`, and the call ends with `general-error`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
 use tracing::Instrument;
@@ -76,8 +76,8 @@ pub(super) async fn run_call(
             let _ = events.send((call_id, CallEvent::DiscoverCaller(reply)));
             features
         });
-        let began = Instant::now();
-        let mut audio = AudioPath::new(&media, ssrc, Instant::now());
+        let began = now();
+        let mut audio = AudioPath::new(&media, ssrc, now());
         let ended = drive(
             &mut leg,
             &mut audio,
@@ -119,7 +119,7 @@ pub(super) async fn run_call(
             remote_candidates,
             selected_pair: selected_pair.as_deref(),
             audio: summary,
-            duration: began.elapsed(),
+            duration: now().saturating_duration_since(began),
         };
         endpoint.on_end(ended.reason());
         if let Some(body) = endpoint.report(&report) {
@@ -257,9 +257,9 @@ async fn drive(
     };
     let ssrc = audio.ssrc();
     // The session-accept went out as soon as the router had our transport.
-    let mut accepted_at = Some(Instant::now());
+    let mut accepted_at = Some(now());
     let mut secured = false;
-    let mut check = Instant::now();
+    let mut check = now();
     // The frame and report timers live across iterations and are moved only when their
     // deadline changes: a timer made afresh on every loop (every received packet) would be
     // registered and removed again each time.
@@ -289,7 +289,7 @@ async fn drive(
                 if let Some(reason) = endpoint.unavailable() {
                     return Ended::Here(reason);
                 }
-                check = Instant::now() + UNAVAILABLE_CHECK;
+                check = now() + UNAVAILABLE_CHECK;
             },
             command = commands.recv() => match command {
                 // A router that is gone is a gateway that stops.
@@ -297,7 +297,7 @@ async fn drive(
                 Some(CallCommand::Stop(reason)) => return Ended::ByRouter(reason),
                 Some(CallCommand::RemoteCandidates(candidates)) => leg.add_remote_candidates(&candidates),
                 Some(CallCommand::ChatDigits(text)) => {
-                    audio.receive_chat_digits(&text, Instant::now(), endpoint.as_mut());
+                    audio.receive_chat_digits(&text, now(), endpoint.as_mut());
                 }
                 Some(CallCommand::Answered(_)) => {}
                 Some(CallCommand::Bridge(mut bridge)) => {
@@ -330,16 +330,16 @@ async fn drive(
                     show(figures, audio, leg);
                     tracing::info!(codec = media.codec.name(), "media connected");
                     endpoint.start(&info);
-                    audio.start(Instant::now());
+                    audio.start(now());
                 }
                 LegEvent::Rtp(packet) => {
                     if let Some(accepted) = accepted_at.take() {
-                        metrics.first_media(accepted.elapsed());
+                        metrics.first_media(now().saturating_duration_since(accepted));
                     }
-                    audio.receive_rtp(&packet, Instant::now(), endpoint.as_mut());
+                    audio.receive_rtp(&packet, now(), endpoint.as_mut());
                 }
                 LegEvent::Rtcp(packet) => {
-                    audio.receive_rtcp(&packet, Instant::now());
+                    audio.receive_rtcp(&packet, now(), SystemTime::now());
                     show(figures, audio, leg);
                 }
                 LegEvent::Failed(failure) => {
@@ -350,7 +350,7 @@ async fn drive(
             _ = &mut tick_timer, if tick_at.is_some() => {
                 // Set again on the next turn, even should the deadline not have moved.
                 tick_at = None;
-                let result = audio.tick(Instant::now(), endpoint.as_mut());
+                let result = audio.tick(now(), endpoint.as_mut());
                 for packet in &result.packets {
                     leg.send_rtp(&packet.header, &packet.payload).await;
                 }
@@ -385,7 +385,7 @@ async fn drive(
             }
             _ = &mut rtcp_timer, if rtcp_at.is_some() => {
                 rtcp_at = None;
-                if let Some(report) = audio.report(Instant::now()) {
+                if let Some(report) = audio.report(now(), SystemTime::now()) {
                     leg.send_rtcp(&report).await;
                 }
                 show(figures, audio, leg);
@@ -437,4 +437,10 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// The call path's one monotonic clock: tokio's (which tests may pause), read only here; the
+/// audio path and the endpoint are given the time.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
