@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 
 pub use delivery::{recording_url, RECORDINGS};
-pub use recording::{Recording, StartError};
+pub use recording::{Finished, Recording, StartError};
 pub use store::{Ending, MessageInfo};
 
 use crate::config::{Config, EndpointKind, MailboxConfig};

@@ -1,10 +1,17 @@
 //! A message being recorded, from its first packet to the recording handed over for delivery.
-//! Whatever ends it (the caller, a limit, a full disk, the call task failing), the recording
-//! is finished: [`Recording::finish`] or, failing that, its `Drop`.
+//! The call task keeps the [`Recorder`] (timeline, voice, transcoding: no disk); every byte it
+//! writes goes through a bounded channel to the recording's own writer thread, which makes the
+//! files, writes them, and finishes them (cut after a failed write, rename, metadata) so that
+//! a slow or full disk never holds up a call. Whatever ends the recording (the caller, a limit,
+//! a full disk, the call task failing), the writer thread finishes it:
+//! [`Recording::finish`] or, failing that, its `Drop`.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter};
-use std::sync::Arc;
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::recorder::Recorder;
@@ -12,6 +19,11 @@ use super::store::{finish_part, Ending, MailboxDir, MessageInfo};
 use super::Mailboxes;
 use crate::config::MailboxConfig;
 use crate::types::Codec;
+
+/// Writes (and seeks) that may wait for a recording's writer thread: about ten seconds of a
+/// WAV recording's packets, far more of Ogg pages. A disk slower than that for longer fails
+/// the recording (what was written is kept) instead of holding up the call.
+const QUEUED_WRITES: usize = 512;
 
 /// Why a recording could not start.
 #[derive(Debug, thiserror::Error)]
@@ -24,20 +36,34 @@ pub enum StartError {
     Storage(#[from] io::Error),
 }
 
+/// What became of a finished recording, as far as the call can tell at once (the writer
+/// thread finishes the files and delivers it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Kept, and on its way to the owners.
+    Kept,
+    /// Shorter than the mailbox's `min_length`: dropped.
+    TooShort,
+    /// Writing failed (a full disk): kept up to the last complete part, if any.
+    StorageFailed,
+}
+
 /// A message being recorded.
 pub struct Recording {
-    voicemail: Arc<Mailboxes>,
-    directory: MailboxDir,
+    id: String,
     min_length: Duration,
-    info: MessageInfo,
-    recorder: Option<Recorder<BufWriter<File>>>,
-    /// The first write error; nothing is written after it.
-    failed: bool,
+    recorder: Option<Recorder<ToDisk>>,
+    /// Set by the writer thread at its first failure; nothing is written after it.
+    failed: Arc<AtomicBool>,
+    /// How the call finished the recording, read by the writer once the queue is drained.
+    finish: Arc<Mutex<Option<Finish>>>,
+    /// Keeps the queue open until `finish` is set (the recorder's sender goes first).
+    open: Option<SyncSender<Op>>,
 }
 
 impl Recording {
-    /// Starts a message from `caller` in `mailbox`: writes its metadata, then opens the
-    /// recording as `ID.ext.part`.
+    /// Starts a message from `caller` in `mailbox`: its writer thread writes the metadata,
+    /// then opens the recording as `ID.ext.part`.
     pub(super) fn start(
         voicemail: Arc<Mailboxes>,
         directory: MailboxDir,
@@ -50,50 +76,61 @@ impl Recording {
             return Err(StartError::Full);
         }
         let info = MessageInfo::new(mailbox, caller, config.format, codec.name());
-        directory.save(&info)?;
-        let part = directory.part_path(&info);
-        let opened = File::create(&part).and_then(|file| {
-            let comments = [
-                ("TITLE", format!("Voicemail from {caller}")),
-                ("ARTIST", caller.to_string()),
-                ("DATE", info.received_utc.clone()),
-            ];
-            let comments: Vec<(&str, &str)> =
-                comments.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            Recorder::new(
-                BufWriter::new(file),
-                config.format,
-                codec,
-                config.silence_threshold,
-                &comments,
-            )
-        });
-        match opened {
-            Ok(recorder) => Ok(Self {
-                voicemail,
-                directory,
-                min_length: config.min_length.0,
-                info,
-                recorder: Some(recorder),
-                failed: false,
-            }),
-            Err(e) => {
-                let _ = fs::remove_file(&part);
-                let _ = directory.delete(&info);
-                Err(StartError::Storage(e))
-            }
-        }
+        let (disk, ops) = mpsc::sync_channel(QUEUED_WRITES);
+        let failed = Arc::new(AtomicBool::new(false));
+        let finish = Arc::new(Mutex::new(None));
+        let writer = Writer {
+            finish: finish.clone(),
+            part: directory.part_path(&info),
+            directory,
+            info: info.clone(),
+            min_length: config.min_length.0,
+            voicemail,
+            failed: failed.clone(),
+        };
+        std::thread::Builder::new()
+            .name(format!("recording {}", info.id))
+            .stack_size(256 * 1024)
+            .spawn(move || writer.run(ops))?;
+        let comments = [
+            ("TITLE", format!("Voicemail from {caller}")),
+            ("ARTIST", caller.to_string()),
+            ("DATE", info.received_utc.clone()),
+        ];
+        let comments: Vec<(&str, &str)> = comments.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let out = ToDisk {
+            disk: disk.clone(),
+            failed: failed.clone(),
+            position: 0,
+            length: 0,
+        };
+        let recorder = Recorder::new(
+            out,
+            config.format,
+            codec,
+            config.silence_threshold,
+            &comments,
+        )?;
+        Ok(Self {
+            id: info.id,
+            min_length: config.min_length.0,
+            recorder: Some(recorder),
+            failed,
+            finish,
+            open: Some(disk),
+        })
     }
 
-    /// Records a packet; returns whether it holds voice. After a write error (a full disk)
-    /// nothing more is written and every call returns that error.
+    /// Records a packet; returns whether it holds voice. After a write error (a full disk, or
+    /// one too slow) nothing more is written and every call returns an error.
     pub fn packet(&mut self, timestamp: u32, payload: &[u8]) -> io::Result<bool> {
-        let Some(recorder) = self.recorder.as_mut().filter(|_| !self.failed) else {
+        let failed = self.failed.load(Ordering::Relaxed);
+        let Some(recorder) = self.recorder.as_mut().filter(|_| !failed) else {
             return Err(io::Error::other("the recording has stopped"));
         };
         recorder.packet(timestamp, payload).inspect_err(|e| {
-            tracing::warn!(id = %self.info.id, error = %e, "cannot write the recording; keeping what was written");
-            self.failed = true;
+            tracing::warn!(id = %self.id, error = %e, "cannot write the recording; keeping what was written");
+            self.failed.store(true, Ordering::Relaxed);
         })
     }
 
@@ -105,38 +142,192 @@ impl Recording {
             .unwrap_or_default()
     }
 
-    /// Ends the recording: finishes the file (or, after a write error, cuts it after its last
-    /// complete page), then keeps and delivers it, or drops it when shorter than the mailbox's
-    /// `min_length`. Returns the message kept.
-    pub fn finish(mut self, ending: Ending) -> Option<MessageInfo> {
+    /// Ends the recording: the writer thread finishes the file (or, after a write error, cuts
+    /// it after its last complete page), then keeps and delivers it, or drops it when shorter
+    /// than the mailbox's `min_length`.
+    pub fn finish(mut self, ending: Ending) -> Finished {
         self.finish_now(ending)
     }
 
-    fn finish_now(&mut self, ending: Ending) -> Option<MessageInfo> {
-        let recorder = self.recorder.take()?;
-        let ending = if self.failed {
-            Ending::StorageFailed
-        } else {
-            ending
+    fn finish_now(&mut self, ending: Ending) -> Finished {
+        let Some(recorder) = self.recorder.take() else {
+            return Finished::StorageFailed;
         };
-        let part = self.directory.part_path(&self.info);
-        let mut duration = recorder.duration();
+        let duration = recorder.duration();
         let committed = recorder.committed();
-        let finished = if self.failed {
-            // Dropped first: its buffer must not reach the file after the cut below.
-            drop(recorder);
-            Err(io::Error::other("write failed earlier"))
-        } else {
-            recorder.finish()
+        let completed = recorder.finish().is_ok();
+        let failed = self.failed.load(Ordering::Relaxed) || !completed;
+        let finish = Finish {
+            ending,
+            duration,
+            committed,
+            completed,
         };
-        if finished.is_err() {
+        // Once the queue closes, the writer drains it, then finishes as said here. Nothing
+        // here waits for the disk.
+        *self.finish.lock().unwrap_or_else(|e| e.into_inner()) = Some(finish);
+        self.open = None;
+        match failed {
+            true => Finished::StorageFailed,
+            false if duration < self.min_length || duration.is_zero() => Finished::TooShort,
+            false => Finished::Kept,
+        }
+    }
+}
+
+impl Drop for Recording {
+    /// A recording its endpoint did not finish (the call task panicked) is kept as if the
+    /// caller hung up.
+    fn drop(&mut self) {
+        self.finish_now(Ending::HungUp);
+    }
+}
+
+/// What the call task asks of a recording's writer thread.
+enum Op {
+    Write(Vec<u8>),
+    Seek(u64),
+    /// Out of the process's buffer into the file (a page is complete: a crash keeps it).
+    Flush,
+}
+
+/// How the call task finished the recording.
+struct Finish {
+    ending: Ending,
+    /// Recorded audio.
+    duration: Duration,
+    /// Where a damaged Ogg file may be cut (see [`Recorder::committed`]).
+    committed: Option<u64>,
+    /// Whether the recorder's last writes all went out.
+    completed: bool,
+}
+
+/// The recorder's output: writes and seeks queued for the writer thread, never waiting. The
+/// position is kept here (the file mirrors what was queued), so a seek is answered at once.
+struct ToDisk {
+    disk: SyncSender<Op>,
+    failed: Arc<AtomicBool>,
+    position: u64,
+    length: u64,
+}
+
+impl ToDisk {
+    fn queue(&mut self, op: Op) -> io::Result<()> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(io::Error::other("an earlier write failed"));
+        }
+        match self.disk.try_send(op) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.failed.store(true, Ordering::Relaxed);
+                Err(io::Error::other("the disk is not keeping up"))
+            }
+            Err(TrySendError::Disconnected(_)) => Err(io::Error::other("the writer has stopped")),
+        }
+    }
+}
+
+impl Write for ToDisk {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.queue(Op::Write(buf.to_vec()))?;
+        self.position += buf.len() as u64;
+        self.length = self.length.max(self.position);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.queue(Op::Flush)
+    }
+}
+
+impl Seek for ToDisk {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let position = match to {
+            SeekFrom::Start(at) => Some(at),
+            SeekFrom::Current(by) => self.position.checked_add_signed(by),
+            SeekFrom::End(by) => self.length.checked_add_signed(by),
+        }
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        self.queue(Op::Seek(position))?;
+        self.position = position;
+        Ok(position)
+    }
+}
+
+/// A recording's writer thread: its files, from the metadata written first to the message
+/// handed over for delivery.
+struct Writer {
+    directory: MailboxDir,
+    part: PathBuf,
+    info: MessageInfo,
+    min_length: Duration,
+    voicemail: Arc<Mailboxes>,
+    failed: Arc<AtomicBool>,
+    finish: Arc<Mutex<Option<Finish>>>,
+}
+
+impl Writer {
+    fn run(self, ops: Receiver<Op>) {
+        let opened = self
+            .directory
+            .save(&self.info)
+            .and_then(|()| File::create(&self.part));
+        let mut file = match opened {
+            Ok(file) => Some(BufWriter::new(file)),
+            Err(e) => {
+                tracing::warn!(id = %self.info.id, error = %e, "cannot start a recording");
+                self.failed.store(true, Ordering::Relaxed);
+                None
+            }
+        };
+        // Until the recorder is gone (finished, or the recording could not start).
+        for op in ops.iter() {
+            let written = match (&mut file, op) {
+                (None, _) => Ok(()),
+                (Some(_), _) if self.failed.load(Ordering::Relaxed) => Ok(()),
+                (Some(file), Op::Write(bytes)) => file.write_all(&bytes),
+                (Some(file), Op::Seek(at)) => file.seek(SeekFrom::Start(at)).map(drop),
+                (Some(file), Op::Flush) => file.flush(),
+            };
+            if let Err(e) = written {
+                tracing::warn!(id = %self.info.id, error = %e, "cannot write the recording; keeping what was written");
+                self.failed.store(true, Ordering::Relaxed);
+            }
+        }
+        let finish = self.finish.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let (Some(file), Some(finish)) = (file, finish) else {
+            // Nothing was recorded: no message.
+            let _ = fs::remove_file(&self.part);
+            let _ = self.directory.delete(&self.info);
+            return;
+        };
+        let flushed = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| {
+                file.sync_data()?;
+                Ok(())
+            });
+        let failed = self.failed.load(Ordering::Relaxed) || !finish.completed || flushed.is_err();
+        self.keep(finish, failed);
+    }
+
+    /// Finishes the file (cut after a failure), then keeps and delivers the message, or drops
+    /// it when shorter than `min_length`.
+    fn keep(mut self, finish: Finish, failed: bool) {
+        let ending = match failed {
+            true => Ending::StorageFailed,
+            false => finish.ending,
+        };
+        let mut duration = finish.duration;
+        if failed {
             // Cut what a failed write left half done; the file holds what came before.
-            if let Some(length) = committed {
-                if let Ok(file) = fs::OpenOptions::new().write(true).open(&part) {
+            if let Some(length) = finish.committed {
+                if let Ok(file) = fs::OpenOptions::new().write(true).open(&self.part) {
                     let _ = file.set_len(length);
                 }
             }
-            match finish_part(&part, self.info.format) {
+            match finish_part(&self.part, self.info.format) {
                 Ok(kept) => duration = kept,
                 Err(e) => {
                     tracing::warn!(id = %self.info.id, error = %e, "the recording is unreadable; dropped");
@@ -151,13 +342,13 @@ impl Recording {
                 "message shorter than min_length: not kept"
             );
             let _ = self.directory.delete(&self.info);
-            return None;
+            return;
         }
         self.info.duration_ms = duration.as_millis() as u64;
         self.info.ending = ending;
-        if let Err(e) = fs::rename(&part, self.directory.recording_path(&self.info)) {
+        if let Err(e) = fs::rename(&self.part, self.directory.recording_path(&self.info)) {
             tracing::error!(id = %self.info.id, error = %e, "cannot rename the recording; it is recovered at the next start");
-            return None;
+            return;
         }
         if let Err(e) = self.directory.save(&self.info) {
             tracing::warn!(id = %self.info.id, error = %e, "cannot update the message's metadata");
@@ -170,15 +361,6 @@ impl Recording {
             ending = ?ending,
             "message recorded"
         );
-        self.voicemail.recorded(self.info.clone());
-        Some(self.info.clone())
-    }
-}
-
-impl Drop for Recording {
-    /// A recording its endpoint did not finish (the call task panicked) is kept as if the
-    /// caller hung up.
-    fn drop(&mut self) {
-        self.finish_now(Ending::HungUp);
+        self.voicemail.recorded(self.info);
     }
 }

@@ -11,7 +11,7 @@ use crate::config::RingStrategy;
 use crate::config::{MailboxConfig, BEEP_PROMPT};
 use crate::endpoint::player::Player;
 use crate::endpoint::{CallInfo, DialPlan, EndpointEvent, Incoming, Outgoing};
-use crate::mailbox::{Ending, Mailboxes, Recording, StartError};
+use crate::mailbox::{Ending, Finished, Mailboxes, Recording, StartError};
 use crate::media::dtmf::Digit;
 use crate::types::EndReason;
 
@@ -241,18 +241,13 @@ impl LeaveMessage {
         else {
             return;
         };
-        let kept = recording.finish(ending);
-        match (ending, kept) {
-            (Ending::StorageFailed, _) => self.close(
+        match (ending, recording.finish(ending)) {
+            (Ending::StorageFailed, _) | (_, Finished::StorageFailed) => self.close(
                 "builtin:vm-storage-error",
                 EndpointEvent::Fail(EndReason::StorageFailed),
             ),
-            (_, Some(info)) if info.ending == Ending::StorageFailed => self.close(
-                "builtin:vm-storage-error",
-                EndpointEvent::Fail(EndReason::StorageFailed),
-            ),
-            (_, Some(_)) => self.close("builtin:vm-saved", EndpointEvent::HangUp),
-            (_, None) => self.close("builtin:vm-too-short", EndpointEvent::HangUp),
+            (_, Finished::Kept) => self.close("builtin:vm-saved", EndpointEvent::HangUp),
+            (_, Finished::TooShort) => self.close("builtin:vm-too-short", EndpointEvent::HangUp),
         }
     }
 

@@ -47,6 +47,19 @@ fn setup(mailbox: &str) -> Setup {
 }
 
 impl Setup {
+    /// The mailbox's messages once `count` are there (each recording's writer thread finishes
+    /// it), waiting at most 5 s.
+    fn messages(&self, count: usize) -> Vec<crate::mailbox::MessageInfo> {
+        for _ in 0..500 {
+            let messages = self.voicemail.messages("vm");
+            if messages.len() >= count {
+                return messages;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.voicemail.messages("vm")
+    }
+
     fn call(&self, peer: &str) -> VoicemailEndpoint {
         let peer = jid::FullJid::new(peer).unwrap();
         let mailbox = self.voicemail.mailbox("vm").unwrap();
@@ -111,7 +124,7 @@ fn hash_skips_the_greeting_and_ends_the_message() {
     call.on_dtmf(Digit::from_char('#').unwrap());
     let (events, _) = run(&mut call, 400, &mut ts, true);
     assert_eq!(events, [EndpointEvent::HangUp], "saved, goodbye");
-    let messages = setup.voicemail.messages("vm");
+    let messages = setup.messages(1);
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].ending, Ending::Key);
     let seconds = messages[0].duration_ms as f64 / 1000.0;
@@ -141,8 +154,7 @@ fn a_recording_keeps_how_its_call_really_ended() {
         drop(call);
     }
     let mut endings: Vec<_> = setup
-        .voicemail
-        .messages("vm")
+        .messages(cases.len())
         .into_iter()
         .map(|m| m.ending)
         .collect();
@@ -166,12 +178,7 @@ fn silence_and_max_length_end_the_message() {
     let mut call = setup.call("caller@test/phone");
     let (events, _) = run(&mut call, 400, &mut ts, true);
     assert_eq!(events, [EndpointEvent::HangUp]);
-    let endings: Vec<Ending> = setup
-        .voicemail
-        .messages("vm")
-        .iter()
-        .map(|m| m.ending)
-        .collect();
+    let endings: Vec<Ending> = setup.messages(2).iter().map(|m| m.ending).collect();
     assert_eq!(endings, [Ending::Silence, Ending::MaxLength]);
 }
 
@@ -182,7 +189,7 @@ fn a_full_mailbox_says_so_and_ends_with_a_reason() {
     let mut ts = 0;
     run(&mut call, 100, &mut ts, true);
     drop(call); // The caller hangs up: the message is kept.
-    assert_eq!(setup.voicemail.messages("vm").len(), 1);
+    assert_eq!(setup.messages(1).len(), 1);
     let mut call = setup.call("other@test/phone");
     let (events, sounding) = run(&mut call, 400, &mut ts, true);
     assert_eq!(events, [EndpointEvent::Fail(EndReason::MailboxFull)]);
@@ -198,7 +205,7 @@ fn the_owner_hears_new_messages_first_and_deletes() {
         let mut call = setup.call("caller@test/phone");
         run(&mut call, 80, &mut ts, true);
     }
-    let mut first = setup.voicemail.messages("vm")[0].clone();
+    let mut first = setup.messages(2)[0].clone();
     first.heard = true;
     setup.voicemail.update(&first).unwrap();
     let mut owner = setup.call("owner@test/laptop");
