@@ -97,6 +97,23 @@ pub struct DialPlan {
     pub ring_timeout: Duration,
 }
 
+/// Runs `work` (disk: reading, decoding, writing a mailbox's files) off the call task, on
+/// the runtime's blocking pool (or a thread of its own outside a runtime); its result comes
+/// on the returned receiver, which an endpoint polls at its next packet time.
+pub fn off_the_call<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::sync::mpsc::Receiver<T> {
+    let (result, receiver) = std::sync::mpsc::channel();
+    let job = move || {
+        let _ = result.send(work());
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(job)),
+        Err(_) => drop(std::thread::spawn(job)),
+    }
+    receiver
+}
+
 /// The JIDs among `entries` (config values, validated at load: none is dropped in practice).
 pub fn jids(entries: &[String]) -> Vec<jid::Jid> {
     entries

@@ -1,7 +1,8 @@
 //! Plays a queue of prompts (already encoded in the call's codec, from the shared library) or
-//! decoded audio (a voicemail message) one packet time at a time.
+//! decoded audio (a voicemail message, decoded off the call) one packet time at a time.
 
 use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
 use super::Outgoing;
@@ -13,8 +14,8 @@ use crate::types::Codec;
 enum Item {
     /// A prompt of the library, by spec.
     Prompt(String),
-    /// 48 kHz mono samples.
-    Samples(Arc<[i16]>),
+    /// 48 kHz mono samples, once decoded (`None`: they could not be).
+    Samples(Receiver<Option<Arc<[i16]>>>),
 }
 
 enum Playing {
@@ -48,9 +49,10 @@ impl Player {
         self.queue.push_back(Item::Prompt(spec.to_string()));
     }
 
-    /// Plays decoded audio (48 kHz mono) after what is queued.
-    pub fn queue_samples(&mut self, samples: Arc<[i16]>) {
-        self.queue.push_back(Item::Samples(samples));
+    /// Plays audio (48 kHz mono) after what is queued, once `loading` has it; meanwhile
+    /// (should it come late) silence.
+    pub fn queue_samples(&mut self, loading: Receiver<Option<Arc<[i16]>>>) {
+        self.queue.push_back(Item::Samples(loading));
     }
 
     /// Stops what is playing and forgets what is queued.
@@ -83,9 +85,14 @@ impl Player {
                             continue;
                         }
                     },
-                    Some(Item::Samples(samples)) => {
-                        self.playing = Some(Playing::Samples(samples, 0));
-                    }
+                    Some(Item::Samples(loading)) => match loading.try_recv() {
+                        Ok(Some(samples)) => self.playing = Some(Playing::Samples(samples, 0)),
+                        Ok(None) | Err(TryRecvError::Disconnected) => continue,
+                        Err(TryRecvError::Empty) => {
+                            self.queue.push_front(Item::Samples(loading));
+                            return Outgoing::Silence;
+                        }
+                    },
                 }
             }
             match self.playing.as_mut() {
@@ -139,7 +146,11 @@ mod tests {
         let mut player = Player::new(library(), Codec::Pcmu);
         player.queue("tone:440:100ms");
         player.queue("missing");
-        player.queue_samples(Arc::from(vec![7i16; 1000]));
+        let (decoded, loading) = std::sync::mpsc::channel();
+        player.queue_samples(loading);
+        let (_, never) = std::sync::mpsc::channel();
+        player.queue_samples(never);
+        decoded.send(Some(Arc::from(vec![7i16; 1000]))).unwrap();
         player.queue("silence:40ms");
         let mut kinds = Vec::new();
         while player.is_busy() {

@@ -4,13 +4,17 @@
 //! While a message plays or after it: 5 hears it again, 6 the next, 4 the previous, 7 deletes
 //! it, `#` hangs up. A key stops the prompt playing (barge-in). New messages come first, oldest
 //! first, then saved (heard) ones; a message counts as heard once it has played.
+//!
+//! The mailbox's files are read, decoded and changed off the call ([`off_the_call`]): the
+//! menu waits (in silence) for the list of messages, and a message plays once decoded.
 
 use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::endpoint::player::Player;
-use crate::endpoint::{EndpointEvent, Outgoing};
+use crate::endpoint::{off_the_call, EndpointEvent, Outgoing};
 use crate::mailbox::{Mailboxes, MessageInfo};
 use crate::media::dtmf::Digit;
 use crate::prompt::system::number;
@@ -39,6 +43,8 @@ pub struct OwnerMenu {
     voicemail: Arc<Mailboxes>,
     mailbox: String,
     player: Player,
+    /// The list of messages, while it is being read.
+    listing: Option<Receiver<Vec<MessageInfo>>>,
     messages: Vec<MessageInfo>,
     menu: Menu,
     /// Packet times since the last prompt ended, while waiting for a key.
@@ -54,6 +60,7 @@ impl OwnerMenu {
             voicemail,
             mailbox,
             player,
+            listing: None,
             messages: Vec::new(),
             menu: Menu::Main,
             idle_ticks: 0,
@@ -62,13 +69,15 @@ impl OwnerMenu {
         }
     }
 
-    /// The call is connected: says how many messages there are.
+    /// The call is connected: the messages are listed, then counted to the owner.
     pub fn start(&mut self) {
-        let (mut new, heard): (Vec<_>, Vec<_>) = self
-            .voicemail
-            .messages(&self.mailbox)
-            .into_iter()
-            .partition(|m| !m.heard);
+        let (voicemail, mailbox) = (self.voicemail.clone(), self.mailbox.clone());
+        self.listing = Some(off_the_call(move || voicemail.messages(&mailbox)));
+    }
+
+    /// Says how many messages there are.
+    fn announce(&mut self, messages: Vec<MessageInfo>) {
+        let (mut new, heard): (Vec<_>, Vec<_>) = messages.into_iter().partition(|m| !m.heard);
         let saved = heard.len();
         new.extend(heard);
         let fresh = new.len() - saved;
@@ -124,8 +133,21 @@ impl OwnerMenu {
         }
     }
 
-    /// The next packet time: waits for keys, repeats the menu, then plays.
+    /// The next packet time: waits for the list, for keys, repeats the menu, then plays.
     pub fn next_frame(&mut self) -> Outgoing<'_> {
+        if let Some(listing) = &self.listing {
+            match listing.try_recv() {
+                Ok(messages) => {
+                    self.listing = None;
+                    self.announce(messages);
+                }
+                Err(TryRecvError::Empty) => return Outgoing::Silence,
+                Err(TryRecvError::Disconnected) => {
+                    self.listing = None;
+                    self.announce(Vec::new());
+                }
+            }
+        }
         if !self.player.is_busy() {
             match self.menu {
                 Menu::Closing => {
@@ -170,16 +192,18 @@ impl OwnerMenu {
         self.menu = Menu::Message(index);
         self.player.queue("builtin:vm-message");
         self.player.queue(&number(index + 1));
-        match load_audio(&self.voicemail, message) {
-            Some(samples) => self.player.queue_samples(samples),
-            None => tracing::warn!(id = %message.id, "cannot play a message"),
-        }
+        let (voicemail, playing) = (self.voicemail.clone(), message.clone());
+        self.player
+            .queue_samples(off_the_call(move || load_audio(&voicemail, &playing)));
         self.player.queue("builtin:vm-after-message");
         if !message.heard {
             message.heard = true;
-            if let Err(e) = self.voicemail.update(message) {
-                tracing::warn!(id = %message.id, error = %e, "cannot mark the message heard");
-            }
+            let (voicemail, heard) = (self.voicemail.clone(), message.clone());
+            off_the_call(move || {
+                if let Err(e) = voicemail.update(&heard) {
+                    tracing::warn!(id = %heard.id, error = %e, "cannot mark the message heard");
+                }
+            });
         }
     }
 
@@ -196,13 +220,12 @@ impl OwnerMenu {
     fn delete(&mut self, index: usize) {
         let message = self.messages.remove(index);
         self.player.stop();
-        match self.voicemail.delete(&message) {
-            Ok(()) => {
-                tracing::info!(id = %message.id, "owner deleted a message");
-                self.player.queue("builtin:vm-deleted");
-            }
+        self.player.queue("builtin:vm-deleted");
+        let voicemail = self.voicemail.clone();
+        off_the_call(move || match voicemail.delete(&message) {
+            Ok(()) => tracing::info!(id = %message.id, "owner deleted a message"),
             Err(e) => tracing::warn!(id = %message.id, error = %e, "cannot delete a message"),
-        }
+        });
         if index < self.messages.len() {
             self.play_message_queued(index);
         } else {
@@ -220,12 +243,13 @@ impl OwnerMenu {
 
 /// A message's audio, decoded to 48 kHz mono.
 fn load_audio(voicemail: &Mailboxes, message: &MessageInfo) -> Option<Arc<[i16]>> {
-    let path = voicemail.recording_path(message)?;
-    let bytes = std::fs::read(path).ok()?;
-    let seconds = message.duration().as_secs() + 60;
-    crate::prompt::blocking(|| {
-        crate::prompt::decode::decode(&bytes, Some(message.format.extension()), seconds)
-    })
-    .ok()
-    .map(Arc::from)
+    let decoded = voicemail.recording_path(message).and_then(|path| {
+        let bytes = std::fs::read(path).ok()?;
+        let seconds = message.duration().as_secs() + 60;
+        crate::prompt::decode::decode(&bytes, Some(message.format.extension()), seconds).ok()
+    });
+    if decoded.is_none() {
+        tracing::warn!(id = %message.id, "cannot play a message");
+    }
+    decoded.map(Arc::from)
 }
