@@ -150,7 +150,7 @@ pub async fn run_with_reloads(
     let endpoints = Arc::new(EndpointFactory::new(&config, prompts, mailboxes.clone()));
     let core = Signalling::new(SignallingConfig {
         domain: domain.clone(),
-        callees: routes.admission.clone(),
+        virtual_jids: routes.admission.clone(),
         limits: CallLimits {
             max_calls: config.calls.max_calls as usize,
             max_calls_per_jid: config.calls.max_calls_per_jid as usize,

@@ -70,7 +70,7 @@ pub async fn run(
         let outcome = match new {
             Ok(new) => match prepare(&running, &new, &domain, &voicemail, &metrics).await {
                 Ok(reloaded) => {
-                    let jids = reloaded.routes.callees.len();
+                    let jids = reloaded.routes.virtual_jids.len();
                     tracing::info!(
                         virtual_jids = jids,
                         "config reloaded: new calls use it, calls in progress keep theirs"

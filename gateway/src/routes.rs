@@ -6,16 +6,16 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::config::{AdminConfig, Config, EndpointKind, OutboundConfig};
-use crate::jingle::Callee;
-use crate::xmpp::disco::CalleeInfo;
+use crate::jingle::VirtualJidPolicy;
+use crate::xmpp::disco::VirtualJidInfo;
 
 /// Everything the router routes by, from one config.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     /// The virtual JIDs by local part, as disco and presence show them.
-    pub callees: BTreeMap<String, CalleeInfo>,
+    pub virtual_jids: BTreeMap<String, VirtualJidInfo>,
     /// The same virtual JIDs as the signalling core admits calls to them.
-    pub admission: HashMap<String, Callee>,
+    pub admission: HashMap<String, VirtualJidPolicy>,
     /// Whom the gateway may ring for callers.
     pub outbound: OutboundConfig,
     /// Who may run the admin commands.
@@ -27,7 +27,7 @@ impl RouteTable {
     /// endpoint whose name makes no JID.
     pub fn from_config(config: &Config, domain: &str) -> Result<Self, String> {
         Ok(Self {
-            callees: callees_of(config, domain)?,
+            virtual_jids: callees_of(config, domain)?,
             admission: admission_of(config),
             outbound: config.outbound.clone(),
             admin: config.admin.clone(),
@@ -36,8 +36,8 @@ impl RouteTable {
 }
 
 /// The virtual JIDs of `config` on `domain`, as disco and presence show them.
-fn callees_of(config: &Config, domain: &str) -> Result<BTreeMap<String, CalleeInfo>, String> {
-    let mut callees = BTreeMap::new();
+fn callees_of(config: &Config, domain: &str) -> Result<BTreeMap<String, VirtualJidInfo>, String> {
+    let mut virtual_jids = BTreeMap::new();
     for (name, endpoint) in &config.endpoints {
         let jid = jid::Jid::new(&format!("{name}@{domain}"))
             .map_err(|e| format!("endpoints.{name}: {e}"))?;
@@ -50,27 +50,27 @@ fn callees_of(config: &Config, domain: &str) -> Result<BTreeMap<String, CalleeIn
             );
         }
         let display = endpoint.name.clone().unwrap_or_else(|| name.clone());
-        let mut info = CalleeInfo::new(jid, display, available);
+        let mut info = VirtualJidInfo::new(jid, display, available);
         if matches!(endpoint.kind, EndpointKind::Voicemail(_)) {
             info = info.with_feature(crate::protocol::adhoc::NS_COMMANDS);
         }
-        callees.insert(name.clone(), info);
+        virtual_jids.insert(name.clone(), info);
     }
-    Ok(callees)
+    Ok(virtual_jids)
 }
 
 /// Each virtual JID as the signalling core admits calls to it: whether its endpoint is
 /// available, and who may call it.
-fn admission_of(config: &Config) -> HashMap<String, Callee> {
+fn admission_of(config: &Config) -> HashMap<String, VirtualJidPolicy> {
     config
         .endpoints
         .iter()
         .map(|(name, endpoint)| {
-            let callee = Callee {
+            let virtual_jid = VirtualJidPolicy {
                 available: endpoint.kind.is_available(),
                 callers: config.callers_of(name),
             };
-            (name.clone(), callee)
+            (name.clone(), virtual_jid)
         })
         .collect()
 }
@@ -88,9 +88,15 @@ mod tests {
         )
         .unwrap();
         let routes = RouteTable::from_config(&config, "gw.test").unwrap();
-        assert_eq!(routes.callees.keys().collect::<Vec<_>>(), ["echo", "other"]);
-        assert_eq!(routes.callees["other"].jid.to_string(), "other@gw.test");
-        assert_eq!(routes.callees["other"].name, "Other");
+        assert_eq!(
+            routes.virtual_jids.keys().collect::<Vec<_>>(),
+            ["echo", "other"]
+        );
+        assert_eq!(
+            routes.virtual_jids["other"].jid.to_string(),
+            "other@gw.test"
+        );
+        assert_eq!(routes.virtual_jids["other"].name, "Other");
         let mut admitted: Vec<_> = routes.admission.keys().collect();
         admitted.sort();
         assert_eq!(admitted, ["echo", "other"]);

@@ -109,7 +109,7 @@ pub enum CallEvent {
     /// part), even though the call's handle may be gone by then.
     Report {
         /// The virtual JID's local part.
-        callee: String,
+        virtual_jid: String,
         /// The caller.
         to: BareJid,
         /// Text.
@@ -239,7 +239,7 @@ impl Calls {
         let endpoint = match &start.offer {
             Some(offer) => self
                 .endpoints
-                .create(&start.callee, &start.peer, offer.codec),
+                .create(&start.virtual_jid, &start.peer, offer.codec),
             // A call we placed is bridged once answered.
             None => Ok(Box::new(crate::endpoint::bridge::Unbridged) as Box<dyn Endpoint>),
         };

@@ -33,7 +33,7 @@ pub(super) async fn run_call(
     figures: SharedFigures,
 ) {
     let call_id = start.call_id;
-    let span = tracing::info_span!("call", %call_id, sid = %start.sid, peer = %start.peer, callee = %start.callee);
+    let span = tracing::info_span!("call", %call_id, sid = %start.sid, peer = %start.peer, virtual_jid = %start.virtual_jid);
     let report = events.clone();
     let call = async move {
         // Answering, the caller's agent nominates; calling, ours does.
@@ -124,7 +124,7 @@ pub(super) async fn run_call(
         endpoint.on_end(ended.reason());
         if let Some(body) = endpoint.report(&report) {
             let report = CallEvent::Report {
-                callee: start.callee.clone(),
+                virtual_jid: start.virtual_jid.clone(),
                 to: start.peer.to_bare(),
                 body,
             };

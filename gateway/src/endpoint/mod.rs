@@ -165,24 +165,24 @@ impl EndpointFactory {
         }
     }
 
-    /// A new endpoint for a call from `peer` to `callee` in `codec`, or why there is none: `callee` does
-    /// not exist or is not available in this build, its `callers` list does not name `peer`
-    /// (a transfer from a JID open to more callers than this one), or its sound device is in
-    /// use.
+    /// A new endpoint for a call from `peer` to `virtual_jid` in `codec`, or why there is none:
+    /// `virtual_jid` does not exist or is not available in this build, its `callers` list does
+    /// not name `peer` (a transfer from a JID open to more callers than this one), or its sound
+    /// device is in use.
     pub fn create(
         &self,
-        callee: &str,
+        virtual_jid: &str,
         peer: &jid::FullJid,
         codec: Codec,
     ) -> Result<Box<dyn Endpoint>, EndReason> {
         let allowed = self
             .callers
-            .get(callee)
+            .get(virtual_jid)
             .is_some_and(|callers| callers.allows(peer, &self.local_domains));
         if !allowed {
             return Err(EndReason::CallerNotAllowed);
         }
-        match self.kinds.get(callee) {
+        match self.kinds.get(virtual_jid) {
             Some(EndpointKind::Echo) => Ok(Box::new(Echo::default())),
             Some(EndpointKind::Doctor) => {
                 Ok(Box::new(doctor::Doctor::new(self.prompts.clone(), codec)))
@@ -195,11 +195,11 @@ impl EndpointFactory {
             Some(EndpointKind::Voicemail(_)) => {
                 let mailbox = self
                     .voicemail
-                    .mailbox(callee)
+                    .mailbox(virtual_jid)
                     .ok_or(EndReason::EndpointUnavailable)?;
                 Ok(Box::new(voicemail::VoicemailEndpoint::new(
                     self.voicemail.clone(),
-                    callee,
+                    virtual_jid,
                     mailbox.config.clone(),
                     self.prompts.clone(),
                     peer,
@@ -209,7 +209,7 @@ impl EndpointFactory {
             #[cfg(feature = "sound")]
             Some(EndpointKind::SoundDevice(config)) => {
                 let link = crate::sound::SoundDevices::global()
-                    .attach(callee, config)
+                    .attach(virtual_jid, config)
                     .map_err(|crate::sound::AttachError::Busy| EndReason::Busy)?;
                 Ok(Box::new(sound::SoundEndpoint::new(link, config)))
             }

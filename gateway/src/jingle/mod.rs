@@ -7,6 +7,6 @@ pub mod signalling;
 pub mod timers;
 
 pub use signalling::{
-    CallLimits, CallStart, Callee, MediaEvent, Output, Refusal, Signalling, SignallingConfig,
-    MAX_TRACKED_CALLERS,
+    CallLimits, CallStart, MediaEvent, Output, Refusal, Signalling, SignallingConfig,
+    VirtualJidPolicy, MAX_TRACKED_CALLERS,
 };

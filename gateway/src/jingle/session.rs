@@ -51,7 +51,7 @@ pub struct Session {
     /// JID's device JID when we call. Every IQ we send comes from it.
     pub local: Jid,
     /// Local part of the virtual JID (the endpoint name).
-    pub callee: String,
+    pub virtual_jid: String,
     /// Session id.
     pub sid: Sid,
     /// Whether the call was rung with XEP-0353 first (then `<finish/>` ends it too).

@@ -100,7 +100,7 @@ impl RouterCore {
                 let lost = figures.expected.saturating_sub(figures.received);
                 CallRow {
                     id: call_id.to_string(),
-                    callee: call.callee.clone(),
+                    callee: call.virtual_jid.clone(),
                     peer: call.peer.to_string(),
                     codec: call.codec.map(|codec| codec.name()),
                     duration: now.saturating_duration_since(call.started),

@@ -21,7 +21,7 @@ use crate::protocol::adhoc::Command;
 use crate::rate::{KeyedBuckets, LogThrottle, Rate, Taken};
 use crate::routes::RouteTable;
 use crate::types::{CallId, Codec, EndReason};
-use crate::xmpp::disco::CalleeInfo;
+use crate::xmpp::disco::VirtualJidInfo;
 use crate::xmpp::outbox::Lane;
 use crate::xmpp::requests::{PendingRequests, Request};
 use crate::xmpp::subscribers::Subscribers;
@@ -107,7 +107,7 @@ pub enum RouterOutput {
         /// The caller's call and its codec.
         caller: (CallId, Codec),
         /// The call placed for it, answered, and its codec.
-        callee: (CallId, Codec),
+        answered: (CallId, Codec),
     },
     /// Stop a call task: its session is over, for `reason`.
     StopCall {
@@ -141,7 +141,7 @@ pub(super) struct CallRecord {
     /// The other party.
     pub(super) peer: FullJid,
     /// The virtual JID's local part (called, or calling for a call we placed).
-    pub(super) callee: String,
+    pub(super) virtual_jid: String,
     /// The call's codec, once negotiated.
     pub(super) codec: Option<Codec>,
     /// When it started.
@@ -154,7 +154,7 @@ pub(super) struct CallRecord {
 pub struct RouterCore {
     pub(super) domain: BareJid,
     pub(super) name: String,
-    pub(super) callees: BTreeMap<String, CalleeInfo>,
+    pub(super) virtual_jids: BTreeMap<String, VirtualJidInfo>,
     pub(super) jingle: Signalling,
     pub(super) subscribers: Subscribers,
     pub(super) calls: HashMap<CallId, CallRecord>,
@@ -183,11 +183,11 @@ impl RouterCore {
     /// A core with no calls.
     pub fn new(parts: RouterCoreParts) -> Self {
         let mut jingle = parts.jingle;
-        jingle.set_callees(parts.routes.admission);
+        jingle.set_virtual_jids(parts.routes.admission);
         Self {
             domain: parts.domain,
             name: parts.name,
-            callees: parts.routes.callees,
+            virtual_jids: parts.routes.virtual_jids,
             jingle,
             subscribers: parts.subscribers,
             calls: HashMap::new(),
@@ -271,10 +271,10 @@ impl RouterCore {
                     tracing::info!(%caller, "too many messages from this caller's calls; not sent");
                     return;
                 }
-                let Some(callee) = self.callees.get(&call.callee) else {
+                let Some(virtual_jid) = self.virtual_jids.get(&call.virtual_jid) else {
                     return;
                 };
-                let (from, id) = (callee.jid.clone(), self.ids.next("msg"));
+                let (from, id) = (virtual_jid.jid.clone(), self.ids.next("msg"));
                 self.send(outbound::chat(from, to, body, id));
             }
             CallEvent::Connect(plan) => {
@@ -285,21 +285,25 @@ impl RouterCore {
                 let Some(call) = self.calls.get(&call_id) else {
                     return;
                 };
-                let Some(callee) = self.callees.get(&call.callee) else {
+                let Some(virtual_jid) = self.virtual_jids.get(&call.virtual_jid) else {
                     return;
                 };
-                let (from, to) = (callee.jid.clone(), Jid::from(call.peer.clone()));
+                let (from, to) = (virtual_jid.jid.clone(), Jid::from(call.peer.clone()));
                 self.push(RouterOutput::DiscoverCaller { from, to, reply });
             }
-            CallEvent::Report { callee, to, body } => {
+            CallEvent::Report {
+                virtual_jid,
+                to,
+                body,
+            } => {
                 if self.messages_per_caller.try_take(&to, now) != Taken::Yes {
                     tracing::info!(caller = %to, "too many messages from this caller's calls; report not sent");
                     return;
                 }
-                let Some(callee) = self.callees.get(&callee) else {
+                let Some(virtual_jid) = self.virtual_jids.get(&virtual_jid) else {
                     return;
                 };
-                let (from, id) = (callee.jid.clone(), self.ids.next("msg"));
+                let (from, id) = (virtual_jid.jid.clone(), self.ids.next("msg"));
                 self.send(outbound::chat(from, Jid::from(to), body, id));
             }
         }
@@ -320,9 +324,9 @@ impl RouterCore {
     /// have changed).
     pub fn handle_reload(&mut self, now: Instant, routes: RouteTable) {
         let gone: Vec<(String, Jid)> = self
-            .callees
+            .virtual_jids
             .iter()
-            .filter(|(name, _)| !routes.callees.contains_key(*name))
+            .filter(|(name, _)| !routes.virtual_jids.contains_key(*name))
             .map(|(name, info)| (name.clone(), info.jid.clone()))
             .collect();
         for (name, jid) in gone {
@@ -331,7 +335,7 @@ impl RouterCore {
                 .subscribers
                 .all()
                 .into_iter()
-                .filter(|(callee, _)| *callee == name)
+                .filter(|(virtual_jid, _)| *virtual_jid == name)
                 .map(|(_, subscriber)| subscriber)
                 .collect();
             for subscriber in subscribers {
@@ -343,8 +347,8 @@ impl RouterCore {
                 self.send(Stanza::Presence(goodbye));
             }
         }
-        self.jingle.set_callees(routes.admission);
-        self.callees = routes.callees;
+        self.jingle.set_virtual_jids(routes.admission);
+        self.virtual_jids = routes.virtual_jids;
         self.dialer.set_config(routes.outbound);
         self.admin = routes.admin;
         self.announce_presence(now);
@@ -366,11 +370,11 @@ impl RouterCore {
                 Output::StartCall(start) => {
                     let codec = start.offer.as_ref().map(|offer| offer.codec);
                     tracing::info!(
-                        call_id = %start.call_id, callee = %start.callee, peer = %start.peer,
+                        call_id = %start.call_id, virtual_jid = %start.virtual_jid, peer = %start.peer,
                         sid = %start.sid, codec = codec.map_or("(placing the call)", |c| c.name()),
                         "call started"
                     );
-                    self.metrics.call_started(&start.callee);
+                    self.metrics.call_started(&start.virtual_jid);
                     if start.offer.is_some() {
                         self.accepting
                             .insert(start.sid.to_string(), (start.call_id, now));
@@ -378,7 +382,7 @@ impl RouterCore {
                     let figures = SharedFigures::default();
                     let record = CallRecord {
                         peer: start.peer.clone(),
-                        callee: start.callee.clone(),
+                        virtual_jid: start.virtual_jid.clone(),
                         codec,
                         started: now,
                         figures: figures.clone(),
@@ -416,23 +420,25 @@ impl RouterCore {
                     self.attempt_ended(now, call_id, reason);
                     self.caller_ended(call_id);
                     if let Some(call) = self.calls.remove(&call_id) {
-                        self.metrics.call_ended(&call.callee, reason.as_str(), true);
+                        self.metrics
+                            .call_ended(&call.virtual_jid, reason.as_str(), true);
                         self.accepting.retain(|_, (id, _)| *id != call_id);
                         self.push(RouterOutput::StopCall { call_id, reason });
                     }
                 }
                 Output::CallNotStarted {
-                    callee,
+                    virtual_jid,
                     peer,
                     reason,
                 } => {
                     // Anyone can cause these, as fast as the server relays: a few are logged,
                     // then one every few seconds with the count of the others.
                     if let Some(held_back) = self.refused_log.allow(now) {
-                        tracing::info!(callee = %callee, peer = %peer, reason = %reason,
+                        tracing::info!(virtual_jid = %virtual_jid, peer = %peer, reason = %reason,
                             held_back, "call not started");
                     }
-                    self.metrics.call_ended(&callee, reason.as_str(), false);
+                    self.metrics
+                        .call_ended(&virtual_jid, reason.as_str(), false);
                 }
                 other => {
                     if let Output::JingleIq { jingle, .. } = &other {
@@ -477,10 +483,10 @@ impl RouterCore {
     }
 
     /// The bare virtual JID for `jid`, if it exists.
-    pub(super) fn callee(&self, jid: &Jid) -> Option<&CalleeInfo> {
+    pub(super) fn virtual_jid(&self, jid: &Jid) -> Option<&VirtualJidInfo> {
         if jid.domain() != self.domain.domain() {
             return None;
         }
-        self.callees.get(jid.node()?.as_str())
+        self.virtual_jids.get(jid.node()?.as_str())
     }
 }

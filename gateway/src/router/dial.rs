@@ -24,7 +24,7 @@ pub(super) const MAX_DEVICES_PER_USER: usize = 16;
 #[derive(Debug)]
 struct Dialing {
     /// The virtual JID the caller called: ours calls from it.
-    callee: String,
+    virtual_jid: String,
     plan: DialPlan,
     /// The next target in the plan to ring.
     next: usize,
@@ -113,7 +113,7 @@ impl Dialer {
 impl RouterCore {
     /// A call's endpoint asks to ring people for its caller.
     pub(super) fn start_connect(&mut self, now: Instant, caller: CallId, plan: DialPlan) {
-        let Some(callee) = self.calls.get(&caller).map(|c| c.callee.clone()) else {
+        let Some(virtual_jid) = self.calls.get(&caller).map(|c| c.virtual_jid.clone()) else {
             return;
         };
         if self.dialer.dialings.contains_key(&caller) {
@@ -122,7 +122,7 @@ impl RouterCore {
         self.dialer.dialings.insert(
             caller,
             Dialing {
-                callee,
+                virtual_jid,
                 plan,
                 next: 0,
                 ringing: Vec::new(),
@@ -153,8 +153,8 @@ impl RouterCore {
             }
             let target = dialing.plan.targets[dialing.next].clone();
             dialing.next += 1;
-            let (callee, timeout) = (dialing.callee.clone(), dialing.plan.ring_timeout);
-            match self.place(now, &callee, &target, timeout) {
+            let (virtual_jid, timeout) = (dialing.virtual_jid.clone(), dialing.plan.ring_timeout);
+            match self.place(now, &virtual_jid, &target, timeout) {
                 Ok(attempt) => {
                     tracing::info!(caller = %caller, call_id = %attempt, %target, "ringing");
                     self.dialer.attempts.insert(attempt, caller);
@@ -176,7 +176,7 @@ impl RouterCore {
     fn place(
         &mut self,
         now: Instant,
-        callee: &str,
+        virtual_jid: &str,
         target: &Jid,
         timeout: Duration,
     ) -> Result<CallId, EndReason> {
@@ -196,7 +196,7 @@ impl RouterCore {
         if jid.resource().is_none() && sees_presence && !online {
             return Err(EndReason::PeerGone);
         }
-        let attempt = self.jingle.place_call(now, callee, jid, timeout)?;
+        let attempt = self.jingle.place_call(now, virtual_jid, jid, timeout)?;
         self.dialer.count_placed(bare, now);
         self.metrics.call_placed();
         Ok(attempt)
@@ -229,7 +229,7 @@ impl RouterCore {
             callee_codec = callee_codec.name(), "answered: bridging");
         self.push(RouterOutput::Bridge {
             caller: (caller, caller_codec),
-            callee: (attempt, callee_codec),
+            answered: (attempt, callee_codec),
         });
     }
 

@@ -115,8 +115,8 @@ impl RouterCore {
         payload: Element,
         is_set: bool,
     ) -> Result<Answer, IqError> {
-        let callee = match to.node() {
-            Some(_) => Some(self.callee(to).ok_or(IqError::NoSuchJid)?),
+        let virtual_jid = match to.node() {
+            Some(_) => Some(self.virtual_jid(to).ok_or(IqError::NoSuchJid)?),
             None if to.domain() == self.domain.domain() => None,
             None => return Err(IqError::NoSuchJid),
         };
@@ -134,9 +134,9 @@ impl RouterCore {
                     let commands = self.admin_commands(from);
                     commands.iter().find(|(n, _)| *n == node)
                 });
-                let info = match (callee, command, admin_command) {
+                let info = match (virtual_jid, command, admin_command) {
                     (Some(_), Some(command), _) => command,
-                    (Some(callee), None, _) => callee.info_for(node),
+                    (Some(virtual_jid), None, _) => virtual_jid.info_for(node),
                     (None, _, Some((node, name))) => command_info(node, name),
                     (None, _, None) => DiscoInfoResult {
                         node,
@@ -146,8 +146,8 @@ impl RouterCore {
                 Ok(Answer::Now(Some(info.into())))
             }
             ("query", ns::DISCO_ITEMS, false) => {
-                let items = match callee {
-                    Some(callee) if payload.attr("node") == Some(NS_COMMANDS) => {
+                let items = match virtual_jid {
+                    Some(virtual_jid) if payload.attr("node") == Some(NS_COMMANDS) => {
                         let mailbox = to.node().map(|n| n.as_str()).unwrap_or_default();
                         let commands = mailbox::commands::items(
                             &self.voicemail,
@@ -159,7 +159,7 @@ impl RouterCore {
                             items: commands
                                 .into_iter()
                                 .map(|(node, name)| Item {
-                                    jid: callee.jid.clone(),
+                                    jid: virtual_jid.jid.clone(),
                                     node: Some(node.into()),
                                     name: Some(name.into()),
                                 })
@@ -181,11 +181,11 @@ impl RouterCore {
                             .collect(),
                         rsm: None,
                     },
-                    None => disco::domain_items(self.callees.values()),
+                    None => disco::domain_items(self.virtual_jids.values()),
                 };
                 Ok(Answer::Now(Some(items.into())))
             }
-            ("command", NS_COMMANDS, true) if callee.is_none() => {
+            ("command", NS_COMMANDS, true) if virtual_jid.is_none() => {
                 self.admin_command(now, from, to, id, &payload)
             }
             ("command", NS_COMMANDS, true) => {
@@ -271,7 +271,7 @@ impl RouterCore {
         let (Some(from), Some(to)) = (message.from.clone(), message.to.clone()) else {
             return;
         };
-        if self.callee(&to).is_none() {
+        if self.virtual_jid(&to).is_none() {
             self.bounce(
                 &message,
                 DefinedCondition::ItemNotFound,
@@ -306,13 +306,15 @@ impl RouterCore {
         let Some((_, body)) = message.get_best_body(vec![]) else {
             return;
         };
-        let (Some(callee), peer) = (to.node(), from.to_bare()) else {
+        let (Some(virtual_jid), peer) = (to.node(), from.to_bare()) else {
             return;
         };
         let calls: Vec<CallId> = self
             .calls
             .iter()
-            .filter(|(_, call)| call.peer.to_bare() == peer && call.callee == callee.as_str())
+            .filter(|(_, call)| {
+                call.peer.to_bare() == peer && call.virtual_jid == virtual_jid.as_str()
+            })
             .map(|(call_id, _)| *call_id)
             .collect();
         for call_id in calls {

@@ -178,10 +178,10 @@ impl Router {
                         call.send(command);
                     }
                 }
-                RouterOutput::Bridge { caller, callee } => {
+                RouterOutput::Bridge { caller, answered } => {
                     let stats = self.calls.media_stats();
-                    let (caller_end, callee_end) = bridge::pair(caller.1, callee.1, stats);
-                    if let Some(call) = self.active.get(&callee.0) {
+                    let (caller_end, callee_end) = bridge::pair(caller.1, answered.1, stats);
+                    if let Some(call) = self.active.get(&answered.0) {
                         call.send(CallCommand::Bridge(Box::new(callee_end)));
                     }
                     if let Some(call) = self.active.get(&caller.0) {

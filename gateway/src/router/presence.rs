@@ -23,51 +23,54 @@ impl RouterCore {
         let (Some(from), Some(to)) = (presence.from.clone(), presence.to.clone()) else {
             return;
         };
-        let Some(callee) = self.callee(&to).map(|c| c.jid.clone()) else {
+        let Some(virtual_jid) = self.virtual_jid(&to).map(|c| c.jid.clone()) else {
             if presence.type_ == Type::Subscribe {
                 // Nobody here to subscribe to.
                 self.send_presence(Presence::new(Type::Unsubscribed), &to, from);
             }
             return;
         };
-        let callee_name = callee.node().map(|n| n.to_string()).unwrap_or_default();
+        let callee_name = virtual_jid
+            .node()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
         let subscriber = from.to_bare();
         match presence.type_ {
             Type::Subscribe => {
                 if let Err(why) = self.subscribers.add(&callee_name, subscriber.clone()) {
                     // Refused, so the subscriber does not believe it will hear from us.
-                    tracing::debug!(%callee, %subscriber, ?why, "presence subscription not kept");
+                    tracing::debug!(%virtual_jid, %subscriber, ?why, "presence subscription not kept");
                     self.send_presence(
                         Presence::new(Type::Unsubscribed),
-                        &callee,
+                        &virtual_jid,
                         subscriber.into(),
                     );
                     return;
                 }
                 self.send_presence(
                     Presence::new(Type::Subscribed),
-                    &callee,
+                    &virtual_jid,
                     subscriber.clone().into(),
                 );
                 self.send_presence(
                     Presence::new(Type::Subscribe),
-                    &callee,
+                    &virtual_jid,
                     subscriber.clone().into(),
                 );
-                self.send_available(&callee, subscriber.into());
+                self.send_available(&virtual_jid, subscriber.into());
             }
             // Only a `subscribe` adds a subscriber: anyone can send the rest.
             Type::Subscribed => {}
             Type::Unsubscribe => {
                 self.send_presence(
                     Presence::new(Type::Unsubscribed),
-                    &callee,
+                    &virtual_jid,
                     subscriber.clone().into(),
                 );
                 self.subscribers.remove(&callee_name, &subscriber);
             }
             Type::Unsubscribed => self.subscribers.remove(&callee_name, &subscriber),
-            Type::Probe => self.send_available(&callee, from),
+            Type::Probe => self.send_available(&virtual_jid, from),
             // A device came online (a subscriber's broadcast, or directed presence): answer
             // it directly; the gateway may now ring it.
             Type::None if from.resource().is_some() => {
@@ -77,7 +80,7 @@ impl RouterCore {
                 if let (true, Ok(device)) = (subscribed, from.clone().try_into_full()) {
                     self.dialer.device_online(device);
                 }
-                self.send_available(&callee, from)
+                self.send_available(&virtual_jid, from)
             }
             Type::Unavailable => {
                 if let Ok(device) = from.try_into_full() {
@@ -103,12 +106,12 @@ impl RouterCore {
     /// Sends the next announcements, and says when the ones after are due.
     pub(super) fn announce_some(&mut self, now: Instant) {
         for _ in 0..ANNOUNCE_PER_TICK {
-            let Some((callee, subscriber)) = self.announcements.pop_front() else {
+            let Some((virtual_jid, subscriber)) = self.announcements.pop_front() else {
                 break;
             };
-            self.send_available(&callee, subscriber.clone().into());
+            self.send_available(&virtual_jid, subscriber.clone().into());
             // Their devices answer with their presence: who can be rung.
-            self.send_presence(Presence::new(Type::Probe), &callee, subscriber.into());
+            self.send_presence(Presence::new(Type::Probe), &virtual_jid, subscriber.into());
         }
         self.next_announcement = match self.announcements.is_empty() {
             true => None,
@@ -118,8 +121,12 @@ impl RouterCore {
 
     /// Unavailable presence to every subscriber, when the gateway stops (after its calls ended).
     pub(super) fn say_goodbye(&mut self) {
-        for (callee, subscriber) in self.subscriber_pairs() {
-            self.send_presence(Presence::new(Type::Unavailable), &callee, subscriber.into());
+        for (virtual_jid, subscriber) in self.subscriber_pairs() {
+            self.send_presence(
+                Presence::new(Type::Unavailable),
+                &virtual_jid,
+                subscriber.into(),
+            );
         }
     }
 
@@ -128,19 +135,22 @@ impl RouterCore {
             .all()
             .into_iter()
             .filter_map(|(name, subscriber)| {
-                let callee = self.callees.get(&name)?;
-                Some((callee.jid.clone(), subscriber))
+                let virtual_jid = self.virtual_jids.get(&name)?;
+                Some((virtual_jid.jid.clone(), subscriber))
             })
             .collect()
     }
 
-    fn send_available(&mut self, callee: &Jid, to: Jid) {
-        let Some(info) = callee.node().and_then(|n| self.callees.get(n.as_str())) else {
+    fn send_available(&mut self, virtual_jid: &Jid, to: Jid) {
+        let Some(info) = virtual_jid
+            .node()
+            .and_then(|n| self.virtual_jids.get(n.as_str()))
+        else {
             return;
         };
         let mut presence = Presence::available().with_payload(info.caps.clone());
         presence.set_status("en", info.name.as_str());
-        self.send_presence(presence, callee, to);
+        self.send_presence(presence, virtual_jid, to);
     }
 
     fn send_presence(&mut self, presence: Presence, from: &Jid, to: Jid) {

@@ -55,7 +55,7 @@ impl Harness {
         let (voicemail, _) = Mailboxes::open(&config, metrics.clone()).unwrap();
         let jingle = Signalling::new(SignallingConfig {
             domain: "gw.localhost".into(),
-            callees: HashMap::new(),
+            virtual_jids: HashMap::new(),
             limits: CallLimits {
                 max_calls: 10,
                 max_calls_per_jid: 5,
@@ -142,10 +142,10 @@ impl Harness {
         assert!(left.is_empty(), "nothing else should be done: {left:?}");
     }
 
-    /// A call from the browser capture to `callee`, answered: its `session-initiate`, the
+    /// A call from the browser capture to `virtual_jid`, answered: its `session-initiate`, the
     /// call task's transport, the caller's acknowledgement of the accept. Returns the call.
-    fn answered_call(&mut self, callee: &str) -> CallId {
-        let initiate = capture_iq(BROWSER_CALL, "session-initiate", callee);
+    fn answered_call(&mut self, virtual_jid: &str) -> CallId {
+        let initiate = capture_iq(BROWSER_CALL, "session-initiate", virtual_jid);
         self.receive_element(initiate);
         let outputs = self.outputs();
         let [RouterOutput::Stanza { stanza: result, .. }, RouterOutput::Stanza {
@@ -159,9 +159,9 @@ impl Harness {
         assert_eq!(jingle_action(&ringing), Some("session-info"));
         assert_eq!(
             ringing.attr("from"),
-            Some(&*format!("{callee}@gw.localhost"))
+            Some(&*format!("{virtual_jid}@gw.localhost"))
         );
-        assert_eq!(start.callee, callee);
+        assert_eq!(start.virtual_jid, virtual_jid);
         assert_eq!(start.peer.to_string(), "alice@localhost/browser");
         assert_eq!(start.offer.as_ref().map(|o| o.codec), Some(Codec::Opus));
         let call_id = start.call_id;
@@ -173,11 +173,11 @@ impl Harness {
         assert_eq!(jingle_action(&accept), Some("session-accept"));
         assert_eq!(
             accept.attr("from"),
-            Some(&*format!("{callee}@gw.localhost"))
+            Some(&*format!("{virtual_jid}@gw.localhost"))
         );
         let id = accept.attr("id").unwrap().to_string();
         self.receive(&format!(
-            "<iq type='result' id='{id}' from='alice@localhost/browser' to='{callee}@gw.localhost'/>"
+            "<iq type='result' id='{id}' from='alice@localhost/browser' to='{virtual_jid}@gw.localhost'/>"
         ));
         self.assert_idle();
         call_id
@@ -220,8 +220,8 @@ fn local_transport() -> LocalTransport {
     }
 }
 
-/// The first IQ set of a capture carrying `action`, addressed to `callee` instead.
-fn capture_iq(capture: &str, action: &str, callee: &str) -> Element {
+/// The first IQ set of a capture carrying `action`, addressed to `virtual_jid` instead.
+fn capture_iq(capture: &str, action: &str, virtual_jid: &str) -> Element {
     let iq = stanzas(capture)
         .into_iter()
         .find(|s| s.name() == "iq" && jingle_action(s) == Some(action))
@@ -231,7 +231,7 @@ fn capture_iq(capture: &str, action: &str, callee: &str) -> Element {
         .replacen("jabber:client", NS, 1)
         .parse()
         .unwrap();
-    set_attr(&iq, "to", &format!("{callee}@gw.localhost"))
+    set_attr(&iq, "to", &format!("{virtual_jid}@gw.localhost"))
 }
 
 /// `element` with its attribute `name` set to `value` (added when it has none), and any
@@ -705,7 +705,7 @@ fn a_connect_rings_the_target_and_bridges_whoever_answers() {
             [
                 RouterOutput::Stanza { .. },
                 RouterOutput::Call { call_id, command: CallCommand::Answered(_) },
-                RouterOutput::Bridge { caller: (a, Codec::Opus), callee: (b, _) },
+                RouterOutput::Bridge { caller: (a, Codec::Opus), answered: (b, _) },
             ] if *call_id == attempt && *a == caller && *b == attempt
         ),
         "the accept is acknowledged, the placed call answered and both bridged: {outputs:?}"
@@ -801,9 +801,9 @@ fn a_subscriber_with_no_device_online_is_not_rung() {
 #[test]
 fn a_reload_says_goodbye_for_removed_jids_and_announces_the_rest() {
     let mut h = Harness::new();
-    for callee in ["echo", "voicemail"] {
+    for virtual_jid in ["echo", "voicemail"] {
         h.receive(&format!(
-            "<presence type='subscribe' from='alice@localhost' to='{callee}@gw.localhost'/>"
+            "<presence type='subscribe' from='alice@localhost' to='{virtual_jid}@gw.localhost'/>"
         ));
     }
     h.outputs();

@@ -46,7 +46,7 @@ const UNAVAILABLE_FEATURES: &[&str] = &[
 
 /// A virtual JID as disco and presence show it.
 #[derive(Debug, Clone)]
-pub struct CalleeInfo {
+pub struct VirtualJidInfo {
     /// The bare virtual JID.
     pub jid: Jid,
     /// Name shown to users.
@@ -59,7 +59,7 @@ pub struct CalleeInfo {
     pub caps: Caps,
 }
 
-impl CalleeInfo {
+impl VirtualJidInfo {
     /// Describes the virtual JID `jid`.
     pub fn new(jid: Jid, name: String, available: bool) -> Self {
         let features = if available {
@@ -106,10 +106,12 @@ pub fn domain_info(name: &str) -> DiscoInfoResult {
 }
 
 /// The component domain's disco#items: the virtual JIDs.
-pub fn domain_items<'a>(callees: impl Iterator<Item = &'a CalleeInfo>) -> DiscoItemsResult {
+pub fn domain_items<'a>(
+    virtual_jids: impl Iterator<Item = &'a VirtualJidInfo>,
+) -> DiscoItemsResult {
     DiscoItemsResult {
         node: None,
-        items: callees
+        items: virtual_jids
             .map(|c| Item {
                 jid: c.jid.clone(),
                 node: None,
@@ -149,17 +151,23 @@ mod tests {
 
     #[test]
     fn caps_match_disco_and_never_claim_video() {
-        let callee = CalleeInfo::new(Jid::new("echo@gw.localhost").unwrap(), "Echo".into(), true);
-        let recomputed = hash_caps(&compute_disco(&callee.info), Algo::Sha_1).unwrap();
-        assert_eq!(callee.caps.ver, recomputed.hash);
-        assert!(callee
+        let virtual_jid =
+            VirtualJidInfo::new(Jid::new("echo@gw.localhost").unwrap(), "Echo".into(), true);
+        let recomputed = hash_caps(&compute_disco(&virtual_jid.info), Algo::Sha_1).unwrap();
+        assert_eq!(virtual_jid.caps.ver, recomputed.hash);
+        assert!(virtual_jid
             .info
             .features
             .contains("urn:xmpp:jingle:apps:rtp:audio"));
-        assert!(!callee.info.features.iter().any(|f| f.contains("video")));
+        assert!(!virtual_jid
+            .info
+            .features
+            .iter()
+            .any(|f| f.contains("video")));
 
-        let unavailable = CalleeInfo::new(Jid::new("vm@gw.localhost").unwrap(), "VM".into(), false);
+        let unavailable =
+            VirtualJidInfo::new(Jid::new("vm@gw.localhost").unwrap(), "VM".into(), false);
         assert!(!unavailable.info.features.contains("urn:xmpp:jingle:1"));
-        assert_ne!(unavailable.caps.ver, callee.caps.ver);
+        assert_ne!(unavailable.caps.ver, virtual_jid.caps.ver);
     }
 }

@@ -35,7 +35,7 @@ pub enum NotKept {
     TooManyFromDomain,
 }
 
-/// Subscribers per virtual JID local part, saved as `callee subscriber` lines.
+/// Subscribers per virtual JID local part, saved as `virtual-jid subscriber` lines.
 #[derive(Debug)]
 pub struct Subscribers {
     lists: Arc<Mutex<Lists>>,
@@ -64,12 +64,13 @@ impl Subscribers {
             Ok(text) => {
                 let mut over_limits = 0usize;
                 for (number, line) in text.lines().enumerate() {
-                    let parsed = line
-                        .split_once(' ')
-                        .and_then(|(callee, jid)| Some((callee, BareJid::new(jid.trim()).ok()?)));
+                    let parsed = line.split_once(' ').and_then(|(virtual_jid, jid)| {
+                        Some((virtual_jid, BareJid::new(jid.trim()).ok()?))
+                    });
                     match parsed {
-                        Some((callee, jid)) => {
-                            over_limits += usize::from(subscribers.insert(callee, jid).is_err());
+                        Some((virtual_jid, jid)) => {
+                            over_limits +=
+                                usize::from(subscribers.insert(virtual_jid, jid).is_err());
                         }
                         None if line.trim().is_empty() => {}
                         None => {
@@ -102,9 +103,9 @@ impl Subscribers {
         }
     }
 
-    /// Records `jid` as a subscriber of `callee` (saving when it is new).
-    pub fn add(&mut self, callee: &str, jid: BareJid) -> Result<(), NotKept> {
-        let result = self.insert(callee, jid);
+    /// Records `jid` as a subscriber of `virtual_jid` (saving when it is new).
+    pub fn add(&mut self, virtual_jid: &str, jid: BareJid) -> Result<(), NotKept> {
+        let result = self.insert(virtual_jid, jid);
         if result == Ok(true) {
             self.save();
         }
@@ -112,11 +113,11 @@ impl Subscribers {
     }
 
     /// Adds without saving; `Ok(false)` when it was already there.
-    fn insert(&mut self, callee: &str, jid: BareJid) -> Result<bool, NotKept> {
-        let domain_key = (callee.to_string(), jid.domain().to_string());
+    fn insert(&mut self, virtual_jid: &str, jid: BareJid) -> Result<bool, NotKept> {
+        let domain_key = (virtual_jid.to_string(), jid.domain().to_string());
         let remote = !self.local_domains.contains(&domain_key.1);
         let mut lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
-        let set = lists.entry(callee.to_string()).or_default();
+        let set = lists.entry(virtual_jid.to_string()).or_default();
         if set.contains(&jid) {
             return Ok(false);
         }
@@ -135,11 +136,13 @@ impl Subscribers {
         Ok(true)
     }
 
-    /// Forgets `jid` as a subscriber of `callee`; saves when it was known.
-    pub fn remove(&mut self, callee: &str, jid: &BareJid) {
+    /// Forgets `jid` as a subscriber of `virtual_jid`; saves when it was known.
+    pub fn remove(&mut self, virtual_jid: &str, jid: &BareJid) {
         let removed = {
             let mut lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
-            lists.get_mut(callee).is_some_and(|set| set.remove(jid))
+            lists
+                .get_mut(virtual_jid)
+                .is_some_and(|set| set.remove(jid))
         };
         if !removed {
             return;
@@ -150,7 +153,7 @@ impl Subscribers {
                 self.followed.remove(jid);
             }
         }
-        let domain_key = (callee.to_string(), jid.domain().to_string());
+        let domain_key = (virtual_jid.to_string(), jid.domain().to_string());
         if let Some(count) = self.per_domain.get_mut(&domain_key) {
             *count -= 1;
             if *count == 0 {
@@ -165,12 +168,15 @@ impl Subscribers {
         self.followed.contains_key(jid)
     }
 
-    /// Every (callee, subscriber) pair.
+    /// Every (virtual JID, subscriber) pair.
     pub fn all(&self) -> Vec<(String, BareJid)> {
         let lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
         lists
             .iter()
-            .flat_map(|(callee, set)| set.iter().map(move |jid| (callee.clone(), jid.clone())))
+            .flat_map(|(virtual_jid, set)| {
+                set.iter()
+                    .map(move |jid| (virtual_jid.clone(), jid.clone()))
+            })
             .collect()
     }
 
@@ -221,9 +227,9 @@ impl Writer {
 fn write(path: &Path, lists: &Mutex<Lists>) {
     let snapshot = lists.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let mut text = String::new();
-    for (callee, set) in &snapshot {
+    for (virtual_jid, set) in &snapshot {
         for jid in set {
-            text.push_str(callee);
+            text.push_str(virtual_jid);
             text.push(' ');
             text.push_str(jid.as_str());
             text.push('\n');

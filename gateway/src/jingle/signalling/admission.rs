@@ -21,7 +21,7 @@ pub const MAX_TRACKED_DOMAINS: usize = 1_000;
 
 /// A virtual JID, as the core sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Callee {
+pub struct VirtualJidPolicy {
     /// Whether its endpoint can take calls in this build.
     pub available: bool,
     /// Who may call it.
@@ -146,16 +146,16 @@ impl Admission {
         &self.limits
     }
 
-    /// Whether `caller` may call `callee` now, with `in_progress` calls going on. A call that
+    /// Whether `caller` may call `virtual_jid` now, with `in_progress` calls going on. A call that
     /// may start uses up one of its caller's and its domain's new calls.
     pub fn admit(
         &mut self,
         now: Instant,
         caller: &FullJid,
-        callee: &Callee,
+        virtual_jid: &VirtualJidPolicy,
         in_progress: InProgress,
     ) -> Result<(), Refused> {
-        if !callee.callers.allows(caller, &self.local_domains) {
+        if !virtual_jid.callers.allows(caller, &self.local_domains) {
             return Err(Refused::NotAllowed);
         }
         let local = self.is_local(caller);
@@ -212,8 +212,8 @@ mod tests {
         }
     }
 
-    fn open() -> Callee {
-        Callee {
+    fn open() -> VirtualJidPolicy {
+        VirtualJidPolicy {
             available: true,
             callers: CallerList::anyone(),
         }
@@ -279,7 +279,7 @@ mod tests {
     fn the_callers_list_comes_first() {
         let now = Instant::now();
         let mut admission = Admission::new(limits(), vec!["localhost".into()]);
-        let room = Callee {
+        let room = VirtualJidPolicy {
             available: true,
             callers: CallerList::parse(&["@local".to_string()]).unwrap(),
         };

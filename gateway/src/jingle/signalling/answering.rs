@@ -26,25 +26,25 @@ impl Signalling {
         to: Jid,
         jingle: Jingle,
     ) -> Result<(), Refusal> {
-        let callee = to
+        let virtual_jid = to
             .node()
             .map(|n| n.to_string())
             .ok_or(Refusal::UnknownCallee)?;
         let policy = self
             .config
-            .callees
-            .get(&callee)
+            .virtual_jids
+            .get(&virtual_jid)
             .cloned()
             .ok_or(Refusal::UnknownCallee)?;
         if self.closing {
             return Err(Refusal::ShuttingDown);
         }
-        if !self.wins_against_our_initiate(&key.0, &key.1, &callee) {
+        if !self.wins_against_our_initiate(&key.0, &key.1, &virtual_jid) {
             return Err(Refusal::TieBreak);
         }
         // A proposal is only for the virtual JID it was made to.
         let proposal = match self.proposals.remove(&key) {
-            Some(p) if p.callee == callee => Some(p),
+            Some(p) if p.virtual_jid == virtual_jid => Some(p),
             Some(other) => {
                 self.proposals.insert(key.clone(), other);
                 None
@@ -55,7 +55,7 @@ impl Signalling {
         let (asked, admitted) = match via_jmi {
             true => (Asked::Proceeded, Ok(())),
             false => {
-                let in_progress = self.in_progress(&key.0, &callee);
+                let in_progress = self.in_progress(&key.0, &virtual_jid);
                 let admitted = self.admission.admit(now, &key.0, &policy, in_progress);
                 (Asked::Initiate, admitted)
             }
@@ -78,7 +78,7 @@ impl Signalling {
                     self.send_finish(&to, peer.clone().into(), &sid, reason);
                 }
                 self.outputs.push_back(Output::CallNotStarted {
-                    callee,
+                    virtual_jid,
                     peer,
                     reason,
                 });
@@ -95,7 +95,7 @@ impl Signalling {
         self.send_jingle(Some(call_id), &to, &peer, ringing);
         self.outputs.push_back(Output::StartCall(CallStart {
             call_id,
-            callee: callee.clone(),
+            virtual_jid: virtual_jid.clone(),
             peer: peer.clone(),
             sid: sid.clone(),
             offer: Some(offer.clone()),
@@ -112,7 +112,7 @@ impl Signalling {
                 remote_ufrag: offer.ice_ufrag.clone(),
                 peer,
                 local: to,
-                callee,
+                virtual_jid,
                 sid,
                 via_jmi,
                 content_name: offer.content_name.clone(),

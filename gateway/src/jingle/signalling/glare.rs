@@ -26,18 +26,18 @@ fn theirs_wins(theirs: &Sid, their_jid: &str, ours: &Sid, our_jid: &str) -> bool
 }
 
 impl Signalling {
-    /// Whether a `session-initiate` from `peer` with `sid` to the virtual JID `callee` may go
+    /// Whether a `session-initiate` from `peer` with `sid` to the virtual JID `virtual_jid` may go
     /// on: true unless a `session-initiate` of ours to that device is still unanswered and
     /// ours wins the tie-break. When theirs wins, the peer refuses ours with a tie-break error.
     pub(super) fn wins_against_our_initiate(
         &self,
         peer: &FullJid,
         sid: &Sid,
-        callee: &str,
+        virtual_jid: &str,
     ) -> bool {
         self.sessions
             .values()
-            .filter(|s| s.is_calling() && s.peer == *peer && s.callee == callee)
+            .filter(|s| s.is_calling() && s.peer == *peer && s.virtual_jid == virtual_jid)
             .filter(|s| {
                 matches!(
                     s.state,
@@ -75,23 +75,23 @@ impl Signalling {
         self.handle_initiate(now, (peer, jingle.sid.clone()), to, jingle)
     }
 
-    /// Whether a `<propose/>` from `peer` with `sid` to the virtual JID `callee` may go on: true
+    /// Whether a `<propose/>` from `peer` with `sid` to the virtual JID `virtual_jid` may go on: true
     /// unless a proposal of ours to the same user is still unanswered and ours wins. When theirs
     /// wins, ours is retracted here.
     pub(super) fn wins_against_our_proposal(
         &mut self,
         peer: &FullJid,
         sid: &Sid,
-        callee: &str,
+        virtual_jid: &str,
     ) -> bool {
         let bare = peer.to_bare();
-        let Some(device) = self.device_jid(callee) else {
+        let Some(device) = self.device_jid(virtual_jid) else {
             return true;
         };
         let ours: Vec<Sid> = self
             .outgoing
             .iter()
-            .filter(|(_, p)| p.callee == callee && p.target == bare)
+            .filter(|(_, p)| p.virtual_jid == virtual_jid && p.target == bare)
             .map(|(ours, _)| ours.clone())
             .collect();
         if ours
@@ -122,8 +122,8 @@ impl Signalling {
     }
 
     /// Refuses a proposal that lost the tie-break against one of ours.
-    pub(super) fn reject_tie_break(&mut self, (peer, sid): (FullJid, Sid), callee: String) {
-        let Some(device) = self.device_jid(&callee) else {
+    pub(super) fn reject_tie_break(&mut self, (peer, sid): (FullJid, Sid), virtual_jid: String) {
+        let Some(device) = self.device_jid(&virtual_jid) else {
             return;
         };
         self.outputs.push_back(Output::Jmi {
@@ -136,7 +136,7 @@ impl Signalling {
             },
         });
         self.outputs.push_back(Output::CallNotStarted {
-            callee,
+            virtual_jid,
             peer,
             reason: EndReason::TieBreak,
         });

@@ -6,7 +6,7 @@ use std::time::Instant;
 use jid::{FullJid, Jid};
 
 use super::admission::{verdict, Asked, Verdict};
-use super::{Callee, Output, Proposal, SessionKey, Signalling};
+use super::{Output, Proposal, SessionKey, Signalling, VirtualJidPolicy};
 use crate::jingle::timers::{Owner, Timer, Timers};
 use crate::protocol::jingle::Reason;
 use crate::protocol::jmi::Jmi;
@@ -28,10 +28,10 @@ impl Signalling {
             self.handle_outgoing_jmi(now, from, jmi);
             return;
         }
-        let Some(callee) = to.node().map(|n| n.to_string()) else {
+        let Some(virtual_jid) = to.node().map(|n| n.to_string()) else {
             return;
         };
-        let Some(policy) = self.config.callees.get(&callee).cloned() else {
+        let Some(policy) = self.config.virtual_jids.get(&virtual_jid).cloned() else {
             return;
         };
         let key = (from, jmi.sid().clone());
@@ -47,16 +47,16 @@ impl Signalling {
                 if self.proposals.contains_key(&key) || self.by_key.contains_key(&key) {
                     return; // A repeated proposal: already answered.
                 }
-                if !self.wins_against_our_proposal(&key.0, &key.1, &callee) {
-                    self.reject_tie_break(key, callee);
+                if !self.wins_against_our_proposal(&key.0, &key.1, &virtual_jid) {
+                    self.reject_tie_break(key, virtual_jid);
                     return;
                 }
-                self.handle_propose(now, key, callee, &policy, &media);
+                self.handle_propose(now, key, virtual_jid, &policy, &media);
             }
             Jmi::Retract { .. } => {
                 if self.proposals.remove(&key).is_some() {
                     self.outputs.push_back(Output::CallNotStarted {
-                        callee,
+                        virtual_jid,
                         peer: key.0,
                         reason: EndReason::PeerRetracted,
                     });
@@ -80,12 +80,12 @@ impl Signalling {
         &mut self,
         now: Instant,
         key: SessionKey,
-        callee: String,
-        policy: &Callee,
+        virtual_jid: String,
+        policy: &VirtualJidPolicy,
         media: &[String],
     ) {
         let (peer, sid) = key;
-        let Some(device) = self.device_jid(&callee) else {
+        let Some(device) = self.device_jid(&virtual_jid) else {
             return;
         };
         let refusal = if self.closing {
@@ -93,7 +93,7 @@ impl Signalling {
         } else if !media.iter().any(|m| m == "audio") {
             Some(EndReason::UnsupportedApplications)
         } else {
-            let in_progress = self.in_progress(&peer, &callee);
+            let in_progress = self.in_progress(&peer, &virtual_jid);
             let admitted = self.admission.admit(now, &peer, policy, in_progress);
             match verdict(Asked::Proposal, admitted, policy.available) {
                 Verdict::Start => None,
@@ -113,7 +113,7 @@ impl Signalling {
                 },
             });
             self.outputs.push_back(Output::CallNotStarted {
-                callee,
+                virtual_jid,
                 peer,
                 reason,
             });
@@ -131,8 +131,13 @@ impl Signalling {
         }
         let mut timers = Timers::default();
         timers.set(Timer::Ring, now + self.config.ring_timeout);
-        self.proposals
-            .insert((peer.clone(), sid.clone()), Proposal { callee, timers });
+        self.proposals.insert(
+            (peer.clone(), sid.clone()),
+            Proposal {
+                virtual_jid,
+                timers,
+            },
+        );
         self.index_timers(Owner::Proposal(peer, sid));
     }
 
@@ -144,11 +149,11 @@ impl Signalling {
         proposal: Proposal,
         reason: EndReason,
     ) {
-        if let Some(device) = self.device_jid(&proposal.callee) {
+        if let Some(device) = self.device_jid(&proposal.virtual_jid) {
             self.send_finish(&device, peer.clone().into(), &sid, reason);
         }
         self.outputs.push_back(Output::CallNotStarted {
-            callee: proposal.callee,
+            virtual_jid: proposal.virtual_jid,
             peer,
             reason,
         });

@@ -27,7 +27,7 @@ mod outbound;
 #[cfg(test)]
 mod tests;
 
-pub use admission::{CallLimits, Callee, MAX_TRACKED_CALLERS, MAX_TRACKED_DOMAINS};
+pub use admission::{CallLimits, VirtualJidPolicy, MAX_TRACKED_CALLERS, MAX_TRACKED_DOMAINS};
 
 use admission::{Admission, InProgress};
 use iq::PendingIq;
@@ -47,7 +47,7 @@ pub struct SignallingConfig {
     /// The component domain.
     pub domain: String,
     /// The virtual JIDs by local part: whether they take calls, and from whom.
-    pub callees: HashMap<String, Callee>,
+    pub virtual_jids: HashMap<String, VirtualJidPolicy>,
     /// How many calls at once, and how many new ones a minute.
     pub limits: CallLimits,
     /// The domains of the server the gateway is attached to (`"@local"` in `callers`; exempt
@@ -114,7 +114,7 @@ pub struct CallStart {
     /// The call.
     pub call_id: CallId,
     /// Local part of the virtual JID called (or calling, when the gateway places the call).
-    pub callee: String,
+    pub virtual_jid: String,
     /// The other party: the caller, or the device that takes the call we place.
     pub peer: FullJid,
     /// Session id.
@@ -203,7 +203,7 @@ pub enum Output {
     /// A call ended before it started (refused, retracted, not followed up), for logs and metrics.
     CallNotStarted {
         /// Local part of the virtual JID called.
-        callee: String,
+        virtual_jid: String,
         /// The caller.
         peer: FullJid,
         /// Why.
@@ -214,7 +214,7 @@ pub enum Output {
 /// An XEP-0353 proposal we proceeded with, waiting for its `session-initiate`.
 #[derive(Debug, Clone)]
 struct Proposal {
-    callee: String,
+    virtual_jid: String,
     timers: Timers,
 }
 
@@ -261,8 +261,8 @@ impl Signalling {
 
     /// The virtual JIDs (local part, whether their endpoint is available, who may call) for new
     /// calls.
-    pub fn set_callees(&mut self, callees: HashMap<String, Callee>) {
-        self.config.callees = callees;
+    pub fn set_virtual_jids(&mut self, virtual_jids: HashMap<String, VirtualJidPolicy>) {
+        self.config.virtual_jids = virtual_jids;
     }
 
     /// Sessions in progress.
@@ -368,7 +368,7 @@ impl Signalling {
         for key in gone {
             if let Some(proposal) = self.proposals.remove(&key) {
                 self.outputs.push_back(Output::CallNotStarted {
-                    callee: proposal.callee,
+                    virtual_jid: proposal.virtual_jid,
                     peer: key.0,
                     reason: EndReason::PeerGone,
                 });
@@ -435,9 +435,9 @@ impl Signalling {
     }
 
     /// The full JID a virtual JID proceeds from.
-    fn device_jid(&self, callee: &str) -> Option<Jid> {
+    fn device_jid(&self, virtual_jid: &str) -> Option<Jid> {
         FullJid::new(&format!(
-            "{callee}@{}/{}",
+            "{virtual_jid}@{}/{}",
             self.config.domain, self.config.resource
         ))
         .ok()
@@ -470,18 +470,18 @@ impl Signalling {
         self.sessions.len() + self.proposals.len() + self.outgoing.len()
     }
 
-    /// The calls in progress a new call from `caller` to `callee` is counted with.
-    fn in_progress(&self, caller: &FullJid, callee: &str) -> InProgress {
+    /// The calls in progress a new call from `caller` to `virtual_jid` is counted with.
+    fn in_progress(&self, caller: &FullJid, virtual_jid: &str) -> InProgress {
         let bare = caller.to_bare();
         let domain = caller.domain();
         let peers = self
             .sessions
             .values()
-            .map(|s| (&s.peer, s.callee.as_str()))
+            .map(|s| (&s.peer, s.virtual_jid.as_str()))
             .chain(
                 self.proposals
                     .iter()
-                    .map(|((p, _), q)| (p, q.callee.as_str())),
+                    .map(|((p, _), q)| (p, q.virtual_jid.as_str())),
             );
         let mut counts = InProgress {
             total: self.calls_in_progress(),
@@ -490,7 +490,7 @@ impl Signalling {
             from_domain: 0,
         };
         for (peer, to) in peers {
-            counts.to_callee += usize::from(to == callee);
+            counts.to_callee += usize::from(to == virtual_jid);
             counts.from_caller += usize::from(peer.to_bare() == bare);
             counts.from_domain += usize::from(peer.domain() == domain);
         }

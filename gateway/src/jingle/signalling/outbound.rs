@@ -22,7 +22,7 @@ use crate::types::EndReason;
 pub(super) struct OutgoingProposal {
     pub(super) call_id: CallId,
     /// Local part of the virtual JID that calls.
-    pub(super) callee: String,
+    pub(super) virtual_jid: String,
     /// The user rung.
     pub(super) target: BareJid,
     /// Ends the ringing.
@@ -42,7 +42,7 @@ struct OutboundSession {
 }
 
 impl Signalling {
-    /// Places a call from the virtual JID `callee` to `target`, ringing for at most
+    /// Places a call from the virtual JID `virtual_jid` to `target`, ringing for at most
     /// `ring_timeout`. A bare JID rings every device of the user (XEP-0353); a full JID gets a
     /// `session-initiate` directly. How it goes comes out as [`Output::StartCall`] (a session
     /// starts: start its media leg), [`Output::Answered`], [`Output::DialFailed`] and
@@ -50,7 +50,7 @@ impl Signalling {
     pub fn place_call(
         &mut self,
         now: Instant,
-        callee: &str,
+        virtual_jid: &str,
         target: Jid,
         ring_timeout: Duration,
     ) -> Result<CallId, EndReason> {
@@ -61,7 +61,7 @@ impl Signalling {
             return Err(EndReason::Busy);
         }
         let device = self
-            .device_jid(callee)
+            .device_jid(virtual_jid)
             .ok_or(EndReason::EndpointUnavailable)?;
         let call_id = CallId(self.next_call);
         self.next_call += 1;
@@ -79,7 +79,7 @@ impl Signalling {
                     sid,
                     via_jmi: false,
                 };
-                self.start_outbound_session(session, callee, timers);
+                self.start_outbound_session(session, virtual_jid, timers);
             }
             Err(bare) => {
                 self.outputs.push_back(Output::Jmi {
@@ -94,7 +94,7 @@ impl Signalling {
                     sid.clone(),
                     OutgoingProposal {
                         call_id,
-                        callee: callee.to_string(),
+                        virtual_jid: virtual_jid.to_string(),
                         target: bare,
                         timers,
                     },
@@ -115,7 +115,7 @@ impl Signalling {
             .map(|(sid, _)| sid.clone());
         match proposal.and_then(|sid| self.outgoing.remove_entry(&sid)) {
             Some((sid, proposal)) => {
-                if let Some(device) = self.device_jid(&proposal.callee) {
+                if let Some(device) = self.device_jid(&proposal.virtual_jid) {
                     self.outputs.push_back(Output::Jmi {
                         from: device,
                         to: proposal.target.into(),
@@ -166,7 +166,7 @@ impl Signalling {
                 let Some(proposal) = self.outgoing.remove(&sid) else {
                     return;
                 };
-                let Some(device) = self.device_jid(&proposal.callee) else {
+                let Some(device) = self.device_jid(&proposal.virtual_jid) else {
                     return;
                 };
                 // The other devices saw the proceed (carbons) and stop ringing. The device
@@ -180,7 +180,7 @@ impl Signalling {
                     sid,
                     via_jmi: true,
                 };
-                self.start_outbound_session(session, &proposal.callee, timers);
+                self.start_outbound_session(session, &proposal.virtual_jid, timers);
             }
             Jmi::Reject { reason, .. } => {
                 if let Some(proposal) = self.outgoing.remove(&sid) {
@@ -199,7 +199,12 @@ impl Signalling {
 
     /// A session we initiate with `peer`: the media leg starts gathering, and the offer goes
     /// out with its local transport.
-    fn start_outbound_session(&mut self, session: OutboundSession, callee: &str, timers: Timers) {
+    fn start_outbound_session(
+        &mut self,
+        session: OutboundSession,
+        virtual_jid: &str,
+        timers: Timers,
+    ) {
         let OutboundSession {
             call_id,
             local,
@@ -209,7 +214,7 @@ impl Signalling {
         } = session;
         self.outputs.push_back(Output::StartCall(CallStart {
             call_id,
-            callee: callee.to_string(),
+            virtual_jid: virtual_jid.to_string(),
             peer: peer.clone(),
             sid: sid.clone(),
             offer: None,
@@ -223,7 +228,7 @@ impl Signalling {
                 role: Role::Calling,
                 peer,
                 local,
-                callee: callee.to_string(),
+                virtual_jid: virtual_jid.to_string(),
                 sid,
                 via_jmi,
                 content_name: OUR_CONTENT.into(),

@@ -28,7 +28,7 @@ struct Harness {
 fn config() -> SignallingConfig {
     SignallingConfig {
         domain: "gw.localhost".into(),
-        callees: HashMap::from([
+        virtual_jids: HashMap::from([
             ("echo".to_string(), open_to_all(true)),
             ("other".to_string(), open_to_all(true)),
             ("voicemail".to_string(), open_to_all(false)),
@@ -52,8 +52,8 @@ fn config() -> SignallingConfig {
     }
 }
 
-fn open_to_all(available: bool) -> Callee {
-    Callee {
+fn open_to_all(available: bool) -> VirtualJidPolicy {
+    VirtualJidPolicy {
         available,
         callers: crate::config::CallerList::anyone(),
     }
@@ -225,7 +225,7 @@ fn captured_browser_call_runs_to_the_end() {
     let Output::StartCall(start) = h.expect() else {
         panic!()
     };
-    assert_eq!(start.callee, "echo");
+    assert_eq!(start.virtual_jid, "echo");
     assert_eq!(start.peer, full(ALICE));
     let offer = start.offer.unwrap();
     assert_eq!((offer.codec, offer.payload_type), (Codec::Opus, 111));

@@ -21,9 +21,9 @@ const LOBBY: &str = "lobby@gw.localhost";
 
 fn with_lobby(mut config: SignallingConfig) -> SignallingConfig {
     let local_only = crate::config::CallerList::parse(&["@local".to_string()]).unwrap();
-    config.callees.insert(
+    config.virtual_jids.insert(
         "lobby".into(),
-        Callee {
+        VirtualJidPolicy {
             available: true,
             callers: local_only,
         },
