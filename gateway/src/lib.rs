@@ -250,6 +250,7 @@ pub async fn run_with_reloads(
     let parts = RouterParts {
         core,
         calls: call::Calls::new(engine.clone(), endpoints, metrics.clone()),
+        mailboxes: mailboxes.clone(),
         metrics,
         requests,
         online,

@@ -123,6 +123,16 @@ pub enum RouterOutput {
         /// The command, for its answer.
         command: Command,
     },
+    /// Run a mailbox's ad-hoc command for the IQ `request` (its sender, recipient and id),
+    /// off the loop, and answer the IQ with its outcome.
+    MailboxCommand {
+        /// The IQ: its sender (who must own the mailbox), recipient and id.
+        request: (Jid, Jid, String),
+        /// The mailbox (its virtual JID's local part).
+        mailbox: String,
+        /// The command.
+        command: Command,
+    },
     /// Ask a caller's client for its disco#info, from the virtual JID it called, and hand its
     /// features to `reply` (`None` if it does not answer).
     DiscoverCaller {

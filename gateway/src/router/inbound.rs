@@ -15,7 +15,7 @@ use xmpp_parsers::version::VersionResult;
 
 use std::time::Instant;
 
-use super::core::RouterCore;
+use super::core::{RouterCore, RouterOutput};
 use crate::call::CallCommand;
 use crate::mailbox;
 use crate::protocol::adhoc::{command_info, Command, NS_COMMANDS};
@@ -189,12 +189,15 @@ impl RouterCore {
                 self.admin_command(now, from, to, id, &payload)
             }
             ("command", NS_COMMANDS, true) => {
-                let mailbox = to.node().map(|n| n.as_str()).unwrap_or_default();
+                let mailbox = to.node().map(|n| n.to_string()).unwrap_or_default();
                 let command = Command::parse(&payload).map_err(IqError::BadRequest)?;
-                let requester = from.to_bare().to_string();
-                mailbox::commands::execute(&self.voicemail, mailbox, &requester, &command)
-                    .map(|response| Answer::Now(Some(response.to_element())))
-                    .map_err(IqError::from)
+                // It reads and changes the mailbox's files: the shell runs it off this loop.
+                self.push(RouterOutput::MailboxCommand {
+                    request: (from.clone(), to.clone(), id.to_string()),
+                    mailbox,
+                    command,
+                });
+                Ok(Answer::Later)
             }
             ("ping", ns::PING, false) => Ok(Answer::Now(None)),
             ("query", ns::VERSION, false) => Ok(Answer::Now(Some(

@@ -24,10 +24,12 @@ use xmpp_parsers::iq::Iq;
 
 use crate::call::{CallCommand, CallEvents, CallHandle, Calls};
 use crate::endpoint::bridge;
+use crate::mailbox::Mailboxes;
 use crate::metrics::Metrics;
 use crate::rate::LogThrottle;
 use crate::reload::{Reloaded, RereadRequest};
 use crate::types::CallId;
+use crate::xmpp::iq_error::IqError;
 use crate::xmpp::link::LinkEvent;
 use crate::xmpp::outbox::{Lane, NotQueued, Outbox};
 use crate::xmpp::requests::{Request, XmppHandle};
@@ -40,6 +42,8 @@ pub struct RouterParts {
     pub core: RouterCore,
     /// Starts and stops call tasks.
     pub calls: Calls,
+    /// The mailboxes, for their owners' ad-hoc commands.
+    pub mailboxes: Arc<Mailboxes>,
     /// Where stanzas not sent are counted.
     pub metrics: Arc<Metrics>,
     /// Stanzas other tasks ask the router to send.
@@ -59,6 +63,7 @@ pub struct RouterParts {
 struct Router {
     core: RouterCore,
     calls: Calls,
+    mailboxes: Arc<Mailboxes>,
     active: HashMap<CallId, CallHandle>,
     /// Calls told to stop whose tasks are still releasing their media.
     stopping: Vec<CallHandle>,
@@ -110,6 +115,7 @@ pub async fn run(
     let mut router = Router {
         core: parts.core,
         calls: parts.calls,
+        mailboxes: parts.mailboxes,
         active: HashMap::new(),
         stopping: Vec::new(),
         outbox,
@@ -197,6 +203,11 @@ impl Router {
                     }
                 }
                 RouterOutput::Reread { request, command } => self.reread(request, command),
+                RouterOutput::MailboxCommand {
+                    request,
+                    mailbox,
+                    command,
+                } => self.mailbox_command(request, mailbox, command),
                 RouterOutput::DiscoverCaller { from, to, reply } => {
                     self.discover_caller(from, to, reply)
                 }
@@ -223,6 +234,39 @@ impl Router {
                 id,
                 payload: Some(response.to_element()),
             });
+        });
+    }
+
+    /// Runs a mailbox owner's command on the blocking pool (it reads and changes files), and
+    /// answers the IQ `request` with its outcome.
+    fn mailbox_command(
+        &self,
+        request: (Jid, Jid, String),
+        mailbox: String,
+        command: crate::protocol::adhoc::Command,
+    ) {
+        let (mailboxes, xmpp) = (self.mailboxes.clone(), self.xmpp.clone());
+        tokio::task::spawn_blocking(move || {
+            let (from, to, id) = request;
+            let requester = from.to_bare().to_string();
+            let answer =
+                match crate::mailbox::commands::execute(&mailboxes, &mailbox, &requester, &command)
+                {
+                    Ok(response) => Iq::Result {
+                        from: Some(to),
+                        to: Some(from),
+                        id,
+                        payload: Some(response.to_element()),
+                    },
+                    Err(error) => Iq::Error {
+                        from: Some(to),
+                        to: Some(from),
+                        id,
+                        error: IqError::from(error).to_stanza_error(),
+                        payload: None,
+                    },
+                };
+            let _ = xmpp.reply(answer);
         });
     }
 

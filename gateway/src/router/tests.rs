@@ -943,3 +943,34 @@ fn a_call_ending_on_its_own_is_stopped_and_counted_with_its_reason() {
     h.assert_idle();
     let _ = FullJid::new("a@b/c");
 }
+
+#[test]
+fn a_mailbox_command_is_run_off_the_loop_and_answered_later() {
+    let data = std::env::temp_dir().join(format!("gw-router-{}", std::process::id()));
+    let mut h = Harness::with_config(&format!(
+        "{CONFIG}[storage]\ndata_dir = \"{}\"\n\
+         [endpoints.box]\nkind = \"voicemail\"\nowners = [\"bob@localhost\"]\n",
+        data.display()
+    ));
+    // Which commands there are is known at once (from the config, no disk).
+    h.receive("<iq type='get' id='i' from='bob@localhost/x' to='box@gw.localhost'><query xmlns='http://jabber.org/protocol/disco#items' node='http://jabber.org/protocol/commands'/></iq>");
+    let items = h.sent_one();
+    assert_eq!(items.attr("type"), Some("result"));
+    assert!(items.children().next().unwrap().children().count() > 0);
+    // Running one reads the mailbox: the shell does that, then answers.
+    h.receive("<iq type='set' id='c' from='bob@localhost/x' to='box@gw.localhost'><command xmlns='http://jabber.org/protocol/commands' node='list' action='execute'/></iq>");
+    let outputs = h.outputs();
+    assert!(
+        matches!(&outputs[..], [RouterOutput::MailboxCommand { request: (from, to, id), mailbox, .. }]
+            if from.to_string() == "bob@localhost/x" && to.to_string() == "box@gw.localhost" && id == "c" && mailbox == "box"),
+        "{outputs:?}"
+    );
+    // A command that does not parse is refused at once.
+    h.receive("<iq type='set' id='d' from='bob@localhost/x' to='box@gw.localhost'><command xmlns='http://jabber.org/protocol/commands'/></iq>");
+    assert_eq!(
+        error_condition(&h.sent_one()).as_deref(),
+        Some("bad-request")
+    );
+    h.assert_idle();
+    let _ = std::fs::remove_dir_all(&data);
+}
