@@ -123,6 +123,14 @@ pub enum RouterOutput {
         /// The command, for its answer.
         command: Command,
     },
+    /// Answer an admin's `mailboxes` command (it counts every mailbox's messages, off the
+    /// loop).
+    AdminMailboxes {
+        /// The admin's IQ: its sender, recipient and id.
+        request: (Jid, Jid, String),
+        /// The command.
+        command: Command,
+    },
     /// Run a mailbox's ad-hoc command for the IQ `request` (its sender, recipient and id),
     /// off the loop, and answer the IQ with its outcome.
     MailboxCommand {

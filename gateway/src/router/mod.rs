@@ -203,6 +203,9 @@ impl Router {
                     }
                 }
                 RouterOutput::Reread { request, command } => self.reread(request, command),
+                RouterOutput::AdminMailboxes { request, command } => {
+                    self.admin_mailboxes(request, command)
+                }
                 RouterOutput::MailboxCommand {
                     request,
                     mailbox,
@@ -234,6 +237,56 @@ impl Router {
                 id,
                 payload: Some(response.to_element()),
             });
+        });
+    }
+
+    /// Counts every mailbox's messages on the blocking pool, and answers the admin's IQ
+    /// `request` with them.
+    fn admin_mailboxes(
+        &self,
+        request: (Jid, Jid, String),
+        command: crate::protocol::adhoc::Command,
+    ) {
+        let (mailboxes, xmpp) = (self.mailboxes.clone(), self.xmpp.clone());
+        tokio::task::spawn_blocking(move || {
+            let rows = || {
+                mailboxes
+                    .names()
+                    .into_iter()
+                    .map(|name| {
+                        let messages = mailboxes.messages(&name);
+                        let new = messages.iter().filter(|m| !m.heard).count();
+                        crate::admin::MailboxRow {
+                            saved: messages.len() - new,
+                            new,
+                            name,
+                        }
+                    })
+                    .collect()
+            };
+            // The mailboxes command only ever replies.
+            let outcome = match crate::admin::execute(&command, &[], rows) {
+                Ok(crate::admin::AdminAction::Reply(response)) => Ok(response),
+                Ok(_) => Err(IqError::Unsupported),
+                Err(error) => Err(IqError::from(error)),
+            };
+            let (from, to, id) = request;
+            let answer = match outcome {
+                Ok(response) => Iq::Result {
+                    from: Some(to),
+                    to: Some(from),
+                    id,
+                    payload: Some(response.to_element()),
+                },
+                Err(error) => Iq::Error {
+                    from: Some(to),
+                    to: Some(from),
+                    id,
+                    error: error.to_stanza_error(),
+                    payload: None,
+                },
+            };
+            let _ = xmpp.reply(answer);
         });
     }
 

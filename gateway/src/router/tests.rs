@@ -882,6 +882,22 @@ fn admins_list_and_hang_up_calls_and_nobody_else_may() {
 }
 
 #[test]
+fn an_admins_mailbox_count_is_made_off_the_loop() {
+    let mut h = Harness::new();
+    h.receive(&admin_command(
+        "mailboxes",
+        "execute",
+        "root@localhost/desk",
+    ));
+    let outputs = h.outputs();
+    assert!(
+        matches!(&outputs[..], [RouterOutput::AdminMailboxes { request: (_, _, id), .. }] if id == "a1"),
+        "{outputs:?}"
+    );
+    h.assert_idle();
+}
+
+#[test]
 fn an_admins_reload_is_answered_later_by_the_shell() {
     let mut h = Harness::new();
     h.receive(&admin_command("reload", "execute", "root@localhost/desk"));
