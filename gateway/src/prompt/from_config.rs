@@ -50,16 +50,7 @@ pub fn source(config: &Config) -> PromptSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn mailbox(settings: &str, extra: &str) -> Result<Config, Vec<(String, String)>> {
-        let text = format!(
-            "[xmpp]\ndomain = \"gw.test\"\nsecret = \"s\"\n{extra}\n[prompts]\ndirectory = \"{}/../tests/fixtures/audio\"\n\
-             [endpoints.vm]\nkind = \"voicemail\"\n{settings}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        Config::from_toml_str(&text, Vec::new())
-            .map_err(|e| e.0.into_iter().map(|e| (e.key, e.message)).collect())
-    }
+    use crate::testing::mailbox_config as mailbox;
 
     #[test]
     fn a_broken_missing_or_escaping_greeting_is_named() {

@@ -230,13 +230,7 @@ impl Router {
                 Err(_) => Err("the reload is taking long; its outcome will be in the log".into()),
             };
             let response = crate::admin::reloaded(&command, outcome);
-            let (from, to, id) = request;
-            let _ = xmpp.reply(Iq::Result {
-                from: Some(to),
-                to: Some(from),
-                id,
-                payload: Some(response.to_element()),
-            });
+            let _ = xmpp.reply(answer(request, Ok(response.to_element())));
         });
     }
 
@@ -266,27 +260,11 @@ impl Router {
             };
             // The mailboxes command only ever replies.
             let outcome = match crate::admin::execute(&command, &[], rows) {
-                Ok(crate::admin::AdminAction::Reply(response)) => Ok(response),
+                Ok(crate::admin::AdminAction::Reply(response)) => Ok(response.to_element()),
                 Ok(_) => Err(IqError::Unsupported),
                 Err(error) => Err(IqError::from(error)),
             };
-            let (from, to, id) = request;
-            let answer = match outcome {
-                Ok(response) => Iq::Result {
-                    from: Some(to),
-                    to: Some(from),
-                    id,
-                    payload: Some(response.to_element()),
-                },
-                Err(error) => Iq::Error {
-                    from: Some(to),
-                    to: Some(from),
-                    id,
-                    error: error.to_stanza_error(),
-                    payload: None,
-                },
-            };
-            let _ = xmpp.reply(answer);
+            let _ = xmpp.reply(answer(request, outcome));
         });
     }
 
@@ -300,26 +278,12 @@ impl Router {
     ) {
         let (mailboxes, xmpp) = (self.mailboxes.clone(), self.xmpp.clone());
         tokio::task::spawn_blocking(move || {
-            let (from, to, id) = request;
-            let requester = from.to_bare().to_string();
-            let answer =
-                match crate::mailbox::commands::execute(&mailboxes, &mailbox, &requester, &command)
-                {
-                    Ok(response) => Iq::Result {
-                        from: Some(to),
-                        to: Some(from),
-                        id,
-                        payload: Some(response.to_element()),
-                    },
-                    Err(error) => Iq::Error {
-                        from: Some(to),
-                        to: Some(from),
-                        id,
-                        error: IqError::from(error).to_stanza_error(),
-                        payload: None,
-                    },
-                };
-            let _ = xmpp.reply(answer);
+            let requester = request.0.to_bare().to_string();
+            let outcome =
+                crate::mailbox::commands::execute(&mailboxes, &mailbox, &requester, &command)
+                    .map(|response| response.to_element())
+                    .map_err(IqError::from);
+            let _ = xmpp.reply(answer(request, outcome));
         });
     }
 
@@ -385,6 +349,27 @@ impl Router {
         if closed.is_err() {
             tracing::warn!("some calls did not release their media in time");
         }
+    }
+}
+
+/// The answer to the IQ `request` (its sender, recipient and id): a result with the payload,
+/// or the error.
+fn answer(request: (Jid, Jid, String), outcome: Result<minidom::Element, IqError>) -> Iq {
+    let (from, to, id) = request;
+    match outcome {
+        Ok(payload) => Iq::Result {
+            from: Some(to),
+            to: Some(from),
+            id,
+            payload: Some(payload),
+        },
+        Err(error) => Iq::Error {
+            from: Some(to),
+            to: Some(from),
+            id,
+            error: error.to_stanza_error(),
+            payload: None,
+        },
     }
 }
 

@@ -16,7 +16,7 @@ use crate::call::{CallCommand, CallEvent};
 use crate::config::Config;
 use crate::endpoint::DialPlan;
 use crate::jingle::negotiate::LocalTransport;
-use crate::jingle::{CallLimits, CallStart, MediaEvent, Signalling, SignallingConfig};
+use crate::jingle::{CallStart, MediaEvent, Signalling};
 use crate::mailbox::Mailboxes;
 use crate::metrics::Metrics;
 use crate::protocol::ice_udp::Candidate;
@@ -53,26 +53,7 @@ impl Harness {
         let config = Config::from_toml_str(text, Vec::new()).unwrap();
         let metrics = Arc::new(Metrics::new());
         let (voicemail, _) = Mailboxes::open(&config, metrics.clone()).unwrap();
-        let jingle = Signalling::new(SignallingConfig {
-            domain: "gw.localhost".into(),
-            virtual_jids: HashMap::new(),
-            limits: CallLimits {
-                max_calls: 10,
-                max_calls_per_jid: 5,
-                max_calls_per_caller: 5,
-                max_calls_per_domain: 8,
-                per_caller: crate::rate::Rate::per_minute(100),
-                per_domain: crate::rate::Rate::per_minute(100),
-            },
-            local_domains: vec!["localhost".into()],
-            ring_timeout: Duration::from_secs(30),
-            answer_timeout: Duration::from_secs(20),
-            max_duration: Duration::from_secs(3600),
-            fingerprint_sha256: "AA:BB:CC".into(),
-            prefer_dtls_active: true,
-            resource: "gateway".into(),
-            iq_id_prefix: "gw-".into(),
-        });
+        let jingle = Signalling::new(crate::testing::signalling_config(HashMap::new()));
         let core = RouterCore::new(RouterCoreParts {
             domain: BareJid::new("gw.localhost").unwrap(),
             name: "Test gateway".into(),

@@ -62,3 +62,45 @@ pub fn first_jingle(capture: &str, action: &str) -> Element {
         .find(|j| j.attr("action") == Some(action))
         .unwrap_or_else(|| panic!("capture has no {action}"))
 }
+
+/// A config of one mailbox `vm` with `settings` (and `extra` sections), prompts from the test
+/// fixtures; its problems as (key, message).
+pub fn mailbox_config(
+    settings: &str,
+    extra: &str,
+) -> Result<crate::config::Config, Vec<(String, String)>> {
+    let text = format!(
+        "[xmpp]\ndomain = \"gw.test\"\nsecret = \"s\"\n{extra}\n[prompts]\ndirectory = \"{}/../tests/fixtures/audio\"\n\
+         [endpoints.vm]\nkind = \"voicemail\"\n{settings}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    crate::config::Config::from_toml_str(&text, Vec::new())
+        .map_err(|e| e.0.into_iter().map(|e| (e.key, e.message)).collect())
+}
+
+/// The Jingle core's settings the unit tests run with, for `virtual_jids`.
+pub fn signalling_config(
+    virtual_jids: std::collections::HashMap<String, crate::jingle::VirtualJidPolicy>,
+) -> crate::jingle::SignallingConfig {
+    use std::time::Duration;
+    crate::jingle::SignallingConfig {
+        domain: "gw.localhost".into(),
+        virtual_jids,
+        limits: crate::jingle::CallLimits {
+            max_calls: 10,
+            max_calls_per_jid: 5,
+            max_calls_per_caller: 5,
+            max_calls_per_domain: 8,
+            per_caller: crate::rate::Rate::per_minute(100),
+            per_domain: crate::rate::Rate::per_minute(100),
+        },
+        local_domains: vec!["localhost".into()],
+        ring_timeout: Duration::from_secs(30),
+        answer_timeout: Duration::from_secs(20),
+        max_duration: Duration::from_secs(3600),
+        fingerprint_sha256: "AA:BB:CC".into(),
+        prefer_dtls_active: true,
+        resource: "gateway".into(),
+        iq_id_prefix: "gw-".into(),
+    }
+}

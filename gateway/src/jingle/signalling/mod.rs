@@ -277,16 +277,8 @@ impl Signalling {
 
     /// The earliest deadline of any session or proposal.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        let Self {
-            deadlines,
-            sessions,
-            proposals,
-            outgoing,
-            ..
-        } = self;
-        let next = deadlines.next(|owner, at| {
-            timers_of(sessions, proposals, outgoing, owner).is_some_and(|t| t.is_armed_at(at))
-        });
+        let (deadlines, armed) = self.deadline_index();
+        let next = deadlines.next(armed);
         debug_assert_eq!(
             next,
             self.scan_next_deadline(),
@@ -303,6 +295,22 @@ impl Signalling {
         sessions.chain(proposals).chain(outgoing).min()
     }
 
+    /// The deadline index, and whether one of its entries is still armed.
+    fn deadline_index(&mut self) -> (&mut Deadlines, impl Fn(&Owner, Instant) -> bool + '_) {
+        let Self {
+            deadlines,
+            sessions,
+            proposals,
+            outgoing,
+            ..
+        } = self;
+        let (sessions, proposals, outgoing) = (&*sessions, &*proposals, &*outgoing);
+        let armed = move |owner: &Owner, at: Instant| {
+            timers_of(sessions, proposals, outgoing, owner).is_some_and(|t| t.is_armed_at(at))
+        };
+        (deadlines, armed)
+    }
+
     /// Puts `owner`'s armed timers in the deadline index; called whenever one is armed.
     fn index_timers(&mut self, owner: Owner) {
         let armed: Vec<Instant> =
@@ -313,16 +321,8 @@ impl Signalling {
             self.deadlines.push(at, owner.clone());
         }
         let live = self.sessions.len() + self.proposals.len() + self.outgoing.len();
-        let Self {
-            deadlines,
-            sessions,
-            proposals,
-            outgoing,
-            ..
-        } = self;
-        deadlines.compact(3 * live, |owner, at| {
-            timers_of(sessions, proposals, outgoing, owner).is_some_and(|t| t.is_armed_at(at))
-        });
+        let (deadlines, armed) = self.deadline_index();
+        deadlines.compact(3 * live, armed);
     }
 
     /// An inbound Jingle IQ set from `from` to `to`. `Ok` means acknowledge it with a result
@@ -378,16 +378,8 @@ impl Signalling {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Self {
-            deadlines,
-            sessions,
-            proposals,
-            outgoing,
-            ..
-        } = self;
-        let due = deadlines.due(now, |owner, at| {
-            timers_of(sessions, proposals, outgoing, owner).is_some_and(|t| t.is_armed_at(at))
-        });
+        let (deadlines, armed) = self.deadline_index();
+        let due = deadlines.due(now, armed);
         for owner in due {
             match owner {
                 Owner::Session(call_id) => {

@@ -26,30 +26,11 @@ struct Harness {
 }
 
 fn config() -> SignallingConfig {
-    SignallingConfig {
-        domain: "gw.localhost".into(),
-        virtual_jids: HashMap::from([
-            ("echo".to_string(), open_to_all(true)),
-            ("other".to_string(), open_to_all(true)),
-            ("voicemail".to_string(), open_to_all(false)),
-        ]),
-        limits: CallLimits {
-            max_calls: 10,
-            max_calls_per_jid: 5,
-            max_calls_per_caller: 5,
-            max_calls_per_domain: 8,
-            per_caller: crate::rate::Rate::per_minute(100),
-            per_domain: crate::rate::Rate::per_minute(100),
-        },
-        local_domains: vec!["localhost".into()],
-        ring_timeout: Duration::from_secs(30),
-        answer_timeout: Duration::from_secs(20),
-        max_duration: Duration::from_secs(3600),
-        fingerprint_sha256: "AA:BB:CC".into(),
-        prefer_dtls_active: true,
-        resource: "gateway".into(),
-        iq_id_prefix: "gw-".into(),
-    }
+    crate::testing::signalling_config(HashMap::from([
+        ("echo".to_string(), open_to_all(true)),
+        ("other".to_string(), open_to_all(true)),
+        ("voicemail".to_string(), open_to_all(false)),
+    ]))
 }
 
 fn open_to_all(available: bool) -> VirtualJidPolicy {
