@@ -27,7 +27,7 @@ impl RouteTable {
     /// endpoint whose name makes no JID.
     pub fn from_config(config: &Config, domain: &str) -> Result<Self, String> {
         Ok(Self {
-            virtual_jids: callees_of(config, domain)?,
+            virtual_jids: virtual_jids_of(config, domain)?,
             admission: admission_of(config),
             outbound: config.outbound.clone(),
             admin: config.admin.clone(),
@@ -36,7 +36,7 @@ impl RouteTable {
 }
 
 /// The virtual JIDs of `config` on `domain`, as disco and presence show them.
-fn callees_of(config: &Config, domain: &str) -> Result<BTreeMap<String, VirtualJidInfo>, String> {
+fn virtual_jids_of(config: &Config, domain: &str) -> Result<BTreeMap<String, VirtualJidInfo>, String> {
     let mut virtual_jids = BTreeMap::new();
     for (name, endpoint) in &config.endpoints {
         let jid = jid::Jid::new(&format!("{name}@{domain}"))
