@@ -36,7 +36,10 @@ impl RouteTable {
 }
 
 /// The virtual JIDs of `config` on `domain`, as disco and presence show them.
-fn virtual_jids_of(config: &Config, domain: &str) -> Result<BTreeMap<String, VirtualJidInfo>, String> {
+fn virtual_jids_of(
+    config: &Config,
+    domain: &str,
+) -> Result<BTreeMap<String, VirtualJidInfo>, String> {
     let mut virtual_jids = BTreeMap::new();
     for (name, endpoint) in &config.endpoints {
         let jid = jid::Jid::new(&format!("{name}@{domain}"))

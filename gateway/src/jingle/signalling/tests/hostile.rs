@@ -428,3 +428,59 @@ fn ice_restarts_are_few_and_not_too_fast() {
     );
     h.expect_nothing();
 }
+
+/// Callers proposing and retracting as fast as they can leave a deadline behind each time (the
+/// ring timer of a proposal that is gone), behind a live one that keeps them from the front: the
+/// index sweeps them, so it stays a small multiple of what is live however long the flood goes.
+#[test]
+fn proposals_retracted_at_once_do_not_grow_the_deadline_index() {
+    let mut h = Harness::with(config());
+    let retract = |sid: &str| {
+        jmi(&format!(
+            "<retract xmlns='urn:xmpp:jingle-message:0' id='{sid}'/>"
+        ))
+    };
+    // One proposal stays: its ring timer is the earliest deadline all along.
+    h.propose("keeper@localhost/x", ECHO, "kept");
+    h.drain();
+    let (mut largest, mut proceeded) = (0, 0);
+    for n in 0..20_000 {
+        h.now += Duration::from_millis(1);
+        // A thousand users of the local domain (exempt from the per-domain limits), each
+        // under its own rate, one proposal at a time.
+        let caller = format!("u{}@localhost/x", n % 1000);
+        let sid = format!("s{n}");
+        h.propose(&caller, ECHO, &sid);
+        h.core
+            .handle_jmi(h.now, full(&caller), jid(ECHO), None, false, retract(&sid));
+        proceeded += h
+            .drain()
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    Output::Jmi {
+                        jmi: Jmi::Proceed { .. },
+                        ..
+                    }
+                )
+            })
+            .count();
+        largest = largest.max(h.core.deadlines.entries());
+    }
+    assert_eq!(
+        proceeded, 20_000,
+        "every proposal was taken, its ring timer armed"
+    );
+    // At most two proposals live at once (the kept one and the newest), three timers each:
+    // swept past twice that plus 64. Without the sweep: 20,000.
+    assert!(
+        largest <= 2 * 3 * 2 + 64,
+        "the index grew to {largest} entries"
+    );
+    assert_eq!(
+        h.core.poll_timeout(),
+        Some(h.start + Duration::from_secs(30)),
+        "the kept proposal's ring timer is next"
+    );
+}
