@@ -20,10 +20,15 @@ use super::Mailboxes;
 use crate::config::MailboxConfig;
 use crate::types::Codec;
 
-/// Writes (and seeks) that may wait for a recording's writer thread: about ten seconds of a
-/// WAV recording's packets, far more of Ogg pages. A disk slower than that for longer fails
-/// the recording (what was written is kept) instead of holding up the call.
+/// Writes (and seeks) that may wait for a recording's writer thread, each up to
+/// [`WRITE_CHUNK`] bytes: about two minutes of a WAV recording, far more of Ogg. A disk slower
+/// than that for longer fails the recording (what was written is kept) instead of holding up
+/// the call.
 const QUEUED_WRITES: usize = 512;
+
+/// Bytes gathered before they go to the writer thread (the recorder writes WAV a sample at a
+/// time): what a `BufWriter` holds, so a crash loses no more than it did.
+const WRITE_CHUNK: usize = 8 * 1024;
 
 /// Why a recording could not start.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +106,7 @@ impl Recording {
         let out = ToDisk {
             disk: disk.clone(),
             failed: failed.clone(),
+            pending: Vec::with_capacity(WRITE_CHUNK),
             position: 0,
             length: 0,
         };
@@ -202,11 +208,14 @@ struct Finish {
     completed: bool,
 }
 
-/// The recorder's output: writes and seeks queued for the writer thread, never waiting. The
-/// position is kept here (the file mirrors what was queued), so a seek is answered at once.
+/// The recorder's output: writes gathered into chunks and queued for the writer thread with
+/// seeks and flushes, never waiting. The position is kept here (the file mirrors what was
+/// queued), so a seek is answered at once.
 struct ToDisk {
     disk: SyncSender<Op>,
     failed: Arc<AtomicBool>,
+    /// Written, not yet queued.
+    pending: Vec<u8>,
     position: u64,
     length: u64,
 }
@@ -225,17 +234,41 @@ impl ToDisk {
             Err(TrySendError::Disconnected(_)) => Err(io::Error::other("the writer has stopped")),
         }
     }
+
+    /// Queues what was written and not yet queued.
+    fn send_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(WRITE_CHUNK));
+        self.queue(Op::Write(chunk))
+    }
+}
+
+impl Drop for ToDisk {
+    /// What is left goes out when the recorder is done (a failure to queue it marks the
+    /// recording failed).
+    fn drop(&mut self) {
+        let _ = self.send_pending();
+    }
 }
 
 impl Write for ToDisk {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.queue(Op::Write(buf.to_vec()))?;
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(io::Error::other("an earlier write failed"));
+        }
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() >= WRITE_CHUNK {
+            self.send_pending()?;
+        }
         self.position += buf.len() as u64;
         self.length = self.length.max(self.position);
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.send_pending()?;
         self.queue(Op::Flush)
     }
 }
@@ -248,6 +281,7 @@ impl Seek for ToDisk {
             SeekFrom::End(by) => self.length.checked_add_signed(by),
         }
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        self.send_pending()?;
         self.queue(Op::Seek(position))?;
         self.position = position;
         Ok(position)
