@@ -191,6 +191,16 @@ impl RouterCore {
             ("command", NS_COMMANDS, true) => {
                 let mailbox = to.node().map(|n| n.to_string()).unwrap_or_default();
                 let command = Command::parse(&payload).map_err(IqError::BadRequest)?;
+                // Anyone may send these: strangers are refused here, from the config, so that
+                // only owners can put work on the blocking pool.
+                let requester = from.to_bare().to_string();
+                let owner = self
+                    .voicemail
+                    .mailbox(&mailbox)
+                    .is_some_and(|m| m.config.is_owner(&requester));
+                if !owner {
+                    return Err(IqError::from(mailbox::commands::CommandError::Forbidden));
+                }
                 // It reads and changes the mailbox's files: the shell runs it off this loop.
                 self.push(RouterOutput::MailboxCommand {
                     request: (from.clone(), to.clone(), id.to_string()),
