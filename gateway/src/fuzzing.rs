@@ -299,7 +299,7 @@ pub fn config(data: &[u8]) {
         .split('\0')
         .filter_map(|pair| pair.split_once('='))
         .map(|(key, value)| (format!("GATEWAY_{key}"), value.to_string()));
-    match Config::from_toml_str(toml, env) {
+    match Config::from_toml_str(toml, env, &crate::endpoint::KINDS) {
         Ok(config) => {
             let domain = config.xmpp.domain.as_deref().unwrap_or("example.org");
             if let Err(e) = crate::routes::RouteTable::from_config(&config, domain) {

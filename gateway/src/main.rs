@@ -39,9 +39,13 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ConfigErrors> {
     match path {
-        Some(path) => Config::load(path),
+        Some(path) => Config::load(path, &jingle_gateway::endpoint::KINDS),
         None => {
-            let mut config = Config::from_toml_str(EXAMPLE_CONFIG, std::env::vars())?;
+            let mut config = Config::from_toml_str(
+                EXAMPLE_CONFIG,
+                std::env::vars(),
+                &jingle_gateway::endpoint::KINDS,
+            )?;
             config.origin = ConfigOrigin::Builtin;
             Ok(config)
         }
@@ -78,7 +82,7 @@ fn main() -> ExitCode {
         }
         Command::Devices => list_devices(),
         Command::CheckConfig(path) => {
-            match Config::load(&path)
+            match Config::load(&path, &jingle_gateway::endpoint::KINDS)
                 .and_then(|c| jingle_gateway::prompt::PromptLibrary::for_config(&c).map(|_| c))
             {
                 Ok(config) => {
@@ -188,7 +192,7 @@ async fn reload_on_sighup(
                 continue;
             };
             tracing::info!(path = %path.display(), "SIGHUP: reading the config again");
-            match Config::load(path) {
+            match Config::load(path, &jingle_gateway::endpoint::KINDS) {
                 Ok(config) => {
                     if reloads.send(config).is_err() {
                         return;

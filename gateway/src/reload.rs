@@ -106,7 +106,7 @@ async fn reread(running: &Config) -> Result<Config, String> {
         );
     };
     let path = path.clone();
-    tokio::task::spawn_blocking(move || Config::load(&path))
+    tokio::task::spawn_blocking(move || Config::load(&path, &crate::endpoint::KINDS))
         .await
         .map_err(|e| format!("reading the config failed: {e}"))?
         .map_err(|errors| errors.to_string())
@@ -173,10 +173,11 @@ mod tests {
     fn changes_that_need_a_restart_are_named() {
         let base =
             "[xmpp]\ndomain = \"gw.test\"\nsecret = \"s\"\n[endpoints.echo]\nkind = \"echo\"\n";
-        let running = Config::from_toml_str(base, Vec::new()).unwrap();
+        let running = Config::from_toml_str(base, Vec::new(), &crate::endpoint::KINDS).unwrap();
         let new = Config::from_toml_str(
             &format!("{base}[endpoints.other]\nkind = \"echo\"\n[media]\nport = 10001\n"),
             Vec::new(),
+            &crate::endpoint::KINDS,
         )
         .unwrap();
         assert_eq!(needs_restart(&running, &new), ["media"]);

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::config::{AdminConfig, Config, EndpointKind, OutboundConfig};
+use crate::config::{AdminConfig, Config, MailboxConfig, OutboundConfig};
 use crate::jingle::VirtualJidPolicy;
 use crate::xmpp::disco::VirtualJidInfo;
 
@@ -44,17 +44,17 @@ fn virtual_jids_of(
     for (name, endpoint) in &config.endpoints {
         let jid = jid::Jid::new(&format!("{name}@{domain}"))
             .map_err(|e| format!("endpoints.{name}: {e}"))?;
-        let available = endpoint.kind.is_available();
+        let available = endpoint.settings.available();
         if !available {
             tracing::warn!(
                 jid = %jid,
-                kind = endpoint.kind.name(),
+                kind = endpoint.kind,
                 "endpoint kind not available in this version yet: calls to this JID are refused"
             );
         }
         let display = endpoint.name.clone().unwrap_or_else(|| name.clone());
         let mut info = VirtualJidInfo::new(jid, display, available);
-        if matches!(endpoint.kind, EndpointKind::Voicemail(_)) {
+        if endpoint.settings_as::<MailboxConfig>().is_some() {
             info = info.with_feature(crate::protocol::adhoc::NS_COMMANDS);
         }
         virtual_jids.insert(name.clone(), info);
@@ -70,7 +70,7 @@ fn admission_of(config: &Config) -> HashMap<String, VirtualJidPolicy> {
         .iter()
         .map(|(name, endpoint)| {
             let virtual_jid = VirtualJidPolicy {
-                available: endpoint.kind.is_available(),
+                available: endpoint.settings.available(),
                 callers: config.callers_of(name),
             };
             (name.clone(), virtual_jid)
@@ -88,6 +88,7 @@ mod tests {
             "[xmpp]\ndomain = \"gw.test\"\nsecret = \"s\"\n[endpoints.echo]\nkind = \"echo\"\n\
              [endpoints.other]\nkind = \"echo\"\nname = \"Other\"\n",
             Vec::new(),
+            &crate::endpoint::KINDS,
         )
         .unwrap();
         let routes = RouteTable::from_config(&config, "gw.test").unwrap();

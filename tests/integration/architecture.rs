@@ -63,7 +63,7 @@ fn imports(source: &Path) -> Imports {
         for file in files.iter().filter(|f| f.exists() && !is_test_file(f)) {
             let text = std::fs::read_to_string(file).unwrap();
             let relative = file.strip_prefix(source).unwrap().display().to_string();
-            for used in named_modules(without_tests(&text)) {
+            for used in named_modules(&without_comments(without_tests(&text))) {
                 if used != *module && modules.contains(&used) {
                     entry.entry(used).or_default().insert(relative.clone());
                 }
@@ -126,6 +126,14 @@ fn without_tests(text: &str) -> &str {
         offset += line.len();
     }
     text
+}
+
+/// The text without its comment lines (a doc comment may name a module it does not use).
+fn without_comments(text: &str) -> String {
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Every `x` in `crate::x` and in `crate::{x, y::z}`.

@@ -80,7 +80,7 @@ pub fn gateway_config_with(
 ) -> Config {
     let env = test_env(server, data, extra);
     let text = format!("{EXAMPLE_CONFIG}\n{tables}");
-    match Config::from_toml_str(&text, env) {
+    match Config::from_toml_str(&text, env, &jingle_gateway::endpoint::KINDS) {
         Ok(config) => config,
         Err(errors) => panic!("test config is not valid:\n{errors}"),
     }

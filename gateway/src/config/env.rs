@@ -144,6 +144,7 @@ mod tests {
                 ("GATEWAY_CALLS_MAX_CALLS", "7"),
                 ("HOME", "/ignored"),
             ]),
+            &crate::endpoint::KINDS,
         )
         .unwrap();
         assert_eq!(config.xmpp.secret.as_deref(), Some("12345"));
@@ -175,7 +176,7 @@ mod tests {
             ("GATEWAY_XMPP_SEKRET", "x"),
         ]);
         let text = "[xmpp]\ndomain = \"gw.localhost\"\nsecret = \"s\"\n[endpoints.echo]\nkind = \"echo\"\n";
-        let errors = Config::from_toml_str(text, env.clone()).unwrap_err();
+        let errors = Config::from_toml_str(text, env.clone(), &crate::endpoint::KINDS).unwrap_err();
         let keys: Vec<_> = errors.0.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["xmpp.sekret"]);
         let mut table = Table::new();
@@ -190,7 +191,7 @@ mod tests {
             ]
         );
         let without_typo = vars(&[("GATEWAY_PORT", "tcp://10.0.0.7:5347")]);
-        let config = Config::from_toml_str(text, without_typo).unwrap();
+        let config = Config::from_toml_str(text, without_typo, &crate::endpoint::KINDS).unwrap();
         assert_eq!(config.ignored_env, ["GATEWAY_PORT"]);
     }
 }

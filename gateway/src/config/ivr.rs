@@ -476,7 +476,7 @@ mod tests {
              [endpoints.voicemail]\nkind = \"voicemail\"\nowners = [\"a@b\"]\n\
              [endpoints.lobby]\nkind = \"sound-device\"\n[endpoints.ivr]\nkind = \"ivr\"\n{ivr}"
         );
-        match Config::from_toml_str(&text, Vec::new()) {
+        match Config::from_toml_str(&text, Vec::new(), &crate::endpoint::KINDS) {
             Ok(_) => Vec::new(),
             Err(e) => e.0.into_iter().map(|e| (e.key, e.message)).collect(),
         }

@@ -1,14 +1,13 @@
 //! Loading: TOML text, then `GATEWAY_*` environment overrides, then typed sections, then
 //! validation. Every problem found on the way is collected, each naming the key it concerns.
 
-use std::collections::BTreeMap;
-
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
+use super::endpoints::{endpoints, EndpointKinds};
 use super::env::apply_env_overrides;
 use super::error::{ConfigError, ConfigErrors};
-use super::schema::{Config, ConfigOrigin, EndpointConfig, EndpointKind};
+use super::schema::{Config, ConfigOrigin};
 use super::validate::validate;
 
 /// The sections the config accepts besides `[endpoints]`.
@@ -27,8 +26,13 @@ pub(super) const SECTIONS: &[&str] = &[
 ];
 
 impl Config {
-    /// Parses and validates a config from TOML text, applying `GATEWAY_*` overrides from `env`.
-    pub fn from_toml_str<I>(text: &str, env: I) -> Result<Config, ConfigErrors>
+    /// Parses and validates a config from TOML text, applying `GATEWAY_*` overrides from `env`;
+    /// its endpoints may be of the kinds in `kinds` (the gateway's: `crate::endpoint::KINDS`).
+    pub fn from_toml_str<I>(
+        text: &str,
+        env: I,
+        kinds: &dyn EndpointKinds,
+    ) -> Result<Config, ConfigErrors>
     where
         I: IntoIterator<Item = (String, String)>,
     {
@@ -56,7 +60,7 @@ impl Config {
             metrics: section(&mut table, "metrics", &mut errors),
             outbound: section(&mut table, "outbound", &mut errors),
             admin: section(&mut table, "admin", &mut errors),
-            endpoints: endpoints(table.remove("endpoints"), &mut errors),
+            endpoints: endpoints(table.remove("endpoints"), kinds, &mut errors),
             origin: ConfigOrigin::Text,
             ignored_env: env.ignored,
         };
@@ -77,15 +81,16 @@ impl Config {
         }
     }
 
-    /// Reads, parses and validates the config file at `path` with the process environment.
-    pub fn load(path: &std::path::Path) -> Result<Config, ConfigErrors> {
+    /// Reads, parses and validates the config file at `path` with the process environment, its
+    /// endpoints of the kinds in `kinds`.
+    pub fn load(path: &std::path::Path, kinds: &dyn EndpointKinds) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError::new(
                 path.display().to_string(),
                 format!("cannot read config file: {e}"),
             )])
         })?;
-        let mut config = Self::from_toml_str(&text, std::env::vars())?;
+        let mut config = Self::from_toml_str(&text, std::env::vars(), kinds)?;
         config.origin = ConfigOrigin::File(path.to_path_buf());
         Ok(config)
     }
@@ -107,7 +112,7 @@ fn section<T: DeserializeOwned + Default>(
 
 /// Deserializes `value` (found at `key`) into `T`, reporting unknown keys and bad values;
 /// `None` when a problem could not be dropped to retry.
-fn typed<T: DeserializeOwned>(
+pub(super) fn typed<T: DeserializeOwned>(
     mut value: Value,
     key: &str,
     errors: &mut Vec<ConfigError>,
@@ -170,123 +175,6 @@ fn remove_path(value: &mut Value, path: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Reads `[endpoints.<name>]` tables: `kind` picks the endpoint, the other keys are its settings.
-fn endpoints(
-    value: Option<Value>,
-    errors: &mut Vec<ConfigError>,
-) -> BTreeMap<String, EndpointConfig> {
-    let mut endpoints = BTreeMap::new();
-    let Some(value) = value else {
-        return endpoints;
-    };
-    let Value::Table(table) = value else {
-        errors.push(ConfigError::new(
-            "endpoints",
-            "must be a table of [endpoints.<name>] tables",
-        ));
-        return endpoints;
-    };
-    for (name, value) in table {
-        let key = format!("endpoints.{name}");
-        let Value::Table(mut settings) = value else {
-            errors.push(ConfigError::new(key, "must be a table"));
-            continue;
-        };
-        let display_name = match settings.remove("name") {
-            None => None,
-            Some(Value::String(s)) => Some(s),
-            Some(_) => {
-                errors.push(ConfigError::new(format!("{key}.name"), "must be a string"));
-                None
-            }
-        };
-        let callers = match settings.remove("callers") {
-            None => None,
-            Some(Value::Array(entries)) => {
-                let strings: Option<Vec<String>> = entries
-                    .into_iter()
-                    .map(|e| e.as_str().map(str::to_string))
-                    .collect();
-                if strings.is_none() {
-                    errors.push(ConfigError::new(
-                        format!("{key}.callers"),
-                        "must be a list of strings",
-                    ));
-                }
-                strings
-            }
-            Some(_) => {
-                errors.push(ConfigError::new(
-                    format!("{key}.callers"),
-                    "must be a list of strings",
-                ));
-                None
-            }
-        };
-        let kind = match settings.remove("kind") {
-            Some(Value::String(kind)) => match EndpointKind::from_name(&kind) {
-                Some(kind) => kind,
-                None => {
-                    errors.push(ConfigError::new(
-                        format!("{key}.kind"),
-                        format!(
-                            "unknown endpoint kind `{kind}` (expected one of: {})",
-                            EndpointKind::NAMES.join(", ")
-                        ),
-                    ));
-                    continue;
-                }
-            },
-            Some(_) => {
-                errors.push(ConfigError::new(format!("{key}.kind"), "must be a string"));
-                continue;
-            }
-            None => {
-                errors.push(ConfigError::new(
-                    format!("{key}.kind"),
-                    format!("is required (one of: {})", EndpointKind::NAMES.join(", ")),
-                ));
-                continue;
-            }
-        };
-        let kind = match kind {
-            EndpointKind::Echo | EndpointKind::Doctor => {
-                for extra in settings.keys() {
-                    errors.push(ConfigError::new(
-                        format!("{key}.{extra}"),
-                        format!(
-                            "unknown key (an {} endpoint has only `kind`, `name` and `callers`)",
-                            kind.name()
-                        ),
-                    ));
-                }
-                kind
-            }
-            EndpointKind::Ivr(_) => match typed(Value::Table(settings), &key, errors) {
-                Some(ivr) => EndpointKind::Ivr(Box::new(ivr)),
-                None => continue,
-            },
-            EndpointKind::Voicemail(_) => match typed(Value::Table(settings), &key, errors) {
-                Some(mailbox) => EndpointKind::Voicemail(Box::new(mailbox)),
-                None => continue,
-            },
-            EndpointKind::SoundDevice(_) => match typed(Value::Table(settings), &key, errors) {
-                Some(sound) => EndpointKind::SoundDevice(Box::new(sound)),
-                None => continue,
-            },
-        };
-        endpoints.insert(
-            name,
-            EndpointConfig {
-                name: display_name,
-                callers,
-                kind,
-            },
-        );
-    }
-    endpoints
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,7 +188,7 @@ mod tests {
     "#;
 
     fn load(text: &str) -> Result<Config, ConfigErrors> {
-        Config::from_toml_str(text, Vec::new())
+        Config::from_toml_str(text, Vec::new(), &crate::endpoint::KINDS)
     }
 
     fn keys(errors: ConfigErrors) -> Vec<String> {
@@ -312,7 +200,7 @@ mod tests {
         let config = load(MINIMAL).unwrap();
         assert_eq!(config.xmpp.port, 5347);
         assert_eq!(config.xmpp.domain.as_deref(), Some("gw.localhost"));
-        assert_eq!(config.endpoints["echo"].kind, EndpointKind::Echo);
+        assert_eq!(config.endpoints["echo"].kind, "echo");
     }
 
     #[test]

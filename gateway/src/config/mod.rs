@@ -4,6 +4,7 @@
 mod admin;
 pub mod callers;
 mod duration;
+mod endpoints;
 mod env;
 mod error;
 mod http;
@@ -18,13 +19,14 @@ mod voicemail;
 pub use admin::AdminConfig;
 pub use callers::{CallerList, CallerPattern};
 pub use duration::ConfigDuration;
+pub use endpoints::{no_settings, read_settings, EndpointConfig, EndpointKinds, EndpointSettings};
 pub use error::{ConfigError, ConfigErrors};
 pub use http::{HttpConfig, MetricsConfig};
 pub use ivr::{ActionConfig, DtmfSourcesConfig, IvrConfig, MenuConfig};
 pub use outbound::{OutboundConfig, RingStrategy, RINGBACK_PROMPT};
 pub use schema::{
-    CallsConfig, Config, ConfigOrigin, DtlsRoleConfig, EndpointConfig, EndpointKind, LogConfig,
-    LogFormat, MediaConfig, PromptsConfig, StorageConfig, TurnServerConfig, XmppConfig,
+    CallsConfig, Config, ConfigOrigin, DtlsRoleConfig, LogConfig, LogFormat, MediaConfig,
+    PromptsConfig, StorageConfig, TurnServerConfig, XmppConfig,
 };
 pub use sound::{DeviceChoice, SoundDeviceConfig, WhenBusy};
 pub use validate::parse_port_range;
@@ -43,7 +45,8 @@ mod tests {
 
     #[test]
     fn example_config_is_valid() {
-        let config = Config::from_toml_str(EXAMPLE_CONFIG, Vec::new()).unwrap();
+        let config =
+            Config::from_toml_str(EXAMPLE_CONFIG, Vec::new(), &crate::endpoint::KINDS).unwrap();
         assert_eq!(config.xmpp.domain.as_deref(), Some("gw.localhost"));
         assert_eq!(config.xmpp.secret.as_deref(), Some("secret"));
         assert_eq!(config.xmpp.port, 5347);
@@ -54,7 +57,8 @@ mod tests {
 
     #[test]
     fn example_config_shows_the_defaults() {
-        let config = Config::from_toml_str(EXAMPLE_CONFIG, Vec::new()).unwrap();
+        let config =
+            Config::from_toml_str(EXAMPLE_CONFIG, Vec::new(), &crate::endpoint::KINDS).unwrap();
         let defaults = Config::default();
         // domain and secret have no default; everything else in the example is the default.
         let xmpp = XmppConfig {

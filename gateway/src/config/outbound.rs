@@ -149,7 +149,7 @@ mod tests {
     fn errors_for(allow: &str, tables: &str) -> Vec<String> {
         let example = EXAMPLE_CONFIG.replacen("allow = []", &format!("allow = {allow}"), 1);
         let text = format!("{example}\n{tables}");
-        match Config::from_toml_str(&text, Vec::new()) {
+        match Config::from_toml_str(&text, Vec::new(), &crate::endpoint::KINDS) {
             Ok(_) => Vec::new(),
             Err(errors) => errors.0.iter().map(|e| e.to_string()).collect(),
         }

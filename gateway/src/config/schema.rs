@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::duration::ConfigDuration;
 
 /// The whole gateway configuration, split per subsystem.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     /// `[xmpp]`: the component connection to the XMPP server.
     pub xmpp: XmppConfig,
@@ -36,7 +36,7 @@ pub struct Config {
     /// `[admin]`: who may run the admin commands.
     pub admin: crate::config::AdminConfig,
     /// `[endpoints.<name>]`: the virtual JIDs `<name>@<xmpp.domain>` and what answers them.
-    pub endpoints: BTreeMap<String, EndpointConfig>,
+    pub endpoints: BTreeMap<String, super::EndpointConfig>,
     /// Where the config came from (relative paths start from its directory).
     pub origin: ConfigOrigin,
     /// `GATEWAY_*` environment variables that name no config section, and were ignored.
@@ -354,48 +354,6 @@ impl Default for LogConfig {
     }
 }
 
-/// `[endpoints.<name>]`: one virtual JID, `<name>@<xmpp.domain>`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EndpointConfig {
-    /// Name shown to users (disco identity, presence status); defaults to the JID's local part.
-    pub name: Option<String>,
-    /// Who may call this JID (entries as in `calls.callers`); unset: `calls.callers`, or
-    /// `["@local"]` for a sound device.
-    pub callers: Option<Vec<String>>,
-    /// What answers calls to this JID, with that endpoint's settings.
-    pub kind: EndpointKind,
-}
-
-/// The endpoint behind a virtual JID, chosen with the key `kind`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EndpointKind {
-    /// `kind = "echo"`: the caller hears themselves.
-    Echo,
-    /// `kind = "voicemail"`: greeting, recording, delivery to the owners.
-    Voicemail(Box<crate::config::MailboxConfig>),
-    /// `kind = "ivr"`: menus and prompts from config.
-    Ivr(Box<crate::config::IvrConfig>),
-    /// `kind = "sound-device"`: a bridge to this machine's speaker and microphone (builds with
-    /// the `sound` feature).
-    SoundDevice(Box<crate::config::SoundDeviceConfig>),
-    /// `kind = "doctor"`: the call test, with a report in the caller's chat afterwards.
-    Doctor,
-}
-
-impl EndpointConfig {
-    /// The `callers` entries that apply to this JID, `default` being `calls.callers`.
-    pub fn callers_entries<'a>(&'a self, default: &'a [String]) -> std::borrow::Cow<'a, [String]> {
-        match (&self.callers, &self.kind) {
-            (Some(callers), _) => callers.as_slice().into(),
-            // A room's microphone is not for the federation to listen to.
-            (None, EndpointKind::SoundDevice(_)) => {
-                vec![crate::config::callers::LOCAL.to_string()].into()
-            }
-            (None, _) => default.into(),
-        }
-    }
-}
-
 impl Config {
     /// The domains whose users count as local (see `calls.local_domains`).
     pub fn local_domains(&self) -> Vec<String> {
@@ -413,42 +371,5 @@ impl Config {
                 crate::config::CallerList::parse(&e.callers_entries(&self.calls.callers)).ok()
             })
             .unwrap_or_else(crate::config::CallerList::anyone)
-    }
-}
-
-impl EndpointKind {
-    /// Every value the key `kind` accepts.
-    pub const NAMES: &'static [&'static str] =
-        &["echo", "voicemail", "ivr", "sound-device", "doctor"];
-
-    /// The kind named `name` in the config, if there is one.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "echo" => Some(Self::Echo),
-            "voicemail" => Some(Self::Voicemail(Box::default())),
-            "ivr" => Some(Self::Ivr(Box::default())),
-            "sound-device" => Some(Self::SoundDevice(Box::default())),
-            "doctor" => Some(Self::Doctor),
-            _ => None,
-        }
-    }
-
-    /// The name the config uses for this kind.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Echo => "echo",
-            Self::Voicemail(_) => "voicemail",
-            Self::Ivr(_) => "ivr",
-            Self::SoundDevice(_) => "sound-device",
-            Self::Doctor => "doctor",
-        }
-    }
-
-    /// Whether this gateway build can answer calls with this kind of endpoint yet.
-    pub fn is_available(&self) -> bool {
-        match self {
-            Self::Echo | Self::Ivr(_) | Self::Voicemail(_) | Self::Doctor => true,
-            Self::SoundDevice(_) => cfg!(feature = "sound"),
-        }
     }
 }

@@ -132,22 +132,21 @@ pub enum WhenBusy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, EndpointKind};
+    use crate::config::Config;
 
     fn parse(extra: &str) -> Result<Config, Vec<String>> {
         let text = format!(
             "[xmpp]\ndomain = \"gw.localhost\"\nsecret = \"s\"\n\
              [endpoints.lobby]\nkind = \"sound-device\"\n{extra}"
         );
-        Config::from_toml_str(&text, Vec::new())
+        Config::from_toml_str(&text, Vec::new(), &crate::endpoint::KINDS)
             .map_err(|e| e.0.iter().map(|e| e.key.clone()).collect())
     }
 
     fn sound(config: &Config) -> &SoundDeviceConfig {
-        match &config.endpoints["lobby"].kind {
-            EndpointKind::SoundDevice(sound) => sound,
-            other => panic!("not a sound device: {other:?}"),
-        }
+        config.endpoints["lobby"]
+            .settings_as::<SoundDeviceConfig>()
+            .expect("a sound device")
     }
 
     #[test]

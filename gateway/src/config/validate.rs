@@ -139,45 +139,20 @@ pub fn validate(config: &Config) -> Vec<ConfigError> {
             "no virtual JIDs: add at least one [endpoints.<name>] table with a `kind`",
         ));
     }
-    let availability = config
-        .endpoints
-        .iter()
-        .map(|(name, e)| (name.clone(), e.kind.is_available()))
-        .collect();
     let mut dial_targets = Vec::new();
     for (name, endpoint) in &config.endpoints {
         let key = format!("endpoints.{name}");
         if let Some(callers) = &endpoint.callers {
             errors.extend(validate_callers(&format!("{key}.callers"), callers));
         }
-        match &endpoint.kind {
-            crate::config::EndpointKind::Ivr(ivr) => {
-                errors.extend(ivr.validate(&key, &availability));
-                dial_targets.extend(ivr.dial_targets(&key));
-            }
-            crate::config::EndpointKind::Voicemail(mailbox) => {
-                errors.extend(mailbox.validate(&key));
-                if mailbox.delivery == crate::config::Delivery::Gateway
-                    && config.http.bind.is_none()
-                {
-                    errors.push(ConfigError::new(
-                        format!("{key}.delivery"),
-                        "is \"gateway\" but http.bind is not set: the gateway serves nothing",
-                    ));
-                }
-                dial_targets.extend(mailbox.dial_targets(&key));
-            }
-            crate::config::EndpointKind::SoundDevice(sound) => {
-                errors.extend(sound.validate(&key));
-            }
-            crate::config::EndpointKind::Echo | crate::config::EndpointKind::Doctor => {}
-        }
+        errors.extend(endpoint.settings.validate(&key, config));
+        dial_targets.extend(endpoint.settings.dial_targets(&key));
     }
     errors.extend(config.outbound.validate(&dial_targets));
     let has_mailboxes = config
         .endpoints
         .values()
-        .any(|e| matches!(e.kind, crate::config::EndpointKind::Voicemail(_)));
+        .any(|e| e.settings_as::<crate::config::MailboxConfig>().is_some());
     errors.extend(super::voicemail::validate_delivery(
         &config.voicemail,
         &config.http,
@@ -287,7 +262,7 @@ mod tests {
     use crate::config::Config;
 
     fn errors_for(text: &str) -> Vec<String> {
-        match Config::from_toml_str(text, Vec::new()) {
+        match Config::from_toml_str(text, Vec::new(), &crate::endpoint::KINDS) {
             Ok(_) => Vec::new(),
             Err(e) => e.0.into_iter().map(|e| e.key).collect(),
         }

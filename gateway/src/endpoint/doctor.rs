@@ -11,11 +11,52 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::player::Player;
-use super::{CallInfo, CallReport, Endpoint, EndpointEvent, Incoming, Outgoing};
+use super::{CallInfo, CallReport, Endpoint, EndpointEvent, Incoming, Kind, NewCall, Outgoing};
+use crate::config::{no_settings, ConfigError, EndpointSettings};
 use crate::media::dtmf::Digit;
 use crate::prompt::system::DOCTOR_INTRO;
 use crate::prompt::PromptLibrary;
-use crate::types::Codec;
+use crate::types::{Codec, EndReason};
+
+/// `kind = "doctor"`, which has no settings of its own.
+pub static KIND: DoctorKind = DoctorKind;
+
+/// The kind `doctor`.
+pub struct DoctorKind;
+
+/// A call doctor's settings: none, but it plays its introduction.
+#[derive(Debug)]
+struct DoctorSettings;
+
+impl EndpointSettings for DoctorSettings {
+    fn prompts(&self, key: &str) -> Vec<(String, String)> {
+        vec![(key.to_string(), DOCTOR_INTRO.to_string())]
+    }
+}
+
+impl Kind for DoctorKind {
+    fn name(&self) -> &'static str {
+        "doctor"
+    }
+
+    fn settings(
+        &self,
+        key: &str,
+        table: toml::Table,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<Arc<dyn EndpointSettings>> {
+        no_settings(self.name(), key, &table, errors);
+        Some(Arc::new(DoctorSettings))
+    }
+
+    fn create(
+        &self,
+        _settings: &Arc<dyn EndpointSettings>,
+        call: &NewCall<'_>,
+    ) -> Result<Box<dyn Endpoint>, EndReason> {
+        Ok(Box::new(Doctor::new(call.prompts.clone(), call.codec)))
+    }
+}
 
 /// How late the caller hears themselves.
 const DELAY: Duration = Duration::from_secs(1);

@@ -2,11 +2,50 @@
 //! returned as they came (no decoding, no encoding), and key presses are sent back as DTMF.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Endpoint, EndpointEvent, Incoming, Outgoing};
+use super::{Endpoint, EndpointEvent, Incoming, Kind, NewCall, Outgoing};
+use crate::config::{no_settings, ConfigError, EndpointSettings};
 use crate::media::dtmf::Digit;
+use crate::types::EndReason;
+
+/// `kind = "echo"`, which has no settings of its own.
+pub static KIND: EchoKind = EchoKind;
+
+/// The kind `echo`.
+pub struct EchoKind;
+
+/// An echo endpoint's settings: none.
+#[derive(Debug)]
+struct EchoSettings;
+
+impl EndpointSettings for EchoSettings {}
+
+impl Kind for EchoKind {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn settings(
+        &self,
+        key: &str,
+        table: toml::Table,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<Arc<dyn EndpointSettings>> {
+        no_settings(self.name(), key, &table, errors);
+        Some(Arc::new(EchoSettings))
+    }
+
+    fn create(
+        &self,
+        _settings: &Arc<dyn EndpointSettings>,
+        _call: &NewCall<'_>,
+    ) -> Result<Box<dyn Endpoint>, EndReason> {
+        Ok(Box::new(Echo::default()))
+    }
+}
 
 /// Packets held at most (more means the sender runs ahead of our clock: the oldest go).
 const MAX_QUEUED: usize = 5;

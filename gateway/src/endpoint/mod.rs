@@ -7,8 +7,8 @@ pub mod bridge;
 mod doctor;
 mod echo;
 pub mod ivr;
+mod kinds;
 pub mod player;
-#[cfg(feature = "sound")]
 mod sound;
 pub mod voicemail;
 
@@ -19,8 +19,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use echo::Echo;
+pub use kinds::{settings_of, Kind, Kinds, NewCall, KINDS};
 
-use crate::config::{DtmfSourcesConfig, EndpointKind};
+use crate::config::{DtmfSourcesConfig, EndpointSettings};
 use crate::jingle::negotiate::Negotiated;
 use crate::mailbox::Mailboxes;
 use crate::media::codec::AudioFrame;
@@ -133,7 +134,8 @@ pub struct CallInfo {
 
 /// Makes the endpoint of a virtual JID for a call (at its start, or when a call is handed over).
 pub struct EndpointFactory {
-    kinds: HashMap<String, EndpointKind>,
+    /// Each virtual JID's kind, with its settings.
+    kinds: HashMap<String, (&'static dyn Kind, Arc<dyn EndpointSettings>)>,
     prompts: Arc<PromptLibrary>,
     voicemail: Arc<Mailboxes>,
     /// Who may reach each virtual JID, also by a transfer from another one.
@@ -154,7 +156,10 @@ impl EndpointFactory {
             kinds: config
                 .endpoints
                 .iter()
-                .map(|(name, endpoint)| (name.clone(), endpoint.kind.clone()))
+                .filter_map(|(name, endpoint)| {
+                    let kind = KINDS.get(endpoint.kind)?;
+                    Some((name.clone(), (kind, endpoint.settings.clone())))
+                })
                 .collect(),
             prompts,
             voicemail,
@@ -182,41 +187,17 @@ impl EndpointFactory {
         if !allowed {
             return Err(EndReason::CallerNotAllowed);
         }
-        match self.kinds.get(virtual_jid) {
-            Some(EndpointKind::Echo) => Ok(Box::new(Echo::default())),
-            Some(EndpointKind::Doctor) => {
-                Ok(Box::new(doctor::Doctor::new(self.prompts.clone(), codec)))
-            }
-            Some(EndpointKind::Ivr(config)) => Ok(Box::new(ivr::Ivr::new(
-                &Arc::new((**config).clone()),
-                self.prompts.clone(),
-                codec,
-            ))),
-            Some(EndpointKind::Voicemail(_)) => {
-                let mailbox = self
-                    .voicemail
-                    .mailbox(virtual_jid)
-                    .ok_or(EndReason::EndpointUnavailable)?;
-                Ok(Box::new(voicemail::VoicemailEndpoint::new(
-                    self.voicemail.clone(),
-                    virtual_jid,
-                    mailbox.config.clone(),
-                    self.prompts.clone(),
-                    peer,
-                    codec,
-                )))
-            }
-            #[cfg(feature = "sound")]
-            Some(EndpointKind::SoundDevice(config)) => {
-                let link = crate::sound::SoundDevices::global()
-                    .attach(virtual_jid, config)
-                    .map_err(|crate::sound::AttachError::Busy| EndReason::Busy)?;
-                Ok(Box::new(sound::SoundEndpoint::new(link, config)))
-            }
-            #[cfg(not(feature = "sound"))]
-            Some(EndpointKind::SoundDevice(_)) => Err(EndReason::EndpointUnavailable),
-            None => Err(EndReason::EndpointUnavailable),
-        }
+        let Some((kind, settings)) = self.kinds.get(virtual_jid) else {
+            return Err(EndReason::EndpointUnavailable);
+        };
+        let call = NewCall {
+            virtual_jid,
+            peer,
+            codec,
+            prompts: &self.prompts,
+            mailboxes: &self.voicemail,
+        };
+        kind.create(settings, &call)
     }
 }
 

@@ -4,14 +4,79 @@
 
 use std::sync::Arc;
 
-use super::{Endpoint, EndpointEvent, Incoming, Outgoing};
-use crate::config::{DeviceChoice, SoundDeviceConfig};
-use crate::media::codec::{AudioFrame, FRAME_SAMPLES};
-use crate::media::dtmf::Digit;
-use crate::sound::{lock, CallLink};
+use super::{Endpoint, Kind, NewCall};
+use crate::config::{read_settings, Config, ConfigError, EndpointSettings, SoundDeviceConfig};
 use crate::types::EndReason;
+#[cfg(feature = "sound")]
+use {
+    super::{EndpointEvent, Incoming, Outgoing},
+    crate::config::DeviceChoice,
+    crate::media::codec::{AudioFrame, FRAME_SAMPLES},
+    crate::media::dtmf::Digit,
+    crate::sound::{lock, CallLink},
+};
+
+/// `kind = "sound-device"`, with the settings of [`SoundDeviceConfig`]; in a build without the
+/// `sound` feature its JIDs are listed and refuse calls.
+pub static KIND: SoundDeviceKind = SoundDeviceKind;
+
+/// The kind `sound-device`.
+pub struct SoundDeviceKind;
+
+impl Kind for SoundDeviceKind {
+    fn name(&self) -> &'static str {
+        "sound-device"
+    }
+
+    fn settings(
+        &self,
+        key: &str,
+        table: toml::Table,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<Arc<dyn EndpointSettings>> {
+        read_settings::<SoundDeviceConfig>(key, table, errors)
+    }
+
+    #[cfg(feature = "sound")]
+    fn create(
+        &self,
+        settings: &Arc<dyn EndpointSettings>,
+        call: &NewCall<'_>,
+    ) -> Result<Box<dyn Endpoint>, EndReason> {
+        let config = super::settings_of::<SoundDeviceConfig>(settings)?;
+        let link = crate::sound::SoundDevices::global()
+            .attach(call.virtual_jid, &config)
+            .map_err(|crate::sound::AttachError::Busy| EndReason::Busy)?;
+        Ok(Box::new(SoundEndpoint::new(link, &config)))
+    }
+
+    #[cfg(not(feature = "sound"))]
+    fn create(
+        &self,
+        _settings: &Arc<dyn EndpointSettings>,
+        _call: &NewCall<'_>,
+    ) -> Result<Box<dyn Endpoint>, EndReason> {
+        Err(EndReason::EndpointUnavailable)
+    }
+}
+
+impl EndpointSettings for SoundDeviceConfig {
+    fn available(&self) -> bool {
+        cfg!(feature = "sound")
+    }
+
+    fn validate(&self, key: &str, _config: &Config) -> Vec<ConfigError> {
+        SoundDeviceConfig::validate(self, key)
+    }
+
+    /// A room's microphone is not for the federation to listen to.
+    fn default_callers(&self) -> Option<Vec<String>> {
+        Some(vec![crate::config::callers::LOCAL.to_string()])
+    }
+}
 
 /// A call bridged to a sound device.
+#[cfg(feature = "sound")]
 pub struct SoundEndpoint {
     link: Arc<CallLink>,
     output_volume: f32,
@@ -23,6 +88,7 @@ pub struct SoundEndpoint {
     failure_told: bool,
 }
 
+#[cfg(feature = "sound")]
 impl SoundEndpoint {
     /// A call on `link`, with the levels and directions of `config`.
     pub fn new(link: Arc<CallLink>, config: &SoundDeviceConfig) -> Self {
@@ -39,12 +105,14 @@ impl SoundEndpoint {
     }
 }
 
+#[cfg(feature = "sound")]
 impl Drop for SoundEndpoint {
     fn drop(&mut self) {
         self.link.end();
     }
 }
 
+#[cfg(feature = "sound")]
 impl Endpoint for SoundEndpoint {
     fn wants_pcm(&self) -> bool {
         self.plays

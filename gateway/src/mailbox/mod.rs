@@ -24,7 +24,7 @@ pub use delivery::{recording_url, RECORDINGS};
 pub use recording::{Finished, Recording, StartError};
 pub use store::{Ending, MessageInfo};
 
-use crate::config::{Config, EndpointKind, MailboxConfig};
+use crate::config::{Config, MailboxConfig};
 use crate::metrics::Metrics;
 use crate::types::Codec;
 use store::MailboxDir;
@@ -97,7 +97,7 @@ impl Mailboxes {
         let mut mailboxes = BTreeMap::new();
         let mut fresh = Vec::new();
         for (name, endpoint) in &config.endpoints {
-            let EndpointKind::Voicemail(mailbox) = &endpoint.kind else {
+            let Some(mailbox) = endpoint.settings_as::<MailboxConfig>() else {
                 continue;
             };
             let path = mailbox.directory.clone().unwrap_or_else(|| root.join(name));
@@ -108,7 +108,7 @@ impl Mailboxes {
             if !open.contains(&path) {
                 fresh.push((name.clone(), directory.clone(), mailbox.min_length.0));
             }
-            let config = Arc::new((**mailbox).clone());
+            let config = Arc::new(mailbox.clone());
             mailboxes.insert(name.clone(), Mailbox { config, directory });
         }
         for (name, directory, min_length) in fresh {

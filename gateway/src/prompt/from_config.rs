@@ -1,8 +1,8 @@
 //! The prompt library a config asks for: every prompt its endpoints name (with the key naming
 //! each), found where the config says (its prompt directory, or the built-in samples).
 
-use super::{system, PromptLibrary, PromptSource};
-use crate::config::{Config, ConfigErrors, ConfigOrigin, EndpointKind};
+use super::{PromptLibrary, PromptSource};
+use crate::config::{Config, ConfigErrors, ConfigOrigin};
 
 impl PromptLibrary {
     /// Loads every prompt `config` names (the check `check-config` and the start share).
@@ -22,20 +22,7 @@ pub fn uses(config: &Config) -> Vec<(String, String)> {
     config
         .endpoints
         .iter()
-        .flat_map(|(name, endpoint)| match &endpoint.kind {
-            EndpointKind::Ivr(ivr) => ivr.prompts(&format!("endpoints.{name}")),
-            EndpointKind::Voicemail(mailbox) => {
-                let key = format!("endpoints.{name}");
-                let mut uses = mailbox.prompts(&key);
-                uses.extend(system::specs().into_iter().map(|spec| (key.clone(), spec)));
-                uses
-            }
-            EndpointKind::Doctor => vec![(
-                format!("endpoints.{name}"),
-                system::DOCTOR_INTRO.to_string(),
-            )],
-            _ => Vec::new(),
-        })
+        .flat_map(|(name, endpoint)| endpoint.settings.prompts(&format!("endpoints.{name}")))
         .collect()
 }
 

@@ -50,7 +50,7 @@ impl Harness {
     }
 
     fn with_config(text: &str) -> Self {
-        let config = Config::from_toml_str(text, Vec::new()).unwrap();
+        let config = Config::from_toml_str(text, Vec::new(), &crate::endpoint::KINDS).unwrap();
         let metrics = Arc::new(Metrics::new());
         let (voicemail, _) = Mailboxes::open(&config, metrics.clone()).unwrap();
         let jingle = Signalling::new(crate::testing::signalling_config(HashMap::new()));
@@ -793,6 +793,7 @@ fn a_reload_says_goodbye_for_removed_jids_and_announces_the_rest() {
         "[xmpp]\ndomain = \"gw.localhost\"\nsecret = \"s\"\n[endpoints.echo]\nkind = \"echo\"\n\
          [endpoints.room]\nkind = \"echo\"\n",
         Vec::new(),
+        &crate::endpoint::KINDS,
     )
     .unwrap();
     h.core.handle_reload(

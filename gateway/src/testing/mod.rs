@@ -74,7 +74,7 @@ pub fn mailbox_config(
          [endpoints.vm]\nkind = \"voicemail\"\n{settings}",
         env!("CARGO_MANIFEST_DIR")
     );
-    crate::config::Config::from_toml_str(&text, Vec::new())
+    crate::config::Config::from_toml_str(&text, Vec::new(), &crate::endpoint::KINDS)
         .map_err(|e| e.0.into_iter().map(|e| (e.key, e.message)).collect())
 }
 

@@ -11,11 +11,66 @@ use std::sync::Arc;
 pub use menu::{Command, MenuEngine};
 pub use pattern::{Match, Pattern};
 
-use super::{CallInfo, Endpoint, EndpointEvent, Incoming, Outgoing};
-use crate::config::{DtmfSourcesConfig, IvrConfig};
+use super::{settings_of, CallInfo, Endpoint, EndpointEvent, Incoming, Kind, NewCall, Outgoing};
+use crate::config::{
+    read_settings, Config, ConfigError, DtmfSourcesConfig, EndpointSettings, IvrConfig,
+};
 use crate::media::dtmf::Digit;
 use crate::prompt::{EncodedPrompt, PromptLibrary};
-use crate::types::Codec;
+use crate::types::{Codec, EndReason};
+
+/// `kind = "ivr"`: menus, with the settings of [`IvrConfig`].
+pub static KIND: IvrKind = IvrKind;
+
+/// The kind `ivr`.
+pub struct IvrKind;
+
+impl Kind for IvrKind {
+    fn name(&self) -> &'static str {
+        "ivr"
+    }
+
+    fn settings(
+        &self,
+        key: &str,
+        table: toml::Table,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<Arc<dyn EndpointSettings>> {
+        read_settings::<IvrConfig>(key, table, errors)
+    }
+
+    fn create(
+        &self,
+        settings: &Arc<dyn EndpointSettings>,
+        call: &NewCall<'_>,
+    ) -> Result<Box<dyn Endpoint>, EndReason> {
+        let config = settings_of::<IvrConfig>(settings)?;
+        Ok(Box::new(Ivr::new(
+            &config,
+            call.prompts.clone(),
+            call.codec,
+        )))
+    }
+}
+
+impl EndpointSettings for IvrConfig {
+    fn validate(&self, key: &str, config: &Config) -> Vec<ConfigError> {
+        let available = config
+            .endpoints
+            .iter()
+            .map(|(name, endpoint)| (name.clone(), endpoint.settings.available()))
+            .collect();
+        IvrConfig::validate(self, key, &available)
+    }
+
+    fn dial_targets(&self, key: &str) -> Vec<(String, String)> {
+        IvrConfig::dial_targets(self, key)
+    }
+
+    fn prompts(&self, key: &str) -> Vec<(String, String)> {
+        IvrConfig::prompts(self, key)
+    }
+}
 
 /// The IVR endpoint of one call.
 pub struct Ivr {

@@ -12,11 +12,84 @@ pub use caller::LeaveMessage;
 pub use owner::OwnerMenu;
 
 use super::player::Player;
-use super::{CallInfo, Endpoint, EndpointEvent, Incoming, Outgoing};
-use crate::config::{DtmfSourcesConfig, MailboxConfig};
+use super::{CallInfo, Endpoint, EndpointEvent, Incoming, Kind, NewCall, Outgoing};
+use crate::config::{
+    read_settings, Config, ConfigError, Delivery, DtmfSourcesConfig, EndpointSettings,
+    MailboxConfig,
+};
 use crate::mailbox::Mailboxes;
 use crate::media::dtmf::Digit;
 use crate::prompt::PromptLibrary;
+use crate::types::EndReason;
+
+/// `kind = "voicemail"`: a mailbox, with the settings of [`MailboxConfig`].
+pub static KIND: VoicemailKind = VoicemailKind;
+
+/// The kind `voicemail`.
+pub struct VoicemailKind;
+
+impl Kind for VoicemailKind {
+    fn name(&self) -> &'static str {
+        "voicemail"
+    }
+
+    fn settings(
+        &self,
+        key: &str,
+        table: toml::Table,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<Arc<dyn EndpointSettings>> {
+        read_settings::<MailboxConfig>(key, table, errors)
+    }
+
+    /// The mailbox's settings are those its storage opened with (the same config's).
+    fn create(
+        &self,
+        _settings: &Arc<dyn EndpointSettings>,
+        call: &NewCall<'_>,
+    ) -> Result<Box<dyn Endpoint>, EndReason> {
+        let mailbox = call
+            .mailboxes
+            .mailbox(call.virtual_jid)
+            .ok_or(EndReason::EndpointUnavailable)?;
+        Ok(Box::new(VoicemailEndpoint::new(
+            call.mailboxes.clone(),
+            call.virtual_jid,
+            mailbox.config.clone(),
+            call.prompts.clone(),
+            call.peer,
+            call.codec,
+        )))
+    }
+}
+
+impl EndpointSettings for MailboxConfig {
+    fn validate(&self, key: &str, config: &Config) -> Vec<ConfigError> {
+        let mut errors = MailboxConfig::validate(self, key);
+        if self.delivery == Delivery::Gateway && config.http.bind.is_none() {
+            errors.push(ConfigError::new(
+                format!("{key}.delivery"),
+                "is \"gateway\" but http.bind is not set: the gateway serves nothing",
+            ));
+        }
+        errors
+    }
+
+    fn dial_targets(&self, key: &str) -> Vec<(String, String)> {
+        MailboxConfig::dial_targets(self, key)
+    }
+
+    /// The mailbox's own prompts, and the system prompts its menus speak.
+    fn prompts(&self, key: &str) -> Vec<(String, String)> {
+        let mut uses = MailboxConfig::prompts(self, key);
+        uses.extend(
+            crate::prompt::system::specs()
+                .into_iter()
+                .map(|spec| (key.to_string(), spec)),
+        );
+        uses
+    }
+}
 
 /// A call to a mailbox.
 pub struct VoicemailEndpoint {

@@ -35,7 +35,7 @@ fn setup(mailbox: &str) -> Setup {
          [endpoints.vm]\nkind = \"voicemail\"\nowners = [\"owner@test\"]\n{mailbox}",
         dir.display()
     );
-    let config = Config::from_toml_str(&text, Vec::new()).unwrap();
+    let config = Config::from_toml_str(&text, Vec::new(), &crate::endpoint::KINDS).unwrap();
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let (voicemail, _queue) = Mailboxes::open(&config, metrics).unwrap();
     let prompts = Arc::new(crate::prompt::PromptLibrary::for_config(&config).unwrap());
