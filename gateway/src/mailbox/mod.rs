@@ -89,11 +89,7 @@ impl Mailboxes {
     /// Nothing changes when a directory cannot be opened.
     pub fn reload(&self, config: &Config) -> Result<(), OpenError> {
         let root = config.storage.data_dir.join(&config.voicemail.directory);
-        let open: Vec<PathBuf> = self
-            .read()
-            .values()
-            .map(|m| m.directory.path().to_path_buf())
-            .collect();
+        let open: Vec<MailboxDir> = self.read().values().map(|m| m.directory.clone()).collect();
         let mut mailboxes = BTreeMap::new();
         let mut fresh = Vec::new();
         for (name, endpoint) in &config.endpoints {
@@ -101,13 +97,18 @@ impl Mailboxes {
                 continue;
             };
             let path = mailbox.directory.clone().unwrap_or_else(|| root.join(name));
-            let directory = MailboxDir::open(path.clone()).map_err(|source| OpenError {
-                path: path.display().to_string(),
-                source,
-            })?;
-            if !open.contains(&path) {
-                fresh.push((name.clone(), directory.clone(), mailbox.min_length.0));
-            }
+            // A directory already open keeps its handle: its recordings in progress count in it.
+            let directory = match open.iter().find(|open| open.path() == path) {
+                Some(directory) => directory.clone(),
+                None => {
+                    let directory = MailboxDir::open(path.clone()).map_err(|source| OpenError {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                    fresh.push((name.clone(), directory.clone(), mailbox.min_length.0));
+                    directory
+                }
+            };
             let config = Arc::new(mailbox.clone());
             mailboxes.insert(name.clone(), Mailbox { config, directory });
         }

@@ -77,9 +77,26 @@ impl Recording {
         caller: &str,
         codec: Codec,
     ) -> Result<Self, StartError> {
-        if directory.count() >= config.max_messages as usize {
+        if !directory.reserve(config.max_messages as usize) {
             return Err(StartError::Full);
         }
+        let started =
+            Self::start_writer(voicemail, directory.clone(), mailbox, config, caller, codec);
+        if started.is_err() {
+            directory.release();
+        }
+        started
+    }
+
+    /// [`Recording::start`] once the message has its place.
+    fn start_writer(
+        voicemail: Arc<Mailboxes>,
+        directory: MailboxDir,
+        mailbox: &str,
+        config: &MailboxConfig,
+        caller: &str,
+        codec: Codec,
+    ) -> Result<Self, StartError> {
         let info = MessageInfo::new(mailbox, caller, config.format, codec.name());
         let (disk, ops) = mpsc::sync_channel(QUEUED_WRITES);
         let failed = Arc::new(AtomicBool::new(false));
@@ -306,6 +323,8 @@ impl Writer {
             .directory
             .save(&self.info)
             .and_then(|()| File::create(&self.part));
+        // The reserved place is now a file (or, on failure, nothing).
+        self.directory.recount();
         let mut file = match opened {
             Ok(file) => Some(BufWriter::new(file)),
             Err(e) => {

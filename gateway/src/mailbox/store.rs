@@ -6,6 +6,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -141,13 +143,22 @@ impl MessageInfo {
 #[derive(Debug, Clone)]
 pub struct MailboxDir {
     path: PathBuf,
+    /// Messages stored or being recorded (what `max_messages` counts), kept in memory so that
+    /// a call asks without reading the directory: counted when the directory is opened, after
+    /// a message is deleted or finished, and raised by each recording that starts.
+    messages: Arc<AtomicUsize>,
 }
 
 impl MailboxDir {
     /// The directory at `path`, created if missing.
     pub fn open(path: PathBuf) -> io::Result<Self> {
         fs::create_dir_all(&path)?;
-        Ok(Self { path })
+        let directory = Self {
+            path,
+            messages: Arc::default(),
+        };
+        directory.recount();
+        Ok(directory)
     }
 
     /// The directory.
@@ -212,9 +223,37 @@ impl MailboxDir {
         messages
     }
 
-    /// Messages stored or being recorded (what `max_messages` counts).
+    /// Messages stored or being recorded (what `max_messages` counts), as last counted: no
+    /// disk access.
     pub fn count(&self) -> usize {
-        self.ids_with("json").len()
+        self.messages.load(Ordering::Relaxed)
+    }
+
+    /// Takes a place for a new message if fewer than `max` are stored or being recorded; no
+    /// disk access. The place is given back by [`MailboxDir::release`] if the recording does not
+    /// start, else counted from its files from then on.
+    pub fn reserve(&self, max: usize) -> bool {
+        self.messages
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+                (count < max).then_some(count + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back a place taken by [`MailboxDir::reserve`] for a recording that did not start.
+    pub fn release(&self) {
+        let _ = self
+            .messages
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
+                count.checked_sub(1)
+            });
+    }
+
+    /// Counts the messages on disk again (off the call: the recording's writer, or whoever
+    /// deleted one).
+    pub fn recount(&self) {
+        self.messages
+            .store(self.ids_with("json").len(), Ordering::Relaxed);
     }
 
     /// Removes a message and its recording.
@@ -225,7 +264,9 @@ impl MailboxDir {
                 _ => {}
             }
         }
-        fs::remove_file(self.metadata_path(&info.id))
+        let removed = fs::remove_file(self.metadata_path(&info.id));
+        self.recount();
+        removed
     }
 
     /// Finishes the recordings a crash cut short: each `.part` file is cut after its last
@@ -289,6 +330,7 @@ impl MailboxDir {
                 let _ = fs::remove_file(self.path.join(name));
             }
         }
+        self.recount();
         recovered
     }
 
@@ -398,11 +440,40 @@ mod tests {
         }
         let listed = store.messages();
         assert_eq!(listed, vec![first.clone(), second.clone()]);
-        assert_eq!(store.count(), 3);
+        assert_eq!(MailboxDir::open(dir.clone()).unwrap().count(), 3);
         assert_eq!(first.token.len(), 32);
         assert_ne!(first.token, second.token);
         store.delete(&first).unwrap();
         assert_eq!(store.messages(), vec![second]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn places_are_taken_in_memory_and_counted_again_from_the_files() {
+        let dir = temp_dir("places");
+        let kept = MessageInfo::new("vm", "a@x/1", RecordingFormat::Wav, "pcmu");
+        MailboxDir::open(dir.clone()).unwrap().save(&kept).unwrap();
+        let store = MailboxDir::open(dir.clone()).unwrap();
+        let handle = store.clone();
+        assert_eq!(store.count(), 1);
+        // Two places left of three; a call taking one is seen by every handle.
+        assert!(store.reserve(3));
+        assert!(handle.reserve(3));
+        assert!(!store.reserve(3));
+        assert_eq!(handle.count(), 3);
+        // One recording did not start; the other's files are written and counted.
+        store.release();
+        let recorded = MessageInfo::new("vm", "b@x/1", RecordingFormat::Wav, "pcmu");
+        store.save(&recorded).unwrap();
+        store.recount();
+        assert_eq!(handle.count(), 2);
+        handle.delete(&kept).unwrap();
+        assert_eq!(store.count(), 1);
+        // Never below zero, whatever is given back.
+        for _ in 0..3 {
+            store.release();
+        }
+        assert_eq!(store.count(), 0);
         fs::remove_dir_all(dir).unwrap();
     }
 
