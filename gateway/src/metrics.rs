@@ -63,6 +63,7 @@ pub struct Metrics {
     setup_seconds: Histogram,
     first_media_seconds: Histogram,
     packets_lost: Counter,
+    packets_fec_recovered: Counter,
     packets_late: Counter,
     jitter_seconds: Histogram,
     recordings: Counter,
@@ -94,6 +95,7 @@ impl Metrics {
             setup_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             first_media_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             packets_lost: Counter::default(),
+            packets_fec_recovered: Counter::default(),
             packets_late: Counter::default(),
             // 1 ms to about 0.5 s.
             jitter_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 10)),
@@ -146,8 +148,13 @@ impl Metrics {
         );
         r.register(
             "packets_lost",
-            "Received audio packets that never came (concealed), over ended calls",
+            "Received audio packets that never came (concealed or recovered), over ended calls",
             metrics.packets_lost.clone(),
+        );
+        r.register(
+            "packets_fec_recovered",
+            "Lost audio packets recovered from the next packet's in-band FEC, over ended calls",
+            metrics.packets_fec_recovered.clone(),
         );
         r.register(
             "packets_late",
@@ -290,8 +297,9 @@ impl Metrics {
     }
 
     /// What a call's receiving side saw, at its end.
-    pub fn call_media(&self, lost: u64, late: u64, jitter_ms: f64) {
+    pub fn call_media(&self, lost: u64, fec_recovered: u64, late: u64, jitter_ms: f64) {
         self.packets_lost.inc_by(lost);
+        self.packets_fec_recovered.inc_by(fec_recovered);
         self.packets_late.inc_by(late);
         self.jitter_seconds.observe(jitter_ms / 1000.0);
     }
@@ -514,7 +522,7 @@ mod tests {
         metrics.call_ended("echo", "peer_hung_up", true);
         metrics.call_ended("ivr", "busy", false);
         metrics.setup(Duration::from_millis(12));
-        metrics.call_media(3, 1, 4.0);
+        metrics.call_media(3, 2, 1, 4.0);
         metrics.set_connected(true);
         metrics.set_connected(false);
         metrics.set_connected(true);
@@ -526,6 +534,7 @@ mod tests {
             "jingle_gateway_calls_finished_total{endpoint=\"ivr\",reason=\"busy\"} 1",
             "jingle_gateway_call_setup_seconds_count 1",
             "jingle_gateway_packets_lost_total 3",
+            "jingle_gateway_packets_fec_recovered_total 2",
             "jingle_gateway_component_connected 1",
             "jingle_gateway_component_connections_total 2",
             "jingle_gateway_packets_dropped_replay_total 1",

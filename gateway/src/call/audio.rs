@@ -10,7 +10,7 @@ use webrtc_util::marshal::Unmarshal;
 
 use crate::endpoint::{Endpoint, EndpointEvent, Incoming, Outgoing};
 use crate::jingle::negotiate::{Negotiated, PayloadKind};
-use crate::media::codec::{Decoder, Encoder, FRAME_SAMPLES};
+use crate::media::codec::{Concealment, Decoder, Encoder, FRAME_SAMPLES};
 use crate::media::dtmf::{Digit, DigitMerger, DigitSource, DtmfReceiver, DtmfSender};
 use crate::media::foreign::ForeignAudio;
 use crate::media::inband_dtmf::InbandDtmf;
@@ -65,6 +65,11 @@ pub struct AudioPath {
     last_sr: Option<LastSenderReport>,
     /// The last round-trip time the peer's reports gave.
     round_trip: Option<Duration>,
+    /// The share of our packets the peer's last report said were lost, in percent (our Opus
+    /// encoder adds that much FEC).
+    peer_loss_percent: u8,
+    /// Lost packets filled in from the next packet's in-band FEC data.
+    fec_recovered: u64,
     decoder: Option<Decoder>,
     encoder: Option<Encoder>,
     playout: Vec<Playout>,
@@ -105,6 +110,8 @@ impl AudioPath {
             next_report: None,
             last_sr: None,
             round_trip: None,
+            peer_loss_percent: 0,
+            fec_recovered: 0,
             decoder: None,
             encoder: None,
             playout: Vec::with_capacity(4),
@@ -258,6 +265,14 @@ impl AudioPath {
         if let Some(rtt) = report.round_trip {
             self.round_trip = Some(rtt);
         }
+        if let Some(fraction) = report.fraction_lost {
+            self.peer_loss_percent = (u32::from(fraction) * 100 / 256) as u8;
+            if let Some(encoder) = self.encoder.as_mut() {
+                if let Err(e) = encoder.expect_loss(self.peer_loss_percent) {
+                    tracing::debug!(error = %e, "cannot set the encoder's expected loss");
+                }
+            }
+        }
     }
 
     /// Runs the frames due at `now`: playout to the endpoint, the endpoint's audio and events,
@@ -305,7 +320,7 @@ impl AudioPath {
                 Playout::Packet(packet) => {
                     let pcm = if wants_pcm {
                         self.pcm.clear();
-                        decode(&mut self.decoder, Some(&packet.payload), 0, &mut self.pcm)
+                        decode(&mut self.decoder, &packet.payload, &mut self.pcm)
                     } else {
                         false
                     };
@@ -319,13 +334,8 @@ impl AudioPath {
                         pcm: pcm.then_some(&self.pcm[..]),
                     });
                 }
-                Playout::Lost(duration) => {
-                    let pcm = if wants_pcm {
-                        self.pcm.clear();
-                        decode(&mut self.decoder, None, duration, &mut self.pcm)
-                    } else {
-                        false
-                    };
+                Playout::Lost { duration, next } => {
+                    let pcm = wants_pcm && self.recover(next.as_deref(), duration);
                     endpoint.on_audio(Incoming::Lost {
                         duration,
                         pcm: pcm.then_some(&self.pcm[..]),
@@ -334,6 +344,26 @@ impl AudioPath {
             }
         }
         self.playout = items;
+    }
+
+    /// Fills `self.pcm` with `duration` samples standing in for a lost packet, from `next`'s
+    /// FEC data when it has some; false when there is no decoder or it failed.
+    fn recover(&mut self, next: Option<&[u8]>, duration: usize) -> bool {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return false;
+        };
+        self.pcm.clear();
+        match decoder.recover(next, duration, &mut self.pcm) {
+            Ok(Concealment::Fec) => {
+                self.fec_recovered += 1;
+                true
+            }
+            Ok(Concealment::Plc) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot conceal lost audio");
+                false
+            }
+        }
     }
 
     /// Key presses in the decoded audio of this piece (`self.pcm`).
@@ -408,7 +438,11 @@ impl AudioPath {
             }
             Outgoing::Pcm(frame) => {
                 if self.encoder.is_none() && !self.codec_failed {
-                    match Encoder::new(self.codec) {
+                    let made = Encoder::new(self.codec).and_then(|mut encoder| {
+                        encoder.expect_loss(self.peer_loss_percent)?;
+                        Ok(encoder)
+                    });
+                    match made {
                         Ok(encoder) => self.encoder = Some(encoder),
                         Err(e) => {
                             tracing::warn!(error = %e, "cannot make an encoder");
@@ -452,7 +486,8 @@ impl AudioPath {
             received: self.received.received(),
             expected: self.received.expected(),
             sent: u64::from(self.sender.packets),
-            concealed: jitter.lost,
+            concealed: jitter.lost.saturating_sub(self.fec_recovered),
+            fec_recovered: self.fec_recovered,
             late: jitter.late,
             duplicates: jitter.duplicates,
             trimmed: jitter.trimmed,
@@ -465,16 +500,11 @@ impl AudioPath {
 }
 
 /// Decodes into `pcm`; false when there is no decoder or it failed.
-fn decode(
-    decoder: &mut Option<Decoder>,
-    payload: Option<&Bytes>,
-    lost: usize,
-    pcm: &mut Vec<i16>,
-) -> bool {
+fn decode(decoder: &mut Option<Decoder>, payload: &Bytes, pcm: &mut Vec<i16>) -> bool {
     let Some(decoder) = decoder.as_mut() else {
         return false;
     };
-    match decoder.decode(payload.map(|p| &p[..]), lost, pcm) {
+    match decoder.decode(Some(payload), 0, pcm) {
         Ok(()) => true,
         Err(e) => {
             tracing::debug!(error = %e, "undecodable audio");

@@ -100,6 +100,7 @@ pub(super) async fn run_call(
             expected = summary.expected,
             sent = summary.sent,
             concealed = summary.concealed,
+            fec_recovered = summary.fec_recovered,
             late = summary.late,
             duplicates = summary.duplicates,
             trimmed = summary.trimmed,
@@ -109,7 +110,12 @@ pub(super) async fn run_call(
             round_trip_ms = ?summary.round_trip_ms,
             "media of the call"
         );
-        metrics.call_media(summary.concealed, summary.late, summary.jitter_ms);
+        metrics.call_media(
+            summary.concealed + summary.fec_recovered,
+            summary.fec_recovered,
+            summary.late,
+            summary.jitter_ms,
+        );
         let client_features =
             client_features.and_then(|mut answer| answer.try_recv().ok().flatten());
         let report = CallReport {

@@ -321,6 +321,7 @@ mod tests {
             expected,
             sent: received,
             concealed: 0,
+            fec_recovered: 0,
             late: 0,
             duplicates: 0,
             trimmed: 0,

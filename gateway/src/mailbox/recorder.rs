@@ -6,6 +6,11 @@
 //! | --- | --- | --- |
 //! | Opus | packets copied into Ogg pages | decoded at 16 kHz |
 //! | PCMU/PCMA | decoded, Opus-encoded at 8 kHz | decoded, 8 kHz |
+//!
+//! A short gap (lost packets, up to [`MAX_REPAIRED`]) is filled with the audio itself where the
+//! next packet's in-band FEC holds it (Opus), else with concealment; only longer gaps (a caller
+//! on hold, DTX) become silence. For the Ogg copy of an Opus caller, what fills the gap is
+//! encoded as packets of its own.
 
 use std::io::{self, Seek, Write};
 use std::time::Duration;
@@ -14,6 +19,8 @@ use super::activity::{level_dbfs, opus_voice_activity};
 use super::ogg_opus::OggOpusWriter;
 use super::wav::WavRecorder;
 use crate::config::RecordingFormat;
+use crate::media::codec::{opus_has_fec, Concealment, Decoder, Encoder};
+use crate::media::plc::G711Concealer;
 use crate::types::Codec;
 
 /// A jump in RTP time longer than this is a new stream, not a gap to fill.
@@ -22,6 +29,9 @@ const MAX_GAP: Duration = Duration::from_secs(30);
 const NARROW_FRAME: usize = 160;
 /// Bit rate of the Opus encoding of G.711 callers: transparent for narrowband speech.
 const NARROWBAND_OPUS_BITRATE: i32 = 16_000;
+/// The longest gap filled in (in 48 kHz samples: 60 ms, three lost 20 ms packets); longer ones
+/// are silence.
+pub const MAX_REPAIRED: u64 = 3 * 960;
 
 /// Records one caller's audio.
 pub struct Recorder<W: Write + Seek> {
@@ -32,6 +42,14 @@ pub struct Recorder<W: Write + Seek> {
     /// Decodes CELT-only Opus packets (which carry no voice flag) at 8 kHz for their level.
     level_decoder: Option<opus::Decoder>,
     scratch: Vec<i16>,
+    /// The last Opus packet recorded, to start a decoder for filling a gap after it.
+    last_opus: Vec<u8>,
+    /// Encodes what fills a gap in the Ogg copy of an Opus caller (made at the first gap).
+    gap_encoder: Option<Box<Encoder>>,
+    /// Conceals gaps in G.711 callers' audio.
+    concealer: G711Concealer,
+    /// Lost packets filled in from the next packet's FEC data.
+    recovered: u64,
 }
 
 enum Sink<W: Write + Seek> {
@@ -146,7 +164,16 @@ impl<W: Write + Seek> Recorder<W> {
             silence_threshold,
             level_decoder: None,
             scratch: Vec::with_capacity(5760),
+            last_opus: Vec::new(),
+            gap_encoder: None,
+            concealer: G711Concealer::default(),
+            recovered: 0,
         })
+    }
+
+    /// Lost packets filled in from FEC data so far.
+    pub fn recovered(&self) -> u64 {
+        self.recovered
     }
 
     /// Records a packet the caller sent with RTP `timestamp`; returns whether it holds voice.
@@ -154,13 +181,118 @@ impl<W: Write + Seek> Recorder<W> {
         let clock = u64::from(self.codec.clock_rate());
         let duration48 = self.codec.payload_duration(payload).unwrap_or(960).max(1) as u64;
         let gap48 = self.place(timestamp, duration48, clock);
-        if gap48 > 0 {
+        if gap48 > MAX_REPAIRED {
             self.silence(gap48)?;
+        } else if gap48 > 0 {
+            self.fill(gap48, payload)?;
         }
         match self.codec {
-            Codec::Opus => self.opus_packet(payload, duration48),
+            Codec::Opus => {
+                self.last_opus.clear();
+                self.last_opus.extend_from_slice(payload);
+                self.opus_packet(payload, duration48)
+            }
             Codec::Pcmu | Codec::Pcma => self.g711_packet(payload),
         }
+    }
+
+    /// Fills a short gap of `gap48` samples (at 48 kHz) before the packet `next`: from its FEC
+    /// data where it has some, else concealed; silence only if neither can be made.
+    fn fill(&mut self, gap48: u64, next: &[u8]) -> io::Result<()> {
+        match (&mut self.sink, self.codec) {
+            (_, Codec::Pcmu | Codec::Pcma) => {
+                self.scratch.clear();
+                self.concealer
+                    .conceal((gap48 / 6) as usize, &mut self.scratch);
+                match &mut self.sink {
+                    Sink::Ogg {
+                        writer,
+                        encoder: Some(encoder),
+                    } => encoder.push(self.scratch.iter().copied(), writer),
+                    Sink::Ogg { encoder: None, .. } => self.silence(gap48),
+                    Sink::Wav { writer, .. } => writer.samples(&self.scratch),
+                }
+            }
+            (
+                Sink::Wav {
+                    writer,
+                    decoder: Some(decoder),
+                },
+                Codec::Opus,
+            ) => {
+                // At 16 kHz, in whole 2.5 ms steps: concealment, then the last packet's worth
+                // from the FEC data.
+                let gap16 = (gap48 / 3) as usize / 40 * 40;
+                let fec16 = if opus_has_fec(next) {
+                    (self.codec.payload_duration(next).unwrap_or(960) / 3).min(gap16) / 40 * 40
+                } else {
+                    0
+                };
+                self.scratch.resize(gap16, 0);
+                let (plc, fec) = self.scratch.split_at_mut(gap16 - fec16);
+                let made = (plc.is_empty() || decoder.decode(&[], plc, false).is_ok())
+                    && (fec.is_empty() || decoder.decode(next, fec, true).is_ok());
+                if !made {
+                    return writer.silence(gap48 / 3);
+                }
+                if fec16 > 0 {
+                    self.recovered += 1;
+                }
+                writer.samples(&self.scratch)
+            }
+            (Sink::Ogg { .. }, Codec::Opus) => match self.opus_gap_packets(gap48, next) {
+                Some(packets) => {
+                    let Sink::Ogg { writer, .. } = &mut self.sink else {
+                        return Ok(());
+                    };
+                    for (packet, duration) in packets {
+                        writer.packet(&packet, duration)?;
+                    }
+                    Ok(())
+                }
+                None => self.silence(gap48),
+            },
+            (Sink::Wav { decoder: None, .. }, Codec::Opus) => self.silence(gap48),
+        }
+    }
+
+    /// Opus packets holding `gap48` samples of audio for a gap before `next`: a decoder
+    /// started on the packet before the gap conceals it, the last packet's worth from `next`'s
+    /// FEC data where it has some, and the result is encoded in 20 ms packets (the rest in a
+    /// shorter one). `None` when that fails.
+    fn opus_gap_packets(&mut self, gap48: u64, next: &[u8]) -> Option<Vec<(Vec<u8>, u64)>> {
+        let gap = gap48 as usize / 120 * 120;
+        let mut decoder = Decoder::new(Codec::Opus).ok()?;
+        let mut pcm = Vec::with_capacity(gap + 960);
+        if !self.last_opus.is_empty() {
+            decoder.decode(Some(&self.last_opus), 0, &mut pcm).ok()?;
+        }
+        pcm.clear();
+        let next_duration = self.codec.payload_duration(next).unwrap_or(960);
+        let fec = next_duration.min(gap);
+        if gap > fec {
+            decoder.decode(None, gap - fec, &mut pcm).ok()?;
+        }
+        if decoder.recover(Some(next), fec, &mut pcm).ok()? == Concealment::Fec {
+            self.recovered += 1;
+        }
+        if self.gap_encoder.is_none() {
+            self.gap_encoder = Some(Box::new(Encoder::new(Codec::Opus).ok()?));
+        }
+        let encoder = self.gap_encoder.as_mut()?;
+        let mut packets = Vec::new();
+        let mut buffer = [0u8; 1500];
+        let mut rest = &pcm[..pcm.len().min(gap)];
+        while !rest.is_empty() {
+            // Opus frame sizes: 20, 10, 5 or 2.5 ms.
+            let size = [960, 480, 240, 120]
+                .into_iter()
+                .find(|s| *s <= rest.len())?;
+            let n = encoder.encode_samples(&rest[..size], &mut buffer).ok()?;
+            packets.push((buffer[..n].to_vec(), size as u64));
+            rest = &rest[size..];
+        }
+        Some(packets)
     }
 
     /// Recorded audio so far.
@@ -281,6 +413,7 @@ impl<W: Write + Seek> Recorder<W> {
     fn g711_packet(&mut self, payload: &[u8]) -> io::Result<bool> {
         self.scratch.clear();
         self.codec.decode_g711(payload, &mut self.scratch);
+        self.concealer.heard(&mut self.scratch);
         let voice = level_dbfs(&self.scratch) > self.silence_threshold;
         match &mut self.sink {
             Sink::Ogg {
@@ -393,6 +526,49 @@ mod tests {
             let reader = hound::WavReader::new(Cursor::new(file)).unwrap();
             assert_eq!(reader.spec().sample_rate, rate);
             assert_eq!(reader.duration(), 2 * rate);
+        }
+    }
+
+    #[test]
+    fn lost_packets_are_filled_from_fec_or_concealed_not_left_silent() {
+        let frames = crate::media::codec::tests::voice(100);
+        let lost = |i: usize| i % 10 == 5;
+        for (format, codec, extension) in [
+            (RecordingFormat::OggOpus, Codec::Opus, "ogg"),
+            (RecordingFormat::Wav, Codec::Opus, "wav"),
+            (RecordingFormat::Wav, Codec::Pcmu, "wav"),
+            (RecordingFormat::OggOpus, Codec::Pcma, "ogg"),
+        ] {
+            let mut encoder = Encoder::new(codec).unwrap();
+            encoder.expect_loss(10).unwrap();
+            let mut out = Cursor::new(Vec::new());
+            let mut recorder = Recorder::new(&mut out, format, codec, -48.0, &[]).unwrap();
+            let mut packet = vec![0u8; 1500];
+            let units = codec.frame_timestamp_units();
+            for (i, frame) in frames.iter().enumerate() {
+                let n = encoder.encode(frame, &mut packet).unwrap();
+                if !lost(i) {
+                    recorder.packet(i as u32 * units, &packet[..n]).unwrap();
+                }
+            }
+            let recovered = recorder.recovered();
+            recorder.finish().unwrap();
+            if codec == Codec::Opus {
+                assert!(recovered >= 7, "{format:?}: {recovered} of 9 from FEC");
+            }
+            let samples = decoded(&out.into_inner(), extension);
+            // Each lost 20 ms holds sound at the level around it, not silence.
+            for i in (5..95).step_by(10) {
+                let level = |frame: usize| {
+                    level_dbfs(&samples[frame * FRAME_SAMPLES..(frame + 1) * FRAME_SAMPLES])
+                };
+                let around = (level(i - 1) + level(i + 1)) / 2.0;
+                assert!(
+                    level(i) > around - 10.0,
+                    "{format:?} {codec:?}: frame {i} at {} dBFS, {around} around it",
+                    level(i)
+                );
+            }
         }
     }
 

@@ -178,6 +178,11 @@ impl Recording {
         };
         let duration = recorder.duration();
         let committed = recorder.committed();
+        tracing::debug!(
+            id = %self.id,
+            fec_recovered = recorder.recovered(),
+            "lost packets filled in from FEC"
+        );
         let completed = recorder.finish().is_ok();
         let failed = self.failed.load(Ordering::Relaxed) || !completed;
         let finish = Finish {

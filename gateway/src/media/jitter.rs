@@ -38,8 +38,14 @@ pub struct Buffered {
 pub enum Playout {
     /// A packet, in order.
     Packet(Buffered),
-    /// Audio that never arrived, to conceal: this many samples at 48 kHz.
-    Lost(usize),
+    /// Audio that never arrived, to conceal.
+    Lost {
+        /// Its duration in samples at 48 kHz.
+        duration: usize,
+        /// The payload of the packet after it, when that one is here: its in-band FEC data
+        /// (Opus) may hold the lost audio.
+        next: Option<Bytes>,
+    },
 }
 
 /// What became of an inserted packet.
@@ -176,7 +182,10 @@ impl JitterBuffer {
             }
             self.stats.lost += 1;
             self.credit -= self.last_duration as isize;
-            out.push(Playout::Lost(self.last_duration));
+            out.push(Playout::Lost {
+                duration: self.last_duration,
+                next: self.packets.get(&(next + 1)).map(|p| p.payload.clone()),
+            });
             next += 1;
         }
         self.next = Some(next);
@@ -205,7 +214,7 @@ mod tests {
         out.iter()
             .map(|p| match p {
                 Playout::Packet(b) => i32::from(b.payload[0]),
-                Playout::Lost(_) => -1,
+                Playout::Lost { .. } => -1,
             })
             .collect()
     }
@@ -241,9 +250,25 @@ mod tests {
         for n in [1, 2, 4, 5] {
             buffer.insert(n, packet(n as u8));
         }
-        let played: Vec<i32> = (0..4).flat_map(|_| ids(&play(&mut buffer))).collect();
-        assert_eq!(played, [1, 2, -1, 4]);
+        let played: Vec<Playout> = (0..4).flat_map(|_| play(&mut buffer)).collect();
+        assert_eq!(ids(&played), [1, 2, -1, 4]);
         assert_eq!(buffer.stats().lost, 1);
+        // The loss comes with the packet after it, for its FEC data.
+        assert_eq!(
+            played[2],
+            Playout::Lost {
+                duration: FRAME_SAMPLES,
+                next: Some(packet(4).payload)
+            }
+        );
+        // Two in a row: the first has no next packet to recover from.
+        let mut buffer = JitterBuffer::new();
+        for n in [1, 2, 5, 6] {
+            buffer.insert(n, packet(n as u8));
+        }
+        let played: Vec<Playout> = (0..4).flat_map(|_| play(&mut buffer)).collect();
+        assert!(matches!(&played[2], Playout::Lost { next: None, .. }));
+        assert!(matches!(&played[3], Playout::Lost { next: Some(_), .. }));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod inband_dtmf;
 pub mod jitter;
 pub mod leg;
 pub mod pacer;
+pub mod plc;
 pub mod port_range;
 pub mod reflexive;
 pub mod rtcp;

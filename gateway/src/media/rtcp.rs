@@ -97,6 +97,9 @@ pub struct PeerReport {
     /// one of our sender reports (RFC 3550 6.4.1: arrival, less the LSR it echoes, less the
     /// delay it says it held it).
     pub round_trip: Option<Duration>,
+    /// The fraction of our packets its report block about our stream says were lost since
+    /// its previous report, in 1/256.
+    pub fraction_lost: Option<u8>,
 }
 
 /// Reads the peer's compound packet `plain` (parsed once), which arrived at `arrived` (our
@@ -120,6 +123,9 @@ pub fn read_report(plain: &[u8], ours: u32, arrived: Instant, wallclock: SystemT
         } else {
             continue;
         };
+        if let Some(block) = blocks.iter().find(|b| b.ssrc == ours) {
+            report.fraction_lost.get_or_insert(block.fraction_lost);
+        }
         let answer = blocks
             .iter()
             .find(|b| b.ssrc == ours && b.last_sender_report != 0);

@@ -71,8 +71,10 @@ pub struct AudioSummary {
     pub expected: u64,
     /// RTP packets sent.
     pub sent: u64,
-    /// Packets concealed at playout.
+    /// Lost packets concealed at playout (made up from the audio before them).
     pub concealed: u64,
+    /// Lost packets recovered at playout from the next packet's in-band FEC data.
+    pub fec_recovered: u64,
     /// Packets that came after their turn.
     pub late: u64,
     /// Duplicates dropped.
