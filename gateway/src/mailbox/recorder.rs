@@ -188,8 +188,11 @@ impl<W: Write + Seek> Recorder<W> {
         }
         match self.codec {
             Codec::Opus => {
-                self.last_opus.clear();
-                self.last_opus.extend_from_slice(payload);
+                // Only the Ogg copy starts a decoder on it to fill a gap.
+                if matches!(self.sink, Sink::Ogg { .. }) {
+                    self.last_opus.clear();
+                    self.last_opus.extend_from_slice(payload);
+                }
                 self.opus_packet(payload, duration48)
             }
             Codec::Pcmu | Codec::Pcma => self.g711_packet(payload),
